@@ -1,0 +1,102 @@
+"""``daemond``: run the daemon in the foreground, or check a config.
+
+Every failure an operator can cause (bad config, port in use, unwritable
+state directory) ends with one clear line on stderr and exit status 1 —
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import signal
+import sys
+import threading
+
+from daemon import __version__
+
+log = logging.getLogger("daemond")
+
+#: Stack size for connection threads: thread-per-connection daemons hold thousands.
+THREAD_STACK_SIZE = 512 * 1024
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="daemond",
+        description="A pluggable, threaded network daemon. Runs in the foreground; "
+        "stop it with SIGTERM or Ctrl-C, drive it with daemonctl.",
+    )
+    parser.add_argument("-c", "--config", metavar="FILE",
+                        help="config file (default: $DAEMOND_CONFIG, ./etc/daemond.yaml, /etc/daemond/daemond.yaml)")
+    parser.add_argument("--check-config", action="store_true", help="validate the config, print problems, exit 0 or 1")
+    console = parser.add_mutually_exclusive_group()
+    console.add_argument("--console", dest="console", action="store_true", default=None,
+                         help="read control commands from stdin (default when stdin is a terminal)")
+    console.add_argument("--no-console", dest="console", action="store_false", help="no console on stdin")
+    parser.add_argument("--version", action="version", version=f"daemond {__version__}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    from daemon.config import ConfigError, find_config, load_config
+    from daemon.plugins import PluginLoader
+
+    loader = PluginLoader()
+    try:
+        path = find_config(args.config)
+        config = load_config(path, loader)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        if args.check_config:
+            print(f"daemond: config has {len(exc.problems)} problem(s)", file=sys.stderr)
+        return 1
+    if args.check_config:
+        print(f"{path}: ok ({len(config.listeners)} listeners, plugins: {', '.join(config.plugins)})")
+        return 0
+    return serve(config, loader, path)
+
+
+def serve(config, loader, path) -> int:
+    from daemon.server import Daemon, StartError
+
+    _raise_fd_limit()
+    threading.stack_size(THREAD_STACK_SIZE)
+    daemon = Daemon(config, loader)
+    try:
+        daemon.start()
+    except StartError as exc:
+        print(f"daemond: {exc}", file=sys.stderr)
+        return 1
+    log.info("using config file %s", path)
+    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
+    try:
+        daemon.wait()
+    finally:
+        daemon.stop()
+    return 0
+
+
+def _raise_fd_limit() -> None:
+    """One descriptor per connection: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""The daemon's config: where it is found, what it may say, and its validation.
+
+``load_config`` reads one YAML file and checks all of it — the core's keys,
+every listener, and each plugin's own section through the plugin's schema —
+reporting every problem as ``FILE:LINE:COL: message``, not just the first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemon import yamlsource
+from daemon.settings import Field, Schema
+from daemon.yamlsource import Mark, Problem, ProblemList
+
+#: Where ``daemond`` looks for its config when ``-c`` is not given, after ``$DAEMOND_CONFIG``.
+SEARCH_PATH = (Path("etc/daemond.yaml"), Path("/etc/daemond/daemond.yaml"))
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class ConfigError(Exception):
+    """The config cannot be used; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def _check_host(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+LISTENER_SCHEMA = Schema(
+    {
+        "host": Field(str, default="127.0.0.1", check=_check_host, help="address to bind; '::' or '0.0.0.0' for all"),
+        "port": Field(int, min=0, max=65535, help="TCP port; 0 picks a free one (tests)"),
+        "plugins": Field(list, items=str, min=1, help="plugins serving this listener, in order"),
+        "max_connections": Field(int, default=1000, min=1, max=1_000_000),
+        "max_per_ip": Field(int, default=None, nullable=True, min=1),
+        "idle_timeout": Field(float, default=300.0, min=0, help="seconds without input before a session is closed; 0 = never"),
+        "max_line": Field(int, default=4096, min=16, max=16 * 1024 * 1024),
+        "send_queue": Field(int, default=1024 * 1024, min=4096, help="bytes queued for a slow reader before it is cut"),
+        "keepalive": Field(bool, default=True),
+        "backlog": Field(int, default=1024, min=1, max=65535),
+    }
+)
+
+LOGGING_SCHEMA = Schema(
+    {
+        "file": Field(str, default="daemond.log", nullable=True, help="relative to the state directory; null: no file"),
+        "level": Field(str, default="info", choices=LOG_LEVELS),
+        "buffer": Field(int, default=1000, min=0, max=1_000_000, help="lines kept in memory for `daemonctl logs`"),
+    }
+)
+
+CONTROL_SCHEMA = Schema(
+    {
+        "socket": Field(str, default=None, nullable=True),
+        "group": Field(str, default=None, nullable=True),
+    }
+)
+
+RELOAD_SCHEMA = Schema(
+    {
+        "watch": Field(bool, default=True),
+        "debounce": Field(float, default=0.25, min=0, max=10),
+    }
+)
+
+TOP_SCHEMA = Schema(
+    {
+        "state_dir": Field(str, default=None, nullable=True),
+        "listeners": Field(dict),
+        "plugins": Field(dict, default=None, nullable=True),
+        "logging": Field(dict, default=None, nullable=True),
+        "control": Field(dict, default=None, nullable=True),
+        "reload": Field(dict, default=None, nullable=True),
+    }
+)
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    name: str
+    host: str
+    port: int
+    plugins: tuple[str, ...]
+    max_connections: int = 1000
+    max_per_ip: int | None = None
+    idle_timeout: float = 300.0
+    max_line: int = 4096
+    send_queue: int = 1024 * 1024
+    keepalive: bool = True
+    backlog: int = 1024
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+@dataclass
+class Config:
+    path: Path
+    state_dir: Path
+    listeners: dict[str, ListenerConfig]
+    plugin_settings: dict[str, dict[str, Any]]
+    log_file: Path | None
+    log_level: str = "info"
+    log_buffer: int = 1000
+    control_socket: Path | None = None
+    control_group: str | None = None
+    reload_watch: bool = True
+    reload_debounce: float = 0.25
+    digest: str = ""
+    #: plugin name -> the LoadedPlugin, for every plugin a listener or ``plugins:`` names
+    plugins: dict[str, Any] = field(default_factory=dict)
+
+    def resolve(self, path: str | os.PathLike) -> Path:
+        """A path from the config: relative ones stand in the state directory."""
+        p = Path(os.path.expanduser(str(path)))
+        return p if p.is_absolute() else self.state_dir / p
+
+
+def find_config(explicit: str | None = None, environ=os.environ) -> Path:
+    """The config to use: ``-c``, else ``$DAEMOND_CONFIG``, else the search path."""
+    if explicit:
+        return Path(explicit)
+    if environ.get("DAEMOND_CONFIG"):
+        return Path(environ["DAEMOND_CONFIG"])
+    for candidate in SEARCH_PATH:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(str(p) for p in SEARCH_PATH)
+    raise ConfigError([Problem(None, f"no config file found (tried $DAEMOND_CONFIG, {tried}); use -c FILE")])
+
+
+def default_state_dir(environ=os.environ) -> Path:
+    """``$STATE_DIRECTORY`` (systemd), else ``$XDG_STATE_HOME/daemond``, else ~/.local/state/daemond."""
+    if environ.get("STATE_DIRECTORY"):
+        # systemd may pass several, colon-separated; the first is ours
+        return Path(environ["STATE_DIRECTORY"].split(":")[0])
+    base = environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "daemond"
+
+
+def load_config(path: str | os.PathLike, loader, environ=os.environ) -> Config:
+    """Read and validate the config at ``path``; raise ConfigError listing every problem.
+
+    ``loader`` is the :class:`daemon.plugins.PluginLoader` that finds the
+    plugins the config names and asks each for its settings schema.
+    """
+    path = Path(path)
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(None, f"{shown}: config file not found")]) from None
+    except PermissionError:
+        raise ConfigError([Problem(None, f"{shown}: cannot read config file: permission denied")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(None, f"{shown}: cannot read config file: {exc}")]) from None
+    return parse_config(text, path, loader, environ)
+
+
+def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
+    shown = str(path)
+    try:
+        doc, doc_mark = yamlsource.load(text, shown)
+    except ProblemList as exc:
+        raise ConfigError(exc.problems) from None
+    if doc is None:
+        raise ConfigError([Problem(Mark(shown, 1, 1), "config is empty (it needs at least 'listeners:')")])
+    top, problems = TOP_SCHEMA.validate(doc, doc_mark, "")
+    if not isinstance(doc, dict):
+        raise ConfigError(problems)
+
+    def marks_of(key):
+        return doc.value_marks.get(key, doc_mark) if hasattr(doc, "value_marks") else doc_mark
+
+    sections = {}
+    for key, schema in (("logging", LOGGING_SCHEMA), ("control", CONTROL_SCHEMA), ("reload", RELOAD_SCHEMA)):
+        raw = top.get(key) if isinstance(top.get(key), dict) else None
+        sections[key], found = schema.validate(raw, marks_of(key), key)
+        problems.extend(found)
+
+    listeners: dict[str, ListenerConfig] = {}
+    named_plugins: dict[str, Mark] = {}
+    raw_listeners = top.get("listeners")
+    if isinstance(raw_listeners, dict):
+        if not raw_listeners:
+            problems.append(Problem(marks_of("listeners"), "listeners: at least one listener is needed"))
+        for name, raw in raw_listeners.items():
+            mark = raw_listeners.value_marks.get(name) if hasattr(raw_listeners, "value_marks") else marks_of("listeners")
+            values, found = LISTENER_SCHEMA.validate(raw, mark, f"listeners.{name}")
+            problems.extend(found)
+            if found:
+                continue
+            plugin_marks = getattr(values["plugins"], "item_marks", [mark] * len(values["plugins"]))
+            seen = set()
+            for plugin, pmark in zip(values["plugins"], plugin_marks):
+                if plugin in seen:
+                    problems.append(Problem(pmark, f"listeners.{name}.plugins: {plugin!r} is listed twice"))
+                seen.add(plugin)
+                named_plugins.setdefault(plugin, pmark)
+            listeners[name] = ListenerConfig(name=str(name), **{**values, "plugins": tuple(values["plugins"])})
+        problems.extend(_address_clashes(listeners, raw_listeners))
+
+    plugin_sections = top.get("plugins") or {}
+    for plugin in plugin_sections if isinstance(plugin_sections, dict) else ():
+        key_marks = getattr(plugin_sections, "key_marks", {})
+        named_plugins.setdefault(plugin, key_marks.get(plugin, marks_of("plugins")))
+
+    loaded: dict[str, Any] = {}
+    plugin_settings: dict[str, dict[str, Any]] = {}
+    for plugin, pmark in named_plugins.items():
+        try:
+            loaded[plugin] = loader.load(plugin)
+        except Exception as exc:  # PluginLoadError, or anything a broken plugin raises on import
+            problems.append(Problem(pmark, f"plugin {plugin!r}: {exc}"))
+            continue
+        raw = plugin_sections.get(plugin) if isinstance(plugin_sections, dict) else None
+        smark = plugin_sections.value_marks.get(plugin, pmark) if hasattr(plugin_sections, "value_marks") else pmark
+        try:
+            schema = loaded[plugin].settings_schema()
+        except Exception as exc:
+            problems.append(Problem(smark, f"plugin {plugin!r}: settings schema failed: {exc!r}"))
+            continue
+        if schema is None:
+            if raw:
+                problems.append(Problem(smark, f"plugins.{plugin}: this plugin takes no settings"))
+            plugin_settings[plugin] = {}
+            continue
+        plugin_settings[plugin], found = schema.validate(raw, smark, f"plugins.{plugin}")
+        problems.extend(found)
+
+    if problems:
+        problems.sort(key=lambda p: (p.mark.line, p.mark.column) if p.mark else (0, 0))
+        raise ConfigError(problems)
+
+    state_dir_value = top.get("state_dir")
+    if state_dir_value:
+        state_dir = Path(os.path.expanduser(state_dir_value))
+        if not state_dir.is_absolute():
+            state_dir = (path.parent / state_dir).absolute()
+    else:
+        state_dir = default_state_dir(environ).absolute()
+
+    logging_cfg = sections["logging"]
+    if logging_cfg["file"]:
+        log_path = Path(os.path.expanduser(logging_cfg["file"]))
+        if not log_path.is_absolute():
+            base = Path(environ["LOGS_DIRECTORY"].split(":")[0]) if environ.get("LOGS_DIRECTORY") else state_dir
+            log_path = base / log_path
+    else:
+        log_path = None
+
+    control_cfg = sections["control"]
+    if control_cfg["socket"]:
+        socket_path = Path(os.path.expanduser(control_cfg["socket"]))
+        if not socket_path.is_absolute():
+            socket_path = state_dir / socket_path
+    elif environ.get("RUNTIME_DIRECTORY"):
+        socket_path = Path(environ["RUNTIME_DIRECTORY"].split(":")[0]) / "control.sock"
+    else:
+        socket_path = state_dir / "control.sock"
+
+    return Config(
+        path=path.absolute(),
+        state_dir=state_dir,
+        listeners=listeners,
+        plugin_settings=plugin_settings,
+        log_file=log_path,
+        log_level=logging_cfg["level"],
+        log_buffer=logging_cfg["buffer"],
+        control_socket=socket_path,
+        control_group=control_cfg["group"],
+        reload_watch=sections["reload"]["watch"],
+        reload_debounce=sections["reload"]["debounce"],
+        digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        plugins=loaded,
+    )
+
+
+def _address_clashes(listeners: dict[str, ListenerConfig], raw) -> list[Problem]:
+    problems = []
+    seen: dict[tuple[str, int], str] = {}
+    for name, lc in listeners.items():
+        if lc.port == 0:
+            continue
+        if lc.address in seen:
+            mark = raw.value_marks.get(name) if hasattr(raw, "value_marks") else None
+            problems.append(Problem(mark, f"listeners.{name}: {lc.host}:{lc.port} is already used by listener {seen[lc.address]!r}"))
+        else:
+            seen[lc.address] = name
+    return problems

@@ -1,0 +1,260 @@
+"""The plugin contract: every hook daemond calls, documented for plugin authors.
+
+A plugin is a module or an object whose functions are marked with
+``@daemon.hookimpl`` and named after a hook below. pluggy checks each
+implementation against its spec when the plugin is registered: a misspelt
+``daemond_…`` name, or an argument the spec does not offer, stops the daemon at
+start with the plugin and the hook named. An implementation may accept any
+subset of a hook's arguments.
+
+Hooks come in three groups, by the phase of the daemon's life they belong to:
+
+* **Configuration and lifecycle** — called on the main thread (or the reload
+  thread) for every loaded plugin.
+* **Sessions** — called on a connection's own thread, only for the plugins
+  that the connection's listener lists, in the order the listener lists them
+  (``plugins: [auth, chat]`` calls ``auth`` first).
+* **Control** — what a plugin adds to ``daemonctl`` and the console.
+
+Exceptions: pluggy stops a hook call at the first implementation that raises.
+For session hooks the daemon catches the exception at the session boundary,
+logs it with its traceback, counts it against the plugin, and ends that one
+connection; every other connection carries on. Raise
+:class:`daemon.SessionEnd` to end a connection on purpose, without a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from daemon.markers import hookspec
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from daemon.api import DaemonAPI
+    from daemon.commands import ControlCommand
+    from daemon.session import Session
+    from daemon.settings import Schema
+
+
+# --------------------------------------------------------------------------
+# Configuration and lifecycle
+# --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def daemond_settings_schema() -> Schema | None:
+    """Declare the settings your plugin accepts under ``plugins.<name>:``.
+
+    **When:** each time a config is validated — at start, by
+    ``daemond --check-config`` and before every reload. **Thread:** main or
+    reload thread. It is called for one plugin at a time, so you never see
+    another plugin's call.
+
+    **Return:** a :class:`daemon.Schema` describing your section. The daemon
+    checks the section against it, reports every problem as
+    ``FILE:LINE:COL: message``, fills in defaults and hands the result to
+    :func:`daemond_configure`. Return ``None`` (or do not implement the hook)
+    if your plugin takes no settings; a section for it is then an error.
+
+    **Call mode:** ``firstresult`` — one schema per plugin.
+
+    **If it raises:** the config is reported invalid, naming your plugin.
+    """
+
+
+@hookspec
+def daemond_configure(settings: dict[str, Any], daemon: DaemonAPI) -> None:
+    """Receive your validated settings.
+
+    **When:** at start, before :func:`daemond_start`, and again after every
+    reload that changes your section. **Thread:** main or reload thread. Called
+    for one plugin at a time with that plugin's own section (defaults filled
+    in; ``{}`` if the plugin has no schema).
+
+    Store what you need; settings that make sense for live sessions (a
+    message of the day, a replay count) should take effect at once.
+
+    **Call mode:** plain. **If it raises:** at start the daemon exits 1 naming
+    your plugin; at reload the reload is reported failed for your plugin and
+    the rest of the new config still applies.
+    """
+
+
+@hookspec(historic=True)
+def daemond_start(daemon: DaemonAPI) -> None:
+    """The daemon is starting: open files and databases, start helpers.
+
+    **When:** once, after :func:`daemond_configure` and before any listener
+    accepts a connection. **Thread:** main.
+
+    **Call mode:** ``historic`` — a plugin that is loaded later (a reload
+    names it for the first time) is called as soon as it is registered, with
+    the same ``daemon``, so every plugin sees exactly one start.
+
+    ``daemon`` is the :class:`daemon.api.DaemonAPI`: the state directory, a
+    logger, the daemon-wide hooks, the connected sessions.
+
+    **If it raises:** the daemon logs the error and exits 1 naming your plugin
+    (at a reload, the plugin is unloaded and the reload reported failed).
+    """
+
+
+@hookspec
+def daemond_stopping(daemon: DaemonAPI) -> None:
+    """The daemon is shutting down; sessions are still connected.
+
+    **When:** once, after every listener has stopped accepting and before the
+    daemon closes the remaining sessions. **Thread:** main. A good time to say
+    goodbye (``NOTICE …``) to your clients.
+
+    **Call mode:** plain. **If it raises:** logged; shutdown carries on.
+    """
+
+
+@hookspec
+def daemond_stopped(daemon: DaemonAPI) -> None:
+    """Every session has ended: flush and close your files and databases.
+
+    **When:** once, last thing before the process exits. **Thread:** main.
+
+    **Call mode:** plain. **If it raises:** logged; shutdown carries on.
+    """
+
+
+# --------------------------------------------------------------------------
+# Sessions (one connection each, on its own thread)
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def daemond_session_open(session: Session) -> None:
+    """A client has connected to a listener that lists your plugin.
+
+    **When:** first thing on the connection's new thread, in the order the
+    listener lists its plugins. **Thread:** the connection's own.
+
+    You may converse here: send a greeting, or run a whole dialogue with
+    :meth:`Session.read_line` (the ``auth`` plugin logs the user in here, so
+    plugins listed after it only run once a user is known). Blocking is fine:
+    the thread belongs to this connection.
+
+    **Call mode:** plain, in list order. **If it raises:** the connection
+    ends (``SessionEnd`` quietly, anything else logged with its traceback);
+    plugins after yours are not called.
+    """
+
+
+@hookspec
+def daemond_session_login(session: Session, user: str) -> None:
+    """A user has logged in on this session.
+
+    **When:** called by a login plugin (the built-in ``auth``) right after it
+    set ``session.user``. **Thread:** the connection's own. Use it to greet the
+    user or to add the session to a room.
+
+    **Call mode:** plain, in list order. **If it raises:** the connection
+    ends, as for any session hook.
+    """
+
+
+@hookspec(firstresult=True)
+def daemond_line_received(session: Session, line: str) -> bool | None:
+    """Handle one line from the client — the line protocol's dispatcher.
+
+    **When:** for every complete line on a listener whose plugins implement
+    this hook (such a listener frames its input into lines; see
+    ``docs/protocol.md``). **Thread:** the connection's own. ``line`` is
+    decoded UTF-8 without its line ending, never longer than the listener's
+    ``max_line``; over-long and badly encoded lines were already answered with
+    ``-ERR`` and never reach you.
+
+    **Return:** ``True`` if you handled the line (and sent its reply);
+    ``None`` to let the next plugin try. If nobody handles it the daemon
+    answers ``/help`` and ``/quit`` itself and ``-ERR unknown-command …``
+    otherwise.
+
+    **Call mode:** ``firstresult`` — "who handles this line": the first
+    plugin, in list order, to return a result wins. ``wrapper=True``
+    implementations may wrap every line for cross-cutting concerns (timing,
+    flood control, auditing).
+
+    **If it raises:** the connection ends, logged with the traceback.
+    """
+
+
+@hookspec
+def daemond_data_received(session: Session, data: bytes) -> None:
+    """Handle raw bytes from the client (listeners without line framing).
+
+    **When:** for each chunk read from a listener none of whose plugins
+    implements :func:`daemond_line_received`; chunk boundaries are whatever
+    TCP delivered. Bytes a previous plugin read past its last line (e.g. sent
+    right behind a login) come first. **Thread:** the connection's own.
+
+    This is the hot path: the daemon resolves the callers once per session,
+    and when a single plugin implements the hook it is called directly.
+    Send with :meth:`Session.send` to get TCP back-pressure.
+
+    **Call mode:** plain. **If it raises:** the connection ends.
+    """
+
+
+@hookspec
+def daemond_session_close(session: Session, reason: str) -> None:
+    """The connection is ending.
+
+    **When:** once per session, whatever ended it (client left, idle timeout,
+    error, shutdown, kick). **Thread:** the connection's own; the socket may
+    already be unusable, so only release your state here (e.g. leave a room,
+    tell others ``PART``). ``reason`` is a short word: ``eof``, ``quit``,
+    ``timeout``, ``error``, ``shutdown``, ``kicked``, ``overflow``, ….
+
+    **Call mode:** plain, all implementations, even when one raises earlier
+    hooks. **If it raises:** logged; the connection closes anyway.
+    """
+
+
+@hookspec
+def daemond_line_commands(session: Session) -> list[tuple[str, str]] | None:
+    """List the ``/commands`` your plugin handles, for ``/help``.
+
+    **When:** a client sends ``/help`` and no plugin handled it itself.
+    **Thread:** the connection's own.
+
+    **Return:** ``[("/roll NdM", "roll dice"), …]`` — usage and a one-line
+    description each. **Call mode:** plain; results of all plugins are
+    listed, in list order. **If it raises:** the connection ends.
+    """
+
+
+# --------------------------------------------------------------------------
+# Control (daemonctl and the console)
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def daemond_control_commands(daemon: DaemonAPI) -> list[ControlCommand] | None:
+    """Add commands to ``daemonctl`` and the daemon's console.
+
+    **When:** at start and after each reload. **Thread:** main or reload.
+
+    **Return:** a list of :class:`daemon.ControlCommand` — name, help text,
+    arguments and the function that runs it (on the control thread). A name
+    that is already taken is an error at start.
+
+    **Call mode:** plain; every plugin's commands are registered.
+    **If it raises:** the daemon exits 1 at start (reported failed at reload).
+    """
+
+
+@hookspec
+def daemond_status(daemon: DaemonAPI) -> dict[str, Any] | None:
+    """Contribute to ``daemonctl status``.
+
+    **When:** each time status is asked for. **Thread:** the control thread —
+    keep it quick and take your own locks.
+
+    **Return:** a small JSON-serialisable dict, shown under your plugin's name.
+    **Call mode:** plain. **If it raises:** status shows the error for your
+    plugin; the command still succeeds.
+    """

@@ -1,0 +1,219 @@
+"""A TCP listener: one socket, one thread accepting on it, one thread per connection.
+
+The listener enforces its connection limits before a thread exists: a
+connection over ``max_connections`` (or over ``max_per_ip`` for its address)
+is closed at once, with one ``-ERR`` line on line-based listeners, and logged.
+
+Pausing uses HAProxy's trick on Linux: ``shutdown()`` on the listening socket
+makes new connection attempts fail at once (refused, not left in a backlog)
+and wakes the accepting thread; ``listen()`` on the same socket resumes.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+import time
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from daemon.session import Session
+
+if TYPE_CHECKING:  # pragma: no cover
+    from daemon.config import ListenerConfig
+    from daemon.outbox import Flusher
+    from daemon.plugins import Chain
+
+log = logging.getLogger("daemond.listener")
+
+
+class BindError(Exception):
+    """The listener's address could not be bound (in use, permission, bad host)."""
+
+
+class Listener:
+    def __init__(self, config: ListenerConfig, chain: Chain, daemon_api, flusher: Flusher):
+        self.name = config.name
+        #: for new connections; a reload may replace both, sessions keep what they started with
+        self.config = config
+        self.chain = chain
+        self.daemon_api = daemon_api
+        self.flusher = flusher
+        self._sock: socket.socket | None = None
+        self.address: tuple[str, int] | None = None
+        # _lock guards _sessions, _per_ip, _paused, _stopping and the error counts;
+        # _state (a Condition on it) wakes the accepting thread out of a pause.
+        self._lock = threading.Lock()
+        self._state = threading.Condition(self._lock)
+        self._sessions: dict[int, Session] = {}
+        self._per_ip: Counter[str] = Counter()
+        self._paused = False
+        self._stopping = False
+        self.errors: Counter[str] = Counter()
+        self.accepted = 0
+        self.refused = 0
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def bind(self) -> None:
+        """Bind and listen now, so that failures surface before anything runs."""
+        host, port = self.config.host, self.config.port
+        try:
+            infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except socket.gaierror as exc:
+            raise BindError(f"listener {self.name!r}: cannot resolve host {host!r}: {exc.strerror}") from None
+        family, _, _, _, sockaddr = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if host in ("::", "") else 1)
+            sock.bind(sockaddr)
+            sock.listen(self.config.backlog)
+        except OSError as exc:
+            sock.close()
+            why = {errno.EADDRINUSE: "address already in use", errno.EACCES: "permission denied (ports below 1024 need privileges)",
+                   errno.EADDRNOTAVAIL: "address not available on this machine"}.get(exc.errno, exc.strerror or str(exc))
+            raise BindError(f"listener {self.name!r}: cannot listen on {_fmt(host, port)}: {why}") from None
+        self._sock = sock
+        self.address = sock.getsockname()[:2]
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._accept_loop, name=f"listener-{self.name}", daemon=True)
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket and join the accepting thread; sessions carry on."""
+        with self._lock:
+            self._stopping = True
+            self._state.notify_all()
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(5)
+        if self._sock is not None:
+            self._sock.close()
+
+    def pause(self) -> bool:
+        """Refuse new connections at once; False if already paused."""
+        with self._lock:
+            if self._paused or self._stopping:
+                return False
+            self._paused = True
+        try:
+            self._sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+        return True
+
+    def resume(self) -> bool:
+        """Accept again on the same address; False if not paused."""
+        with self._lock:
+            if not self._paused or self._stopping:
+                return False
+            self._sock.listen(self.config.backlog)
+            self._paused = False
+            self._state.notify_all()
+        return True
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    # -- sessions -------------------------------------------------------------
+
+    def sessions(self) -> list[Session]:
+        with self._lock:
+            return list(self._sessions.values())
+
+    def connection_count(self) -> int:
+        return len(self._sessions)
+
+    def session_ended(self, session: Session) -> None:
+        with self._lock:
+            if self._sessions.pop(session.id, None) is not None:
+                host = session.peer[0]
+                self._per_ip[host] -= 1
+                if self._per_ip[host] <= 0:
+                    del self._per_ip[host]
+
+    def count_error(self, plugin: str | None) -> None:
+        with self._lock:
+            self.errors[plugin or "?"] += 1
+
+    def join_sessions(self, deadline: float) -> list[Session]:
+        """Wait for every session thread until ``deadline`` (monotonic); return those still running."""
+        for session in self.sessions():
+            if session.thread is not None:
+                session.thread.join(max(0.0, deadline - time.monotonic()))
+        return [s for s in self.sessions() if s.thread is not None and s.thread.is_alive()]
+
+    # -- the accepting thread ---------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        sock = self._sock
+        while True:
+            try:
+                conn, addr = sock.accept()
+            except OSError as exc:
+                with self._lock:
+                    if self._stopping:
+                        return
+                    if self._paused:
+                        self._state.wait_for(lambda: self._stopping or not self._paused)
+                        continue
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.error("listener %s: cannot accept: %s; retrying", self.name, exc.strerror)
+                    time.sleep(0.1)
+                continue
+            self._admit(conn, addr)
+
+    def _admit(self, conn: socket.socket, addr) -> None:
+        config = self.config
+        host = addr[0]
+        with self._lock:
+            why = None
+            if len(self._sessions) >= config.max_connections:
+                why = f"listener is full ({config.max_connections} connections)"
+            elif config.max_per_ip is not None and self._per_ip[host] >= config.max_per_ip:
+                why = f"too many connections from {host} ({config.max_per_ip})"
+            if why is None:
+                session = Session(conn, addr, self)
+                self._sessions[session.id] = session
+                self._per_ip[host] += 1
+                self.accepted += 1
+            else:
+                self.refused += 1
+        if why is not None:
+            log.warning("refused %s %s: %s", self.name, _fmt(*addr[:2]), why)
+            self._refuse(conn, why)
+            return
+        thread = threading.Thread(target=session.run, name=f"conn-{self.name}-{session.peer_str}", daemon=True)
+        session.thread = thread
+        try:
+            thread.start()
+        except RuntimeError as exc:  # cannot start a new thread: out of memory or a thread limit
+            log.error("listener %s: cannot start a thread for %s: %s", self.name, session.peer_str, exc)
+            self.session_ended(session)
+            conn.close()
+
+    def _refuse(self, conn: socket.socket, why: str) -> None:
+        if self.chain.line_mode:
+            try:
+                conn.send(f"-ERR too-many-connections {why}\n".encode(), socket.MSG_DONTWAIT)
+            except OSError:
+                pass
+        conn.close()
+
+
+def _fmt(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

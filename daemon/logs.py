@@ -1,0 +1,157 @@
+"""The daemon's logging: stderr, a log file, and the last lines kept in memory.
+
+stderr carries timestamps, except under the systemd journal (``$JOURNAL_STREAM``
+set), where each line starts with a ``<N>`` syslog priority instead so that
+``journalctl -p warning`` works. The file is a ``WatchedFileHandler`` (a
+logrotate rename is followed) opened in append mode, so ``clear()`` can
+truncate it in place and the next line lands at offset 0 with no hole.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = "daemond"
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+class JournalFormatter(logging.Formatter):
+    """``<N>name: message`` — the journal adds its own timestamp."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        priority = _SYSLOG_PRIORITY.get(record.levelno, 6)
+        return "\n".join(f"<{priority}>{line}" for line in text.splitlines() or [""])
+
+
+class MemoryHandler(logging.Handler):
+    """The last ``capacity`` formatted lines, and live followers (``daemonctl logs -f``)."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.lines: deque[str] = deque(maxlen=max(capacity, 1))
+        self._followers: list[Callable[[str], None]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        # Called with the handler's lock held (logging.Handler.handle), which guards lines and _followers.
+        self.lines.append(text)
+        for follower in list(self._followers):
+            try:
+                follower(text)
+            except Exception:
+                self._followers.remove(follower)
+
+    def tail(self, n: int) -> list[str]:
+        with self.lock:
+            return list(self.lines)[-n:] if n > 0 else []
+
+    def follow(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(line)`` for each new line (under the handler's lock: be quick); returns an unsubscribe."""
+        with self.lock:
+            self._followers.append(callback)
+
+        def unsubscribe() -> None:
+            with self.lock:
+                if callback in self._followers:
+                    self._followers.remove(callback)
+
+        return unsubscribe
+
+    def clear(self) -> None:
+        with self.lock:
+            self.lines.clear()
+
+
+class PrivateWatchedFileHandler(logging.handlers.WatchedFileHandler):
+    """A WatchedFileHandler whose file is created mode 0600."""
+
+    def _open(self):
+        old = os.umask(0o077)
+        try:
+            return super()._open()
+        finally:
+            os.umask(old)
+
+
+class LogService:
+    """Owns the daemon's handlers; the control commands ``logs`` and ``clear-logs`` use it."""
+
+    def __init__(self):
+        self.logger = logging.getLogger(ROOT)
+        self.memory = MemoryHandler(1000)
+        self.file_handler: logging.FileHandler | None = None
+        self.stderr_handler: logging.Handler | None = None
+        self._lock = threading.Lock()  # guards handler replacement during reconfigure
+
+    def setup(self, level: str, file: Path | None, buffer: int, stderr: bool = True) -> None:
+        with self._lock:
+            self.logger.setLevel(level.upper())
+            self.logger.propagate = not stderr  # in-process tests keep pytest's capture
+            formatter = logging.Formatter(FORMAT)
+            self.memory.lines = deque(self.memory.lines, maxlen=max(buffer, 1))
+            self.memory.setFormatter(formatter)
+            if self.memory not in self.logger.handlers:
+                self.logger.addHandler(self.memory)
+            if stderr and self.stderr_handler is None:
+                self.stderr_handler = logging.StreamHandler(sys.stderr)
+                if os.environ.get("JOURNAL_STREAM"):
+                    self.stderr_handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+                else:
+                    self.stderr_handler.setFormatter(formatter)
+                self.logger.addHandler(self.stderr_handler)
+            current = Path(self.file_handler.baseFilename) if self.file_handler else None
+            if file != current:
+                if self.file_handler is not None:
+                    self.logger.removeHandler(self.file_handler)
+                    self.file_handler.close()
+                    self.file_handler = None
+                if file is not None:
+                    file.parent.mkdir(parents=True, exist_ok=True)
+                    self.file_handler = PrivateWatchedFileHandler(str(file), encoding="utf-8")
+                    self.file_handler.setFormatter(formatter)
+                    self.logger.addHandler(self.file_handler)
+
+    def tail(self, n: int) -> list[str]:
+        return self.memory.tail(n)
+
+    def follow(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        return self.memory.follow(callback)
+
+    def clear(self) -> None:
+        """Empty the log file in place and the in-memory lines; never unlinks."""
+        handler = self.file_handler
+        if handler is not None:
+            handler.acquire()  # no record is written while we truncate
+            try:
+                if handler.stream is not None:
+                    handler.stream.flush()
+                    handler.stream.truncate(0)
+                else:
+                    open(handler.baseFilename, "r+b").close()
+                    os.truncate(handler.baseFilename, 0)
+            finally:
+                handler.release()
+        self.memory.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            for handler in (self.file_handler, self.stderr_handler, self.memory):
+                if handler is not None:
+                    self.logger.removeHandler(handler)
+                    handler.close()
+            self.file_handler = None
+            self.stderr_handler = None

@@ -1,0 +1,210 @@
+"""Finding, loading and registering plugins.
+
+Plugins are found by name: first among the entry points of the group
+``daemond.plugins`` (the built-ins register there exactly like a third-party
+package), else as a dotted module path (``mypkg.rot13`` or ``mypkg.mod:Class``).
+A module is registered as it is; a class is instantiated once per daemon, so a
+plugin that keeps state (a chat room, a user store) keeps it per daemon.
+
+The core never imports a plugin by name: everything it knows of plugins comes
+through this module and the hooks in :mod:`daemon.hookspecs`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from daemon import PROJECT, hookspecs
+
+ENTRY_POINT_GROUP = "daemond.plugins"
+
+log = logging.getLogger("daemond.plugins")
+
+
+class PluginLoadError(Exception):
+    """A plugin could not be found, imported or registered."""
+
+
+def new_plugin_manager() -> pluggy.PluginManager:
+    """A plugin manager that knows daemond's hooks (and traces them if asked)."""
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    if os.environ.get("DAEMOND_TRACE_HOOKS", "") not in ("", "0"):
+        _trace(pm)
+    return pm
+
+
+def tracing_enabled() -> bool:
+    return os.environ.get("DAEMOND_TRACE_HOOKS", "") not in ("", "0")
+
+
+def _trace(pm: pluggy.PluginManager) -> None:
+    trace_log = logging.getLogger("daemond.trace")
+
+    def before(hook_name, hook_impls, kwargs):
+        trace_log.info("call %s(%s) -> %s", hook_name, _args(kwargs), [i.plugin_name for i in hook_impls])
+
+    def after(outcome, hook_name, hook_impls, kwargs):
+        exc = outcome.exception
+        if exc is not None:
+            trace_log.info("  %s raised %r", hook_name, exc)
+        else:
+            trace_log.info("  %s returned %r", hook_name, outcome.get_result())
+
+    pm.add_hookcall_monitoring(before, after)
+
+
+def _args(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}"[:200] for k, v in kwargs.items())
+
+
+@dataclass
+class LoadedPlugin:
+    """One plugin, loaded once per daemon."""
+
+    name: str
+    obj: Any
+    source: str  # "built-in", "entry point" or "path"
+    version: str
+    module: str
+    #: a manager holding only this plugin, for the hooks called per plugin
+    own: pluggy.PluginManager = field(repr=False, default=None)
+
+    def settings_schema(self):
+        return self.own.hook.daemond_settings_schema()
+
+    def configure(self, settings: dict[str, Any], daemon) -> None:
+        self.own.hook.daemond_configure(settings=settings, daemon=daemon)
+
+    def status(self, daemon) -> list[dict[str, Any]]:
+        return [r for r in self.own.hook.daemond_status(daemon=daemon) if r]
+
+
+class PluginLoader:
+    """Finds plugins by name and loads each once (per daemon)."""
+
+    def __init__(self, group: str = ENTRY_POINT_GROUP):
+        self._entry_points = {ep.name: ep for ep in entry_points(group=group)}
+        self._loaded: dict[str, LoadedPlugin] = {}
+
+    def available(self) -> list[str]:
+        return sorted(self._entry_points)
+
+    def loaded(self) -> dict[str, LoadedPlugin]:
+        return dict(self._loaded)
+
+    def load(self, name: str) -> LoadedPlugin:
+        if name in self._loaded:
+            return self._loaded[name]
+        ep = self._entry_points.get(name)
+        if ep is not None:
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                raise PluginLoadError(f"failed to import {ep.value}: {exc.__class__.__name__}: {exc}") from exc
+            dist = getattr(ep, "dist", None)
+            source = "built-in" if dist is not None and dist.name == "daemond" else "entry point"
+            version = dist.version if dist is not None else "?"
+        elif "." in name or ":" in name:
+            module_name, _, attr = name.partition(":")
+            try:
+                obj = importlib.import_module(module_name)
+                if attr:
+                    obj = getattr(obj, attr)
+            except ImportError as exc:
+                raise PluginLoadError(f"cannot import {name!r}: {exc}") from exc
+            except AttributeError as exc:
+                raise PluginLoadError(f"{exc}") from exc
+            except Exception as exc:
+                raise PluginLoadError(f"failed to import {name!r}: {exc.__class__.__name__}: {exc}") from exc
+            source = "path"
+            version = str(getattr(importlib.import_module(module_name), "__version__", "?"))
+        else:
+            known = ", ".join(self.available()) or "none installed"
+            raise PluginLoadError(f"unknown plugin (known: {known}; or give a dotted module path)")
+        if isinstance(obj, type):
+            try:
+                obj = obj()
+            except Exception as exc:
+                raise PluginLoadError(f"cannot create {obj.__name__}(): {exc}") from exc
+        module = getattr(obj, "__name__", None) or type(obj).__module__
+        plugin = LoadedPlugin(name=name, obj=obj, source=source, version=version, module=module)
+        plugin.own = register_all([plugin])
+        self._loaded[name] = plugin
+        return plugin
+
+
+def register_all(plugins: list[LoadedPlugin]) -> pluggy.PluginManager:
+    """A new manager with ``plugins`` registered so that the first is called first.
+
+    pluggy calls the last registered implementation first, so they are
+    registered in reverse. Implementations are checked against the specs:
+    a wrong argument or an unknown ``daemond_…`` hook raises PluginLoadError.
+    """
+    pm = new_plugin_manager()
+    for plugin in reversed(plugins):
+        try:
+            pm.register(plugin.obj, name=plugin.name)
+        except ValueError:
+            # The same object under a second name (a module listed twice) is a config error elsewhere.
+            raise PluginLoadError(f"plugin {plugin.name!r} is already registered") from None
+        except pluggy.PluginValidationError as exc:
+            raise PluginLoadError(f"invalid hook implementation: {exc}") from None
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginLoadError(f"{exc} (no such hook in daemon/hookspecs.py)") from None
+    return pm
+
+
+class Chain:
+    """A listener's plugins, in order, with their session hooks resolved once.
+
+    Sessions use ``chain.hook`` for every hook, and the two hot paths —
+    ``on_line`` and ``on_data`` — are looked up here once per chain instead
+    of once per line or chunk.
+    """
+
+    def __init__(self, plugins: list[LoadedPlugin]):
+        self.plugins = list(plugins)
+        self.names = tuple(p.name for p in plugins)
+        self.pm = register_all(self.plugins)
+        self.hook = self.pm.hook
+        line_impls = [i for i in self.hook.daemond_line_received.get_hookimpls() if not (i.wrapper or i.hookwrapper)]
+        #: True when input is framed into lines (some plugin handles lines)
+        self.line_mode = bool(line_impls)
+        self.on_line = self.hook.daemond_line_received
+        self.on_data = _direct_caller(self.hook.daemond_data_received, ("session", "data"))
+        self.has_data_handler = bool(self.hook.daemond_data_received.get_hookimpls())
+
+    def plugin_for(self, code) -> str | None:
+        """The plugin whose hook implementation has this code object (to blame an exception)."""
+        for hook_name in ("daemond_session_open", "daemond_session_login", "daemond_line_received",
+                          "daemond_data_received", "daemond_session_close", "daemond_line_commands"):
+            for impl in getattr(self.hook, hook_name).get_hookimpls():
+                if getattr(impl.function, "__code__", None) is code:
+                    return impl.plugin_name
+        return None
+
+
+def _direct_caller(hook, argnames: tuple[str, ...]):
+    """The cheapest way to call ``hook``: the function itself when one plain implementation
+    takes the arguments in spec order, else pluggy's caller with keywords."""
+    impls = hook.get_hookimpls()
+    if len(impls) == 1 and not tracing_enabled():
+        impl = impls[0]
+        if not (impl.wrapper or impl.hookwrapper) and tuple(impl.argnames) == argnames:
+            return impl.function
+    names = argnames
+
+    def call(*args):
+        return hook(**dict(zip(names, args)))
+
+    return call

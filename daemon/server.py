@@ -1,0 +1,254 @@
+"""The daemon: owns the plugins, the listeners, the flusher and the logs.
+
+``Daemon.start()`` really waits until every listener is bound and re-raises a
+failure as :class:`StartError` (one line, for stderr); ``Daemon.stop()`` stops
+accepting, lets plugins say goodbye, closes every session and joins every
+thread it started.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from daemon import __version__
+from daemon.api import DaemonAPI
+from daemon.config import Config
+from daemon.listener import BindError, Listener
+from daemon.logs import LogService
+from daemon.outbox import Flusher
+from daemon.plugins import Chain, PluginLoader, PluginLoadError, register_all
+from daemon.session import Session
+
+log = logging.getLogger("daemond")
+
+#: Seconds sessions get to finish on their own at shutdown before they are cut.
+CLOSE_GRACE = 2.0
+
+
+class StartError(Exception):
+    """The daemon cannot start; the message is one line for the operator."""
+
+
+class Daemon:
+    def __init__(self, config: Config, loader: PluginLoader | None = None, *, log_to_stderr: bool = True):
+        self.config = config
+        self.loader = loader or PluginLoader()
+        self.api = DaemonAPI(self)
+        self.logs = LogService()
+        self.flusher = Flusher()
+        self.listeners: dict[str, Listener] = {}
+        self.pm = None
+        self.started_at: float = 0.0
+        self._log_to_stderr = log_to_stderr
+        self._stop_requested = threading.Event()
+        # _lock guards listeners (add/remove), _paused and _state
+        self._lock = threading.RLock()
+        self._paused = False
+        self._state = "new"  # new → running → stopping → stopped
+
+    # -- start and stop --------------------------------------------------------
+
+    def start(self) -> None:
+        config = self.config
+        self._prepare_state_dir()
+        try:
+            self.logs.setup(config.log_level, config.log_file, config.log_buffer, stderr=self._log_to_stderr)
+        except OSError as exc:
+            raise StartError(f"cannot open log file {config.log_file}: {exc.strerror or exc}") from None
+        log.info("daemond %s starting (pid %d) with config %s", __version__, os.getpid(), config.path)
+        log.info("state directory %s", config.state_dir)
+        started_plugins = False
+        try:
+            try:
+                self.pm = register_all(list(config.plugins.values()))
+            except PluginLoadError as exc:
+                raise StartError(str(exc)) from None
+            for name, plugin in config.plugins.items():
+                self._plugin_call(name, "configure", lambda: plugin.configure(config.plugin_settings.get(name, {}), self.api))
+            started_plugins = True
+            self._plugin_call(None, "start", lambda: self.pm.hook.daemond_start.call_historic(kwargs={"daemon": self.api}))
+            for lc in config.listeners.values():
+                listener = Listener(lc, Chain([config.plugins[n] for n in lc.plugins]), self.api, self.flusher)
+                try:
+                    listener.bind()
+                except BindError as exc:
+                    raise StartError(str(exc)) from None
+                self.listeners[lc.name] = listener
+            self.flusher.start()
+            for listener in self.listeners.values():
+                listener.start()
+                host, port = listener.address
+                log.info("listening on %s:%d (%s) with plugins %s", host, port, listener.name, ", ".join(listener.chain.names))
+        except BaseException:
+            self._abandon_start(started_plugins)
+            raise
+        self.started_at = time.time()
+        self._state = "running"
+
+    def _prepare_state_dir(self) -> None:
+        state_dir = self.config.state_dir
+        try:
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except PermissionError:
+            raise StartError(f"cannot create state directory {state_dir}: permission denied") from None
+        except OSError as exc:
+            raise StartError(f"cannot create state directory {state_dir}: {exc.strerror or exc}") from None
+        if not os.access(state_dir, os.W_OK | os.X_OK):
+            raise StartError(f"state directory {state_dir} is not writable")
+
+    def _plugin_call(self, name: str | None, what: str, call) -> None:
+        try:
+            call()
+        except Exception as exc:
+            culprit = name or self._blame(exc, f"daemond_{what}") or "?"
+            log.error("plugin %s failed to %s", culprit, what, exc_info=True)
+            raise StartError(f"plugin {culprit!r} failed to {what}: {exc.__class__.__name__}: {exc}") from None
+
+    def _blame(self, exc: BaseException, hook_name: str) -> str | None:
+        codes = set()
+        tb = exc.__traceback__
+        while tb is not None:
+            codes.add(tb.tb_frame.f_code)
+            tb = tb.tb_next
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            if getattr(impl.function, "__code__", None) in codes:
+                return impl.plugin_name
+        return None
+
+    def _abandon_start(self, started_plugins: bool) -> None:
+        for listener in self.listeners.values():
+            listener.stop_accepting()
+        self.listeners.clear()
+        if self.flusher.is_alive():
+            self.flusher.stop()
+        if started_plugins and self.pm is not None:
+            self._safe_hook("daemond_stopped")
+        self._state = "stopped"
+        self.logs.close()
+
+    def request_stop(self) -> None:
+        """Ask for a graceful stop (signal handlers and control commands call this)."""
+        self._stop_requested.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a stop is requested; True if it was."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stop_requested.is_set():
+            step = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            if step <= 0:
+                break
+            self._stop_requested.wait(step)  # short waits keep signal handlers prompt
+        return self._stop_requested.is_set()
+
+    def stop(self) -> None:
+        """Stop accepting, close every session, stop every thread. Idempotent."""
+        with self._lock:
+            if self._state != "running":
+                return
+            self._state = "stopping"
+        begun = time.monotonic()
+        log.info("stopping")
+        for listener in self.listeners.values():
+            listener.stop_accepting()
+        self._safe_hook("daemond_stopping")
+        sessions = self.sessions()
+        for session in sessions:
+            session.close("shutdown")
+        deadline = time.monotonic() + CLOSE_GRACE
+        left = [s for lst in self.listeners.values() for s in lst.join_sessions(deadline)]
+        for session in left:
+            session.abort("shutdown")
+        deadline = time.monotonic() + CLOSE_GRACE
+        left = [s for lst in self.listeners.values() for s in lst.join_sessions(deadline)]
+        if left:
+            log.warning("%d sessions did not end in time", len(left))
+        self._safe_hook("daemond_stopped")
+        self.flusher.stop()
+        self._state = "stopped"
+        log.info("stopped after %.2fs (%d sessions closed)", time.monotonic() - begun, len(sessions))
+        self.logs.close()
+
+    def _safe_hook(self, name: str) -> None:
+        try:
+            getattr(self.pm.hook, name)(daemon=self.api)
+        except Exception:
+            log.error("a plugin raised in %s", name, exc_info=True)
+
+    # -- what the control commands use ---------------------------------------
+
+    def sessions(self, listener: str | None = None) -> list[Session]:
+        with self._lock:
+            listeners = [self.listeners[listener]] if listener else list(self.listeners.values())
+        return [s for lst in listeners for s in lst.sessions()]
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> str:
+        with self._lock:
+            if self._paused:
+                return "already paused"
+            for listener in self.listeners.values():
+                listener.pause()
+            self._paused = True
+        log.warning("paused: new connections are refused")
+        return f"paused {len(self.listeners)} listeners; connected sessions carry on"
+
+    def resume(self) -> str:
+        with self._lock:
+            if not self._paused:
+                return "not paused; nothing to do"
+            for listener in self.listeners.values():
+                listener.resume()
+            self._paused = False
+        log.warning("resumed: accepting connections again")
+        return f"resumed {len(self.listeners)} listeners"
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            listeners = list(self.listeners.values())
+        plugins = {}
+        for name, plugin in self.config.plugins.items():
+            entry: dict[str, Any] = {"version": plugin.version, "source": plugin.source,
+                                     "errors": sum(lst.errors.get(name, 0) for lst in listeners),
+                                     "listeners": [lst.name for lst in listeners if name in lst.chain.names]}
+            try:
+                for extra in plugin.status(self.api):
+                    entry.update(extra)
+            except Exception as exc:
+                entry["status_error"] = f"{exc.__class__.__name__}: {exc}"
+            plugins[name] = entry
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "uptime": round(time.time() - self.started_at, 3) if self.started_at else 0.0,
+            "config": str(self.config.path),
+            "state_dir": str(self.config.state_dir),
+            "paused": self._paused,
+            "state": self._state,
+            "connections": sum(lst.connection_count() for lst in listeners),
+            "listeners": [
+                {
+                    "name": lst.name,
+                    "address": list(lst.address) if lst.address else None,
+                    "plugins": list(lst.chain.names),
+                    "connections": lst.connection_count(),
+                    "accepted": lst.accepted,
+                    "refused": lst.refused,
+                    "errors": dict(lst.errors),
+                    "paused": lst.paused,
+                }
+                for lst in listeners
+            ],
+            "plugins": plugins,
+        }

@@ -1,0 +1,159 @@
+"""Declarative settings schemas, for the core's config and for plugins' sections.
+
+A plugin describes its section once::
+
+    from daemon import Schema, Field
+
+    SCHEMA = Schema({
+        "motd": Field(str, default=""),
+        "replay": Field(int, default=20, min=0, max=1000),
+    })
+
+and the daemon checks every key, fills in defaults, and reports each problem
+with the file, line and column it stands at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from daemon.yamlsource import Mark, Problem
+
+_MISSING = object()
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a mapping"}
+
+
+@dataclass
+class Field:
+    """One setting.
+
+    ``type``: ``str``, ``int``, ``float`` (any number), ``bool``, ``list`` or
+    ``dict``. ``items``: the type of a list's items. ``default``: used when the
+    key is absent (leave it out to make the key required). ``nullable``:
+    ``null`` is allowed. ``min``/``max``: bounds for numbers (and list
+    lengths). ``choices``: the allowed values. ``check``: a function of the
+    value returning an error message, or ``None`` when the value is fine.
+    """
+
+    type: type
+    default: Any = _MISSING
+    help: str = ""
+    items: type | None = None
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    choices: Sequence[Any] | None = None
+    check: Callable[[Any], str | None] | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is _MISSING
+
+    def validate(self, value: Any, mark: Mark | None, where: str) -> tuple[Any, list[Problem]]:
+        if value is None:
+            if self.nullable:
+                return None, []
+            return value, [Problem(mark, f"{where}: must be {_TYPE_NAMES.get(self.type, self.type.__name__)}, not null")]
+        problem = _type_problem(value, self.type)
+        if problem:
+            return value, [Problem(mark, f"{where}: must be {problem}, not {_describe(value)}")]
+        if self.type is float:
+            value = float(value)
+        problems = []
+        if self.type is list and self.items is not None:
+            marks = getattr(value, "item_marks", None) or [mark] * len(value)
+            for i, (item, item_mark) in enumerate(zip(value, marks)):
+                item_problem = _type_problem(item, self.items)
+                if item_problem:
+                    problems.append(Problem(item_mark, f"{where}[{i}]: must be {item_problem}, not {_describe(item)}"))
+        size = len(value) if self.type in (list, dict, str) else value
+        if self.type in (int, float, list):
+            if self.min is not None and size < self.min:
+                what = "at least" if self.type is not list else "at least"
+                problems.append(Problem(mark, f"{where}: must be {what} {_num(self.min)}{' items' if self.type is list else ''}, not {_num(size)}"))
+            if self.max is not None and size > self.max:
+                problems.append(Problem(mark, f"{where}: must be at most {_num(self.max)}{' items' if self.type is list else ''}, not {_num(size)}"))
+        if self.choices is not None and value not in self.choices:
+            problems.append(Problem(mark, f"{where}: must be one of {', '.join(map(str, self.choices))}, not {value!r}"))
+        if not problems and self.check is not None:
+            message = self.check(value)
+            if message:
+                problems.append(Problem(mark, f"{where}: {message}"))
+        return value, problems
+
+
+@dataclass
+class Schema:
+    """The keys a section may hold. ``check`` sees the whole validated section
+    and returns ``[(key, message), …]`` for problems across keys."""
+
+    fields: dict[str, Field]
+    check: Callable[[dict[str, Any]], list[tuple[str, str]]] | None = None
+    extra: Field | None = field(default=None)  # type for keys not listed (None: unknown keys are errors)
+
+    def defaults(self) -> dict[str, Any]:
+        return {name: f.default for name, f in self.fields.items() if not f.required}
+
+    def validate(self, section: Any, mark: Mark | None, where: str) -> tuple[dict[str, Any], list[Problem]]:
+        """Check ``section`` (a mapping, possibly with marks); return values with defaults and problems."""
+        if section is None:
+            section = {}
+        if not isinstance(section, dict):
+            return {}, [Problem(mark, f"{where}: must be a mapping, not {_describe(section)}")]
+        key_marks = getattr(section, "key_marks", {})
+        value_marks = getattr(section, "value_marks", {})
+        section_mark = getattr(section, "mark", mark)
+        values: dict[str, Any] = {}
+        problems: list[Problem] = []
+        for key, value in section.items():
+            fld = self.fields.get(key) if isinstance(key, str) else None
+            if fld is None and self.extra is not None and isinstance(key, str):
+                fld = self.extra
+            if fld is None:
+                known = ", ".join(self.fields) or "none"
+                problems.append(Problem(key_marks.get(key, section_mark), f"{_at(where)}unknown key {key!r} (known keys: {known})"))
+                continue
+            values[key], found = fld.validate(value, value_marks.get(key, section_mark), f"{where}.{key}" if where else key)
+            problems.extend(found)
+        for name, fld in self.fields.items():
+            if name in values:
+                continue
+            if fld.required:
+                problems.append(Problem(section_mark, f"{_at(where)}missing required key {name!r}"))
+            else:
+                values[name] = fld.default
+        if not problems and self.check is not None:
+            for key, message in self.check(values) or []:
+                problems.append(Problem(value_marks.get(key, key_marks.get(key, section_mark)), f"{_at(where + '.' + key if where else key)}{message}"))
+        return values, problems
+
+
+def _at(where: str) -> str:
+    return f"{where}: " if where else ""
+
+
+def _type_problem(value: Any, expected: type) -> str | None:
+    if expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, expected)
+    return None if ok else _TYPE_NAMES.get(expected, expected.__name__)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, (dict, list)):
+        return _TYPE_NAMES[type(value) if type(value) in _TYPE_NAMES else (dict if isinstance(value, dict) else list)]
+    return f"{value!r} ({_TYPE_NAMES.get(type(value), type(value).__name__)})"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
