@@ -198,16 +198,18 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
             mark = raw_listeners.value_marks.get(name) if hasattr(raw_listeners, "value_marks") else marks_of("listeners")
             values, found = LISTENER_SCHEMA.validate(raw, mark, f"listeners.{name}")
             problems.extend(found)
-            if found:
-                continue
-            plugin_marks = getattr(values["plugins"], "item_marks", [mark] * len(values["plugins"]))
-            seen = set()
-            for plugin, pmark in zip(values["plugins"], plugin_marks):
-                if plugin in seen:
-                    problems.append(Problem(pmark, f"listeners.{name}.plugins: {plugin!r} is listed twice"))
-                seen.add(plugin)
-                named_plugins.setdefault(plugin, pmark)
-            listeners[name] = ListenerConfig(name=str(name), **{**values, "plugins": tuple(values["plugins"])})
+            plugin_list = values.get("plugins")
+            if isinstance(plugin_list, list) and all(isinstance(p, str) for p in plugin_list):
+                # checked even when other keys are wrong, so every problem shows at once
+                plugin_marks = getattr(plugin_list, "item_marks", [mark] * len(plugin_list))
+                seen = set()
+                for plugin, pmark in zip(plugin_list, plugin_marks):
+                    if plugin in seen:
+                        problems.append(Problem(pmark, f"listeners.{name}.plugins: {plugin!r} is listed twice"))
+                    seen.add(plugin)
+                    named_plugins.setdefault(plugin, pmark)
+            if not found:
+                listeners[name] = ListenerConfig(name=str(name), **{**values, "plugins": tuple(plugin_list)})
         problems.extend(_address_clashes(listeners, raw_listeners))
 
     plugin_sections = top.get("plugins") or {}

@@ -44,6 +44,7 @@ class Outbox:
         self._queue: deque[memoryview] = deque()
         self._queued = 0
         self._closed = False
+        self._interrupted = False  # wait_below() gives up (the session is being closed)
         self.bytes_sent = 0
         self.error: OSError | None = None
 
@@ -100,8 +101,20 @@ class Outbox:
         """Block until fewer than ``threshold`` bytes are queued (back-pressure for
         streaming plugins). False if the outbox closed or ``timeout`` passed."""
         with self._lock:
-            ok = self._drained.wait_for(lambda: self._closed or self._queued < threshold, timeout)
-            return bool(ok) and not self._closed
+            ok = self._drained.wait_for(
+                lambda: self._closed or self._interrupted or self._queued < threshold, timeout)
+            return bool(ok) and not self._closed and not self._interrupted
+
+    def wait_empty(self, timeout: float) -> bool:
+        """Block until everything queued is sent (used while a session finishes)."""
+        with self._lock:
+            return bool(self._drained.wait_for(lambda: self._closed or not self._queue, timeout)) and not self._queue
+
+    def interrupt(self) -> None:
+        """Make :meth:`wait_below` return False now and from now on; queued bytes stay queued."""
+        with self._lock:
+            self._interrupted = True
+            self._drained.notify_all()
 
     def flush(self) -> bool:
         """Send what the socket takes now (flusher thread). True when the queue is empty."""

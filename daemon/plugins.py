@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -115,7 +116,7 @@ class PluginLoader:
         elif "." in name or ":" in name:
             module_name, _, attr = name.partition(":")
             try:
-                obj = importlib.import_module(module_name)
+                obj = _import_local(module_name)
                 if attr:
                     obj = getattr(obj, attr)
             except ImportError as exc:
@@ -139,6 +140,18 @@ class PluginLoader:
         plugin.own = register_all([plugin])
         self._loaded[name] = plugin
         return plugin
+
+
+def _import_local(module_name: str):
+    """Import a plugin module by dotted path; the current directory is searched
+    last, so a quick local plugin works from wherever daemond is started."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module_name.startswith(exc.name) or os.getcwd() in sys.path:
+            raise
+    sys.path.append(os.getcwd())
+    return importlib.import_module(module_name)
 
 
 def register_all(plugins: list[LoadedPlugin]) -> pluggy.PluginManager:

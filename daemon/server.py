@@ -19,6 +19,7 @@ from daemon.api import DaemonAPI
 from daemon.config import Config
 from daemon.listener import BindError, Listener
 from daemon.logs import LogService
+from daemon.notify import Notifier
 from daemon.outbox import Flusher
 from daemon.plugins import Chain, PluginLoader, PluginLoadError, register_all
 from daemon.session import Session
@@ -40,6 +41,7 @@ class Daemon:
         self.api = DaemonAPI(self)
         self.logs = LogService()
         self.flusher = Flusher()
+        self.notifier = Notifier()
         self.listeners: dict[str, Listener] = {}
         self.pm = None
         self.started_at: float = 0.0
@@ -88,6 +90,20 @@ class Daemon:
             raise
         self.started_at = time.time()
         self._state = "running"
+        self.notifier.ready(self.status_line())
+        self.notifier.start_watchdog(self.healthy)
+
+    def healthy(self) -> bool:
+        """Whether the daemon's own threads are alive (gates systemd watchdog pings)."""
+        if self._state != "running":
+            return False
+        return self.flusher.is_alive() and all(lst.is_alive() for lst in self.listeners.values())
+
+    def status_line(self) -> str:
+        """A short human line for systemd's STATUS=."""
+        conns = sum(lst.connection_count() for lst in self.listeners.values())
+        paused = ", paused" if self._paused else ""
+        return f"{len(self.listeners)} listeners, {conns} connections{paused}"
 
     def _prepare_state_dir(self) -> None:
         state_dir = self.config.state_dir
@@ -128,6 +144,7 @@ class Daemon:
         if started_plugins and self.pm is not None:
             self._safe_hook("daemond_stopped")
         self._state = "stopped"
+        self.notifier.close()
         self.logs.close()
 
     def request_stop(self) -> None:
@@ -156,6 +173,8 @@ class Daemon:
             self._state = "stopping"
         begun = time.monotonic()
         log.info("stopping")
+        self.notifier.stopping()
+        self.notifier.stop_watchdog()
         for listener in self.listeners.values():
             listener.stop_accepting()
         self._safe_hook("daemond_stopping")
@@ -173,6 +192,7 @@ class Daemon:
         self._safe_hook("daemond_stopped")
         self.flusher.stop()
         self._state = "stopped"
+        self.notifier.close()
         log.info("stopped after %.2fs (%d sessions closed)", time.monotonic() - begun, len(sessions))
         self.logs.close()
 
@@ -201,6 +221,7 @@ class Daemon:
                 listener.pause()
             self._paused = True
         log.warning("paused: new connections are refused")
+        self.notifier.status(self.status_line())
         return f"paused {len(self.listeners)} listeners; connected sessions carry on"
 
     def resume(self) -> str:
@@ -211,6 +232,7 @@ class Daemon:
                 listener.resume()
             self._paused = False
         log.warning("resumed: accepting connections again")
+        self.notifier.status(self.status_line())
         return f"resumed {len(self.listeners)} listeners"
 
     def status(self) -> dict[str, Any]:

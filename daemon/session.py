@@ -153,6 +153,7 @@ class Session:
         """End the session from any thread; what is already queued is still sent."""
         if self._end_reason is None:
             self._end_reason = reason
+        self.outbox.interrupt()  # wakes the session's thread out of send()'s back-pressure wait
         try:
             self.sock.shutdown(socket.SHUT_RD)  # wakes the session's thread out of recv()
         except OSError:
@@ -331,7 +332,7 @@ class Session:
     def _drain(self, stall: float) -> None:
         """Let the flusher send what is queued while the client keeps reading."""
         last = self.outbox.queued
-        while last and not self.outbox.wait_below(1, stall):
+        while last and not self.outbox.wait_empty(stall):
             now = self.outbox.queued
             if self.outbox.closed or now >= last:
                 return
