@@ -81,6 +81,7 @@ def serve(config, loader, path) -> int:
     log.info("using config file %s", path)
     signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
+    signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
     try:
         daemon.wait()
     finally:
