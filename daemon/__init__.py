@@ -24,6 +24,7 @@ __all__ = [
     "Field",
     "ControlCommand",
     "CommandError",
+    "PluginError",
 ]
 
 
@@ -46,4 +47,8 @@ def __getattr__(name):
         from daemon import commands
 
         return getattr(commands, name)
+    if name == "PluginError":
+        from daemon import plugins
+
+        return plugins.PluginError
     raise AttributeError(f"module 'daemon' has no attribute {name!r}")

@@ -33,6 +33,15 @@ class PluginLoadError(Exception):
     """A plugin could not be found, imported or registered."""
 
 
+class PluginError(Exception):
+    """Raise from ``daemond_configure`` or ``daemond_start`` for a failure the operator must fix.
+
+    The daemon exits 1 with ``plugin NAME failed to start: MESSAGE`` — your
+    message, one line, no traceback (other exceptions are logged with theirs,
+    as the bugs they are).
+    """
+
+
 def new_plugin_manager() -> pluggy.PluginManager:
     """A plugin manager that knows daemond's hooks (and traces them if asked)."""
     pm = pluggy.PluginManager(PROJECT)

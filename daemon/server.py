@@ -21,7 +21,7 @@ from daemon.listener import BindError, Listener
 from daemon.logs import LogService
 from daemon.notify import Notifier
 from daemon.outbox import Flusher
-from daemon.plugins import Chain, LoadedPlugin, PluginLoader, PluginLoadError, register_all
+from daemon.plugins import Chain, LoadedPlugin, PluginError, PluginLoader, PluginLoadError, register_all
 from daemon.reload import Reloader, reload_daemon
 from daemon.session import Session
 
@@ -130,6 +130,10 @@ class Daemon:
     def _plugin_call(self, name: str | None, what: str, call) -> None:
         try:
             call()
+        except PluginError as exc:  # the operator's to fix: one line, no traceback
+            culprit = name or self._blame(exc, f"daemond_{what}") or "?"
+            log.error("plugin %s failed to %s: %s", culprit, what, exc)
+            raise StartError(f"plugin {culprit!r} failed to {what}: {exc}") from None
         except Exception as exc:
             culprit = name or self._blame(exc, f"daemond_{what}") or "?"
             log.error("plugin %s failed to %s", culprit, what, exc_info=True)
