@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 from auth_support import commands_of, connect, logged_in_as, plugin_of, register, run_command, start
 
@@ -121,3 +125,30 @@ def test_no_password_ever_reaches_the_log(daemond_factory):
     for secret in [*secrets, token]:
         assert secret not in log
         assert secret.lower() not in log.lower()
+
+
+def offline(config_path, *args, stdin=""):
+    return subprocess.run([sys.executable, "-m", "plugins.auth", "-c", str(config_path), *args],
+                          input=stdin, capture_output=True, text=True, timeout=30)
+
+
+def test_offline_admin_works_on_the_store_while_the_daemon_runs(daemond_factory):
+    d = start(daemond_factory)
+    added = offline(d.config_path, "users", "add", "erin", stdin="offline-pw-1\n")
+    assert (added.returncode, added.stdout, added.stderr) == (0, "added erin\n", "")
+    client, _ = connect(d)
+    assert client.command("/login erin offline-pw-1")[1].startswith("+OK logged in as erin")
+    client.close()
+    listed = offline(d.config_path, "users", "list")
+    assert [u["name"] for u in json.loads(listed.stdout)] == ["erin"]
+    assert offline(d.config_path, "users", "passwd", "erin", stdin="offline-pw-2\n").returncode == 0
+    refused = offline(d.config_path, "users", "add", "erin", stdin="offline-pw-3\n")
+    assert (refused.returncode, refused.stderr) == (1, "error: erin already exists (users passwd erin changes the password)\n")
+    declined = offline(d.config_path, "clear-auth", stdin="n\n")
+    assert (declined.returncode, declined.stdout) == (1, "Delete every user and token? [y/N] nothing done\n")
+    assert [u["name"] for u in json.loads(offline(d.config_path, "users", "list").stdout)] == ["erin"]
+    cleared = offline(d.config_path, "clear-auth", "--yes")
+    assert cleared.stdout.startswith("deleted 1 users")
+    assert offline(d.config_path, "users", "list").stdout == "[]\n"
+    for result in (added, listed, refused, cleared):
+        assert "Traceback" not in result.stderr
