@@ -249,9 +249,8 @@ class LoginDialogue:
     def _logged_in(self, key: str, name: str, how: str, new_hash: str | None) -> None:
         plugin = self.plugin
         now = plugin.clock()
-        plugin.store.record_login(key, self.ip, now, new_hash)
         token = secrets.token_urlsafe(32)
-        plugin.store.add_token(token_digest(token), key, now, now + self.settings.token_ttl)
+        plugin.store.record_login(key, self.ip, now, new_hash, token=(token_digest(token), now + self.settings.token_ttl))
         plugin.count("logins")
         plugin.log.info("login %s from %s (%s)", name, self.ip, how)
         verb = "registered and logged in as" if how == "register" else "logged in as"

@@ -145,9 +145,15 @@ class UserStore:
         with self._lock:
             return self._db.execute("SELECT 1 FROM users WHERE key = ?", (key,)).fetchone() is not None
 
-    def record_login(self, key: str, ip: str, now: float, new_hash: str | None = None) -> None:
-        """Note a login (and store a rehashed password, if the parameters changed)."""
+    def record_login(self, key: str, ip: str, now: float, new_hash: str | None = None,
+                     token: tuple[str, float] | None = None) -> None:
+        """Note a login, in one transaction with its new token ``(digest, expires)`` and a
+        rehashed password (when the hashing parameters changed)."""
         with self._lock, self._transaction() as db:
+            if token:
+                db.execute("DELETE FROM tokens WHERE expires <= ?", (now,))
+                db.execute("INSERT INTO tokens (digest, user_key, created, expires) VALUES (?, ?, ?, ?)",
+                           (token[0], key, now, token[1]))
             if new_hash:
                 db.execute("UPDATE users SET hash = ? WHERE key = ?", (new_hash, key))
             db.execute("UPDATE users SET last_login = ?, last_ip = ? WHERE key = ?", (now, ip, key))
@@ -175,12 +181,6 @@ class UserStore:
         return row[0] if row else None
 
     # -- tokens -----------------------------------------------------------------
-
-    def add_token(self, digest: str, key: str, now: float, expires: float) -> None:
-        with self._lock, self._transaction() as db:
-            db.execute("DELETE FROM tokens WHERE expires <= ?", (now,))
-            db.execute("INSERT INTO tokens (digest, user_key, created, expires) VALUES (?, ?, ?, ?)",
-                       (digest, key, now, expires))
 
     def token_user(self, digest: str, now: float) -> User | None:
         """The user a token belongs to, if it exists and has not expired."""
