@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-from daemon import hookimpl
-
 #: Cheap argon2id parameters so the suite stays fast; the defaults are tested separately.
 CHEAP_ARGON2 = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 
@@ -68,19 +66,3 @@ def session_of(running, client):
     (session,) = [s for s in running.daemon.sessions() if s.peer[1] == port]
     return session
 
-
-class LineProbe:
-    """A line plugin listed after auth (as ``auth_support:LineProbe``): shows what it sees of a login."""
-
-    @hookimpl
-    def daemond_session_login(self, session, user):
-        session.send_line(f"EVENT login {user} {session.user}")
-
-    @hookimpl
-    def daemond_session_open(self, session):
-        session.send_line(f"EVENT open {session.user}")
-
-    @hookimpl
-    def daemond_line_received(self, session, line):
-        session.ok(f"{session.user} said {line}")
-        return True

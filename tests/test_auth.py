@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argon2
 import pytest
-from auth_support import TOKEN, connect, logged_in_as, plugin_of, register, session_of, start
+from tests.auth_support import TOKEN, connect, logged_in_as, plugin_of, register, session_of, start
 
 # -- 1. the greeting -------------------------------------------------------------------
 
@@ -299,7 +299,7 @@ def test_status_reports_counts(daemond_factory):
 
 
 def test_plugins_after_auth_see_the_user_and_get_the_lines_behind_the_login(daemond_factory):
-    d = start(daemond_factory, plugins=("auth", "auth_support:LineProbe"))
+    d = start(daemond_factory, plugins=("auth", "tests.plugins.lineprobe"))
     register(d, "Alice", "password-1")[0].close()
     client, _ = connect(d)
     assert client.command("/nick x")[1].startswith("-ERR auth-required ")  # nothing reached the probe

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from auth_support import commands_of, connect, logged_in_as, plugin_of, register, run_command, start
+from tests.auth_support import commands_of, connect, logged_in_as, plugin_of, register, run_command, start
 
 from daemon import CommandError
 from daemon.commands import UsageError

@@ -9,7 +9,8 @@ import threading
 
 import argon2
 import pytest
-from auth_support import CHEAP_ARGON2, auth_settings, connect, plugin_of, register, start
+import yaml
+from tests.auth_support import CHEAP_ARGON2, auth_settings, connect, plugin_of, register, start
 
 from daemon.server import StartError
 from plugins.auth.passwords import OWASP_MINIMUM, Argon2Params, Hasher
@@ -249,19 +250,44 @@ def test_kill_9_during_a_burst_of_registrations_loses_nothing_committed(daemond_
     assert not missing, f"{len(missing)} registrations answered +OK were lost: {sorted(missing)[:5]}"
 
 
-def test_a_new_configuration_applies_to_new_connections_and_keeps_the_store(daemond_factory):
+def rewrite(running, mutate):
+    doc = yaml.safe_load(running.config_path.read_text())
+    mutate(doc)
+    running.config_path.write_text(yaml.safe_dump(doc))
+    report = running.daemon.reload()
+    assert report["ok"], report
+    return report
+
+
+def test_a_reload_applies_new_settings_to_new_connections_and_keeps_the_store(daemond_factory):
     d = start(daemond_factory)
     register(d, "alice", "password-1")[0].close()
     plugin = plugin_of(d)
     store, hasher = plugin.store, plugin.hasher
-    section, problems = SCHEMA.validate({"allow_register": False, "argon2": dict(CHEAP_ARGON2), "max_attempts": 1},
-                                        None, "plugins.auth")
-    assert not problems
-    plugin.daemond_configure(settings=section, daemon=d.daemon.api)  # what a reload does
-    assert plugin.store is store and plugin.hasher is hasher  # same parameters: same hasher
+    report = rewrite(d, lambda doc: doc["plugins"]["auth"].update(allow_register=False, max_attempts=1))
+    assert "plugin auth settings changed" in report["changes"]
+    assert plugin.store is store and plugin.hasher is hasher  # same argon2 parameters: same hasher
     client, greeting = connect(d)
     assert "/register" not in greeting
     assert client.command("/register bob password-2")[1].startswith("-ERR registration-closed ")
     assert client.command("/login alice wrong-password")[1].startswith("-ERR bad-credentials ")
     assert client.command("/login alice password-1")[1].startswith("-ERR too-many-attempts ")  # max_attempts 1
+    client.close()
+    rewrite(d, lambda doc: doc["plugins"]["auth"].update(argon2={"time_cost": 2, "memory_cost": 16, "parallelism": 1}))
+    assert plugin.hasher is not hasher and str(plugin.hasher.params) == "m=16,t=2,p=1"
+
+
+def test_auth_named_first_at_a_reload_opens_its_store(daemond_factory):
+    d = daemond_factory({"login": {"plugins": ["echo"]}}, reload={"watch": False})
+    assert not (d.config.state_dir / "auth.db").exists()
+
+    def add_auth(doc):
+        doc["listeners"]["login"]["plugins"] = ["auth", "echo"]
+        doc["plugins"] = {"auth": {"argon2": dict(CHEAP_ARGON2)}}
+
+    assert "plugin auth loaded" in rewrite(d, add_auth)["changes"]
+    assert mode(d.config.state_dir / "auth.db") == 0o600
+    client, _ = register(d, "alice", "password-1")
+    client.send(b"hi\n")
+    assert client.read_line() == "hi"
     client.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from auth_support import connect, plugin_of, register, start
+from tests.auth_support import connect, plugin_of, register, start
 
 from plugins.auth.throttle import Throttle
 
