@@ -15,6 +15,8 @@ For other plugins (the public API):
   after the login's ``+OK`` line was queued.
 
 The protocol is in docs/protocol.md; the settings are in etc/daemond.yaml.
+A reload's new settings apply to connections made after it; a new
+``database`` needs a restart (a warning says so).
 """
 
 from __future__ import annotations
