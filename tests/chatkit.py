@@ -12,26 +12,44 @@ import pytest
 from daemon.testing import LineClient
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the listener's plugins: a login plugin, then chat
-PLUGINS = ["tests.plugins.fakelogin", "chat"]
+#: the listener's plugins, as shipped: the real login, then chat
+PLUGINS = ["auth", "chat"]
+#: a login plugin for tests (no passwords), to show chat needs nothing but the core's login API
+FAKE_LOGIN = "tests.plugins.fakelogin"
 #: for daemond subprocesses, so they can import the test login plugin
 ENV = {"PYTHONPATH": str(ROOT)}
+#: cheap argon2id parameters: the chat tests log in hundreds of users
+CHEAP_ARGON2 = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 
 
-def listener(**extra) -> dict:
-    return {"chat": {"plugins": PLUGINS, **extra}}
+def listener(plugins=PLUGINS, **extra) -> dict:
+    return {"chat": {"plugins": list(plugins), **extra}}
 
 
 def settings(**chat) -> dict:
     """A ``plugins:`` section; flood control is off unless a test turns it on."""
-    return {"chat": {"rate": 0, **chat}}
+    return {"auth": {"argon2": CHEAP_ARGON2, "max_attempts": 1000}, "chat": {"rate": 0, **chat}}
 
 
-def login(client: LineClient, name: str) -> list[str]:
-    """Log ``client`` in as ``name``; the lines before the final ``+OK`` (motd, replay)."""
+def password(name: str) -> str:
+    return f"pw-of-{name.lower()}"
+
+
+def login(client: LineClient, name: str, wait: bool = True) -> list[str]:
+    """Log ``client`` in as ``name`` (registering it if new); what chat sent after the login.
+
+    Chat's lines (motd, replay) follow the login's ``+OK``; a ``/who`` after it
+    is answered only once they are all sent, so its data lines are exactly them.
+    """
     greeting = client.read_line()
     assert greeting.startswith("+OK"), greeting
-    lines, final = client.command(name)
+    lines, final = client.command(f"/register {name} {password(name)}")
+    if final.startswith("-ERR name-taken"):
+        lines, final = client.command(f"/login {name} {password(name)}")
+    assert final.startswith("+OK") and not lines, (lines, final)
+    if not wait:
+        return []
+    lines, final = client.command("/who")
     assert final.startswith("+OK"), final
     return lines
 
@@ -104,7 +122,8 @@ def collect(clients: list[LineClient], wanted, timeout: float = 30.0) -> list[li
                 except BlockingIOError:
                     continue
                 if not chunk:
-                    raise EOFError(f"client {i} was disconnected after {len(got[i])} lines: {got[i][-3:]}")
+                    raise EOFError(f"client {i} was disconnected after {len(got[i])} lines: "
+                                   f"{[line[:80] for line in got[i][-3:]]}")
                 partial[i] += chunk
                 _split(partial[i], got[i])
                 if wanted(i, got[i]):
@@ -153,8 +172,8 @@ def chat(daemond_factory):
     """Start a daemon with a chat listener: ``room = chat(**chat_settings)``; ``room.people(...)``."""
     rooms: list[Room] = []
 
-    def start(listener_extra: dict | None = None, **chat_settings) -> Room:
-        running = daemond_factory(listener(**(listener_extra or {})), settings(**chat_settings))
+    def start(listener_extra: dict | None = None, plugins=PLUGINS, **chat_settings) -> Room:
+        running = daemond_factory(listener(plugins, **(listener_extra or {})), settings(**chat_settings))
         room = Room(running)
         rooms.append(room)
         return room

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from chatkit import assert_nothing_pending, chat, collect, login  # noqa: F401 - chat is a fixture
+from chatkit import FAKE_LOGIN, assert_nothing_pending, chat, collect, login, password  # noqa: F401 - chat is a fixture
 
 from plugins.chat import SCHEMA
 
@@ -85,7 +85,7 @@ def test_who_lists_every_user_sorted(chat):
     room = chat()
     clients = room.people("mallory", "Bob", "alice", "carol")
     for client in clients:
-        assert client.command("/who") == ([], "+OK Bob alice carol mallory")
+        assert client.command("/who") == ([], "+OK alice Bob carol mallory")  # names are case-insensitive
 
 
 def test_private_message_reaches_only_its_target(chat):
@@ -224,8 +224,9 @@ def test_a_second_login_of_a_connected_name_is_refused(chat):
     alice, bob, carol = room.people("alice", "bob", "carol")
     intruder = room.server.client("chat")
     intruder.read_line()
-    final = intruder.command("alice")[1]
-    assert final.startswith("-ERR already-connected alice")
+    # auth answers the login before chat sees it; chat then refuses the session and closes it
+    assert intruder.command(f"/login ALICE {password('alice')}")[1].startswith("+OK logged in as alice")
+    assert intruder.read_line().startswith("-ERR already-connected alice")
     assert intruder.expect_closed() == b""
     # the first alice is untouched, and nobody saw a JOIN or a PART
     alice.send_line("still me")
@@ -283,3 +284,25 @@ def test_status_reports_users_and_messages(chat):
     assert bob.read_line() == "MSG alice one"
     status = room.server.daemon.status()["plugins"]["chat"]
     assert status["users"] == 3 and status["last_message"] == 1
+
+
+def test_chat_works_behind_any_login_plugin(chat):
+    """Chat needs only the core's login API (session.login, daemond_session_login), not auth."""
+    room = chat(plugins=[FAKE_LOGIN, "chat"])
+    clients = []
+    for name in ("alice", "bob", "carol"):
+        client = room.server.client("chat")
+        room.clients[name] = client
+        assert client.read_line().startswith("+OK")
+        assert client.command(f"/nick {name}") == ([], f"+OK logged in as {name}")
+        for earlier in clients:
+            assert earlier.read_line() == f"JOIN {name}"
+        clients.append(client)
+    alice, bob, carol = clients
+    alice.send_line("no passwords here")
+    assert bob.read_line() == "MSG alice no passwords here"
+    assert carol.read_line() == "MSG alice no passwords here"
+    assert bob.command("/who") == ([], "+OK alice bob carol")
+    carol.close()
+    assert alice.read_line() == "PART carol"
+    assert bob.read_line() == "PART carol"

@@ -74,6 +74,7 @@ class ChatPlugin:
         self.log = None
         self._database = None
         self._stopping = threading.Event()  # set at shutdown: ends flood waits, silences PART
+        self._listeners: set[str] = set()  # listeners that serve chat (set.add is atomic: no lock)
 
     # -- configuration and lifecycle ---------------------------------------------
 
@@ -104,8 +105,8 @@ class ChatPlugin:
     def daemond_stopping(self, daemon):
         self._stopping.set()
         told = 0
-        for session in daemon.sessions():
-            if STATE_KEY in session.state:
+        for session in daemon.sessions():  # members, and clients still logging in on a chat listener
+            if STATE_KEY in session.state or session.listener in self._listeners:
                 told += session.write(b"NOTICE server shutting down, bye\n")
         self.log.info("told %d chat sessions the server is stopping", told)
 
@@ -125,10 +126,12 @@ class ChatPlugin:
 
     @hookimpl
     def daemond_session_open(self, session):
+        self._listeners.add(session.listener)
         session.state.setdefault(STATE_KEY, _Bucket(self.settings["burst"]))
 
     @hookimpl
     def daemond_session_login(self, session, user):
+        self._listeners.add(session.listener)
         session.state.setdefault(STATE_KEY, _Bucket(self.settings["burst"]))
         settings = self.settings
         motd = "".join(f"NOTICE {line}\n" for line in settings["motd"].splitlines() if line.strip())
@@ -180,7 +183,7 @@ class ChatPlugin:
         if not wait:
             return
         if self.settings["on_flood"] == "cut":
-            self.log.warning("flood: %s from %s is over %s lines/s; disconnecting",
+            self.log.warning("flood: %s from %s is over %g lines/s; disconnecting",
                              session.user, session.peer_str, self.settings["rate"])
             session.err("flood", f"more than {self.settings['rate']:g} lines per second; closing")
             raise SessionEnd("flood")

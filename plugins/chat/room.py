@@ -33,7 +33,7 @@ class Room:
         # which is what gives every member the same order. It is held for one
         # non-blocking write per member, never for I/O that waits on a client.
         self._lock = threading.Lock()
-        self._members: dict[str, Session] = {}
+        self._members: dict[str, Session] = {}  # by lower-cased name: names are case-insensitive
         self._delivered_seq = history.last_seq  # the last message every member has been given
 
     # -- membership ---------------------------------------------------------------
@@ -48,11 +48,12 @@ class Room:
         ``replace`` is false.
         """
         name = session.user
+        key = name.lower()
         with self._lock:
-            old = self._members.get(name)
+            old = self._members.get(key)
             if old is not None and not replace:
                 raise AlreadyConnected(name)
-            self._members[name] = session
+            self._members[key] = session
             backlog = "".join(e.hist_line() + "\n" for e in self.history.recent(replay, self._delivered_seq))
             if greeting or backlog:
                 session.write(greeting + backlog.encode("utf-8"))
@@ -64,15 +65,15 @@ class Room:
         """Remove ``session`` if it is the member for its name; tell the others ``PART``."""
         name = session.user
         with self._lock:
-            if name is None or self._members.get(name) is not session:
+            if name is None or self._members.get(name.lower()) is not session:
                 return False
-            del self._members[name]
+            del self._members[name.lower()]
             if announce:
                 self._fan_out(f"PART {name}\n".encode("utf-8"), skip=None)
         return True
 
     def is_member(self, session: Session) -> bool:
-        return session.user is not None and self._members.get(session.user) is session
+        return session.user is not None and self._members.get(session.user.lower()) is session
 
     def recent(self, count: int) -> list[Entry]:
         """The last ``count`` messages that every member has been sent, oldest first.
@@ -91,7 +92,7 @@ class Room:
 
     def names(self) -> list[str]:
         with self._lock:
-            return sorted(self._members)
+            return sorted((s.user for s in self._members.values()), key=lambda n: (n.lower(), n))
 
     def size(self) -> int:
         return len(self._members)
@@ -108,7 +109,7 @@ class Room:
         word = "ACTION" if kind == "action" else "MSG"
         data = f"{word} {name} {text}\n".encode("utf-8")  # encoded once, the same bytes for everyone
         with self._lock:
-            if self._members.get(name) is not session:
+            if self._members.get(name.lower()) is not session:
                 return None
             entry = self.history.append(kind, name, text)  # committed before anyone can see it
             self._fan_out(data, skip=session)
@@ -118,7 +119,7 @@ class Room:
     def tell(self, target: str, line: str) -> bool:
         """Send one line to one member (``PRIV``); False if ``target`` is not here."""
         with self._lock:
-            member = self._members.get(target)
+            member = self._members.get(target.lower())
         return member is not None and member.write(line.encode("utf-8") + b"\n")
 
     def notice_all(self, text: str) -> int:
