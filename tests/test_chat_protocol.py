@@ -306,3 +306,17 @@ def test_chat_works_behind_any_login_plugin(chat):
     carol.close()
     assert alice.read_line() == "PART carol"
     assert bob.read_line() == "PART carol"
+
+
+def test_joins_and_parts_can_be_limited_to_small_rooms(chat):
+    room = chat(announce_limit=2)
+    alice, bob = room.people("alice", "bob")  # a room of two: JOIN bob is sent
+    carol = room.connect("carol")  # three: silence
+    assert carol.login_lines == []
+    assert_nothing_pending(alice)
+    carol.close()  # the room had three: silence
+    bob.send_line("after carol left")
+    assert alice.read_line() == "MSG bob after carol left"
+    assert bob.command("/who") == ([], "+OK alice bob")
+    bob.close()  # the room had two: PART bob
+    assert alice.read_line() == "PART bob"

@@ -35,6 +35,8 @@ SCHEMA = Schema({
     "on_flood": Field(str, default="slow", choices=("slow", "cut"),
                       help="a user over the rate: make them wait, or disconnect them"),
     "max_history_request": Field(int, default=1000, min=1, max=100_000, help="the most /history returns"),
+    "announce_limit": Field(int, default=None, nullable=True, min=0,
+                            help="JOIN and PART are sent only while the room has at most this many users; null: always"),
 })
 
 COMMANDS = [
@@ -137,7 +139,8 @@ class ChatPlugin:
         motd = "".join(f"NOTICE {line}\n" for line in settings["motd"].splitlines() if line.strip())
         try:
             old = self.room.join(session, replace=settings["on_duplicate_login"] == "replace",
-                                 replay=settings["replay"], greeting=motd.encode("utf-8"))
+                                 replay=settings["replay"], greeting=motd.encode("utf-8"),
+                                 announce_limit=settings["announce_limit"])
         except AlreadyConnected:
             self.log.info("refused a second session for %s from %s", user, session.peer_str)
             session.err("already-connected", f"{user} is already connected; closing")
@@ -150,7 +153,8 @@ class ChatPlugin:
     @hookimpl
     def daemond_session_close(self, session, reason):
         if self.room is not None:
-            self.room.leave(session, announce=not self._stopping.is_set())
+            self.room.leave(session, announce=not self._stopping.is_set(),
+                            announce_limit=self.settings["announce_limit"])
 
     @hookimpl
     def daemond_line_commands(self, session):

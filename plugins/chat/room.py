@@ -38,14 +38,16 @@ class Room:
 
     # -- membership ---------------------------------------------------------------
 
-    def join(self, session: Session, *, replace: bool, replay: int, greeting: bytes = b"") -> Session | None:
+    def join(self, session: Session, *, replace: bool, replay: int, greeting: bytes = b"",
+             announce_limit: int | None = None) -> Session | None:
         """Add ``session`` under its user name and announce ``JOIN`` to the others.
 
         ``greeting`` (the motd) and the last ``replay`` messages as ``HIST`` lines
         are written first, inside the lock, so the newcomer's view runs on from
         the replay without a gap or a repeat. Returns the session it replaced, if
         any; raises :class:`AlreadyConnected` when the name is taken and
-        ``replace`` is false.
+        ``replace`` is false. ``JOIN`` is sent only while the room has at most
+        ``announce_limit`` members (``None``: always).
         """
         name = session.user
         key = name.lower()
@@ -57,16 +59,20 @@ class Room:
             backlog = "".join(e.hist_line() + "\n" for e in self.history.recent(replay, self._delivered_seq))
             if greeting or backlog:
                 session.write(greeting + backlog.encode("utf-8"))
-            if old is None:  # a replaced user never left, so the others hear nothing
+            # a replaced user never left, so the others hear nothing
+            if old is None and (announce_limit is None or len(self._members) <= announce_limit):
                 self._fan_out(f"JOIN {name}\n".encode("utf-8"), skip=session)
         return old
 
-    def leave(self, session: Session, announce: bool = True) -> bool:
-        """Remove ``session`` if it is the member for its name; tell the others ``PART``."""
+    def leave(self, session: Session, announce: bool = True, announce_limit: int | None = None) -> bool:
+        """Remove ``session`` if it is the member for its name; tell the others ``PART``
+        (if ``announce``, and the room had at most ``announce_limit`` members)."""
         name = session.user
         with self._lock:
             if name is None or self._members.get(name.lower()) is not session:
                 return False
+            if announce_limit is not None and len(self._members) > announce_limit:
+                announce = False
             del self._members[name.lower()]
             if announce:
                 self._fan_out(f"PART {name}\n".encode("utf-8"), skip=None)
