@@ -98,3 +98,24 @@ def test_every_message_anyone_received_survives_kill_9(daemond_process, tmp_path
     assert stored[: len(seen)] == seen  # everything delivered is there, in the order it was delivered
     room.close()
     assert second.terminate() == 0
+
+
+def test_a_history_that_cannot_be_written_refuses_the_message_and_the_session_lives(chat):
+    room = chat()
+    alice, bob, carol = room.people("alice", "bob", "carol")
+    history = room.server.loader.loaded()["chat"].obj.room.history
+    writable = history._writer
+    # stand-in for a full disk: the same database, opened read-only
+    history._writer = sqlite3.connect(f"file:{history.path}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        assert alice.command("lost words")[1].startswith("-ERR unavailable")
+        assert alice.command("/me tries again")[1].startswith("-ERR unavailable")
+    finally:
+        history._writer.close()
+        history._writer = writable
+    for client in (bob, carol):  # nobody got what was not stored
+        assert client.command("/who")[0] == []
+    alice.send_line("back again")
+    assert bob.read_line() == "MSG alice back again"
+    assert carol.read_line() == "MSG alice back again"
+    assert "chat history" in room.server.config.log_file.read_text()

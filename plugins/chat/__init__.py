@@ -12,6 +12,7 @@ Chat relies only on the core's session API: ``session.user`` (set by
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -199,7 +200,15 @@ class ChatPlugin:
         text = sanitize(raw)
         if not text.strip():
             session.err("bad-text", "nothing printable left in that line")
-        elif self.room.say(session, kind, text) is None:
+            return
+        try:
+            entry = self.room.say(session, kind, text)
+        except sqlite3.Error as exc:  # disk full, database removed…: nobody got the message
+            self.log.error("chat history %s cannot be written (%s); a message from %s was not sent",
+                           self._database, exc, session.user)
+            session.err("unavailable", "the chat history cannot be written; message not sent")
+            return
+        if entry is None:
             session.err("not-in-room", "this session is not in the chat room")
         elif kind == "action":
             session.ok()
