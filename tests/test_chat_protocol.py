@@ -272,8 +272,11 @@ def test_lines_before_login_are_refused_by_chat_alone(daemond_factory):
 def test_stop_sends_every_client_a_last_notice(chat):
     room = chat()
     clients = room.people("alice", "bob", "carol")
+    newcomer = room.server.client("chat")  # still at the login prompt
+    room.clients["newcomer"] = newcomer
+    assert newcomer.read_line().startswith("+OK")
     room.server.stop()
-    for client in clients:
+    for client in clients + [newcomer]:
         assert client.expect_closed().decode() == "NOTICE server shutting down, bye\n"
 
 
