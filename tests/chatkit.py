@@ -173,7 +173,8 @@ def chat(daemond_factory):
     rooms: list[Room] = []
 
     def start(listener_extra: dict | None = None, plugins=PLUGINS, **chat_settings) -> Room:
-        running = daemond_factory(listener(plugins, **(listener_extra or {})), settings(**chat_settings))
+        running = daemond_factory(listener(plugins, **(listener_extra or {})), settings(**chat_settings),
+                                  reload={"watch": False})
         room = Room(running)
         rooms.append(room)
         return room

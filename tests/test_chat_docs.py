@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import yaml
-from chatkit import CHEAP_ARGON2, Room
+from tests.chatkit import CHEAP_ARGON2, Room
 
 from plugins.chat import COMMANDS, SCHEMA
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from chatkit import Room, chat, collect, listener, login, settings, small_receive_buffer_client  # noqa: F401 - chat is a fixture
+from tests.chatkit import Room, chat, collect, listener, login, settings, small_receive_buffer_client  # noqa: F401 - chat is a fixture
 
 SENDERS = 20
 PER_SENDER = 200

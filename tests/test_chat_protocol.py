@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from chatkit import FAKE_LOGIN, assert_nothing_pending, chat, collect, login, password  # noqa: F401 - chat is a fixture
+from tests.chatkit import FAKE_LOGIN, assert_nothing_pending, chat, collect, login, password  # noqa: F401 - chat is a fixture
 
-from plugins.chat import SCHEMA
 
 HIST = re.compile(r"HIST (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (\S+) (.*)")
 
@@ -170,20 +169,6 @@ def test_motd_is_sent_after_login(chat):
     alice, bob, carol = room.people("alice", "bob", "carol")
     for client in (alice, bob, carol):
         assert client.login_lines == ["NOTICE Welcome to the room.", "NOTICE Be nice."]
-
-
-def test_motd_and_replay_change_live_on_reconfigure(chat):
-    room = chat(motd="old news")
-    alice, bob, carol = room.people("alice", "bob", "carol")
-    for i in range(5):
-        alice.send_line(f"m{i}")
-    collect([bob, carol], lambda i, lines: len(lines) >= 5)
-    running = room.server
-    plugin = running.loader.loaded()["chat"]
-    plugin.configure({**SCHEMA.defaults(), "motd": "fresh news", "replay": 2}, running.daemon.api)
-    dave = room.connect("dave")
-    assert dave.login_lines[0] == "NOTICE fresh news"
-    assert [hist(x) for x in dave.login_lines[1:]] == [("alice", "m3"), ("alice", "m4")]
 
 
 def test_help_lists_the_chat_commands(chat):
