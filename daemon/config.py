@@ -119,6 +119,8 @@ class Config:
     digest: str = ""
     #: plugin name -> the LoadedPlugin, for every plugin a listener or ``plugins:`` names
     plugins: dict[str, Any] = field(default_factory=dict)
+    #: things worth telling the operator that do not stop the daemon
+    warnings: list[str] = field(default_factory=list)
 
     def resolve(self, path: str | os.PathLike) -> Path:
         """A path from the config: relative ones stand in the state directory."""
@@ -212,6 +214,8 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
                 listeners[name] = ListenerConfig(name=str(name), **{**values, "plugins": tuple(plugin_list)})
         problems.extend(_address_clashes(listeners, raw_listeners))
 
+    used_by_listeners = set(named_plugins)
+    warnings: list[str] = []
     plugin_sections = top.get("plugins") or {}
     for plugin in plugin_sections if isinstance(plugin_sections, dict) else ():
         key_marks = getattr(plugin_sections, "key_marks", {})
@@ -223,7 +227,10 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         try:
             loaded[plugin] = loader.load(plugin)
         except Exception as exc:  # PluginLoadError, or anything a broken plugin raises on import
-            problems.append(Problem(pmark, f"plugin {plugin!r}: {exc}"))
+            if plugin in used_by_listeners:
+                problems.append(Problem(pmark, f"plugin {plugin!r}: {exc}"))
+            else:  # only configured, no listener needs it: run without it, and say so
+                warnings.append(f"{pmark}: plugin {plugin!r} not loaded (no listener uses it): {exc}")
             continue
         raw = plugin_sections.get(plugin) if isinstance(plugin_sections, dict) else None
         smark = plugin_sections.value_marks.get(plugin, pmark) if hasattr(plugin_sections, "value_marks") else pmark
@@ -285,6 +292,7 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         reload_debounce=sections["reload"]["debounce"],
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         plugins=loaded,
+        warnings=warnings,
     )
 
 

@@ -54,6 +54,8 @@ def reload_daemon(daemon: Daemon, source: str) -> dict[str, Any]:
         except ConfigError as exc:
             report["errors"] = [str(p) for p in exc.problems]
         else:
+            for warning in new.warnings:
+                log.warning("%s", warning)
             report["changes"], report["errors"] = apply_config(daemon, new)
             report["ok"] = not report["errors"]
     finally:

@@ -69,6 +69,8 @@ class Daemon:
             raise StartError(f"cannot open log file {config.log_file}: {exc.strerror or exc}") from None
         log.info("daemond %s starting (pid %d) with config %s", __version__, os.getpid(), config.path)
         log.info("state directory %s", config.state_dir)
+        for warning in config.warnings:
+            log.warning("%s", warning)
         started_plugins = False
         try:
             try:
