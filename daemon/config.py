@@ -46,7 +46,7 @@ LISTENER_SCHEMA = Schema(
         "max_line": Field(int, default=4096, min=16, max=16 * 1024 * 1024),
         "send_queue": Field(int, default=1024 * 1024, min=4096, help="bytes queued for a slow reader before it is cut"),
         "keepalive": Field(bool, default=True),
-        "backlog": Field(int, default=1024, min=1, max=65535),
+        "backlog": Field(int, default=4096, min=1, max=65535, help="capped by net.core.somaxconn"),
     }
 )
 
@@ -96,7 +96,7 @@ class ListenerConfig:
     max_line: int = 4096
     send_queue: int = 1024 * 1024
     keepalive: bool = True
-    backlog: int = 1024
+    backlog: int = 4096
 
     @property
     def address(self) -> tuple[str, int]:

@@ -149,7 +149,7 @@ def apply_config(daemon: Daemon, new: Config) -> tuple[list[str], list[str]]:
             listener.chain = chain
             changes.append(f"listener {name} plugins now {', '.join(lc.plugins)}")
         if lc != old_lc:
-            listener.config = lc
+            listener.update(lc)
             settings_changed = [f for f in lc.__dataclass_fields__ if f not in ("host", "port", "plugins", "name")
                                 and getattr(lc, f) != getattr(old_lc, f)]
             if settings_changed:
