@@ -18,9 +18,6 @@ from daemon import __version__
 
 log = logging.getLogger("daemond")
 
-#: Stack size for connection threads: thread-per-connection daemons hold thousands.
-THREAD_STACK_SIZE = 512 * 1024
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -73,17 +70,17 @@ def serve(config, loader, path) -> int:
     from daemon.server import Daemon, StartError
 
     _raise_fd_limit()
-    threading.stack_size(THREAD_STACK_SIZE)
     daemon = Daemon(config, loader)
+    # Handlers first: listeners serve as soon as they are bound, before start() returns.
+    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
+    signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
     try:
         daemon.start()
     except StartError as exc:
         print(f"daemond: {exc}", file=sys.stderr)
         return 1
     log.info("using config file %s", path)
-    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
-    signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
-    signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
     try:
         daemon.wait()
     finally:
