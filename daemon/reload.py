@@ -33,6 +33,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("daemond.reload")
 
+
+class _QuietStop(logging.Filter):
+    """watchdog logs an ERROR when an inotify event races Observer.stop(); it is harmless."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in str(record.msg)
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_QuietStop())
+
 # Changes to these need a restart: the running daemon keeps the old values.
 _RESTART_ONLY = (("state_dir", "state directory"), ("control_socket", "control socket path"),
                  ("control_group", "control socket group"))
