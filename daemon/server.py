@@ -12,11 +12,15 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from daemon import __version__
 from daemon.api import DaemonAPI
+from daemon.commands import CommandRegistry, ControlCommand
 from daemon.config import Config
+from daemon.control.core_commands import core_commands
+from daemon.control.server import ControlError, ControlServer
 from daemon.listener import BindError, Listener
 from daemon.logs import LogService
 from daemon.notify import Notifier
@@ -43,6 +47,12 @@ class Daemon:
         self.flusher = Flusher()
         self.notifier = Notifier()
         self.listeners: dict[str, Listener] = {}
+        #: every control command, core and plugins'; the control socket and the console run them
+        self.commands = CommandRegistry()
+        self.control: ControlServer | None = None
+        #: the result of the last reload (Daemon.reload() sets it), for status
+        self.last_reload: dict[str, Any] | None = None
+        self._stop_callbacks: list[Callable[[], None]] = []
         self.pm = None
         self.started_at: float = 0.0
         self._log_to_stderr = log_to_stderr
@@ -80,11 +90,18 @@ class Daemon:
                 except BindError as exc:
                     raise StartError(str(exc)) from None
                 self.listeners[lc.name] = listener
+            self._register_commands()
+            try:
+                self.control = ControlServer(self.commands, config.control_socket, config.control_group)
+                self.control.bind()
+            except ControlError as exc:
+                raise StartError(str(exc)) from None
             self.flusher.start()
             for listener in self.listeners.values():
                 listener.start()
                 host, port = listener.address
                 log.info("listening on %s:%d (%s) with plugins %s", host, port, listener.name, ", ".join(listener.chain.names))
+            self.control.start()
         except BaseException:
             self._abandon_start(started_plugins)
             raise
@@ -97,13 +114,34 @@ class Daemon:
         """Whether the daemon's own threads are alive (gates systemd watchdog pings)."""
         if self._state != "running":
             return False
-        return self.flusher.is_alive() and all(lst.is_alive() for lst in self.listeners.values())
+        return (self.flusher.is_alive() and all(lst.is_alive() for lst in self.listeners.values())
+                and self.control is not None and self.control.is_alive())
 
     def status_line(self) -> str:
         """A short human line for systemd's STATUS=."""
         conns = sum(lst.connection_count() for lst in self.listeners.values())
         paused = ", paused" if self._paused else ""
         return f"{len(self.listeners)} listeners, {conns} connections{paused}"
+
+    def _register_commands(self) -> None:
+        """The core's control commands, then each plugin's (``daemond_control_commands``)."""
+        for command in core_commands(self):
+            self.commands.register(command)
+        for name, plugin in self.config.plugins.items():
+            self.register_plugin_commands(name, plugin)
+
+    def register_plugin_commands(self, name: str, plugin) -> None:
+        """Register one plugin's control commands; raises StartError (also usable at reload)."""
+        provided: list = []
+        self._plugin_call(name, "provide control commands", lambda: provided.extend(plugin.control_commands(self.api)))
+        for command in provided:
+            if not isinstance(command, ControlCommand):
+                raise StartError(f"plugin {name!r}: daemond_control_commands returned {command!r}, not a ControlCommand")
+            command.plugin = name
+            try:
+                self.commands.register(command)
+            except ValueError as exc:
+                raise StartError(f"plugin {name!r}: {exc}") from None
 
     def _prepare_state_dir(self) -> None:
         state_dir = self.config.state_dir
@@ -141,6 +179,8 @@ class Daemon:
         self.listeners.clear()
         if self.flusher.is_alive():
             self.flusher.stop()
+        if self.control is not None:
+            self.control.stop()
         if started_plugins and self.pm is not None:
             self._safe_hook("daemond_stopped")
         self._state = "stopped"
@@ -150,6 +190,12 @@ class Daemon:
     def request_stop(self) -> None:
         """Ask for a graceful stop (signal handlers and control commands call this)."""
         self._stop_requested.set()
+        for callback in list(self._stop_callbacks):
+            callback()
+
+    def on_stop_request(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the requesting thread) whenever a stop is requested (the console wakes up)."""
+        self._stop_callbacks.append(callback)
 
     @property
     def stop_requested(self) -> bool:
@@ -191,6 +237,7 @@ class Daemon:
             log.warning("%d sessions did not end in time", len(left))
         self._safe_hook("daemond_stopped")
         self.flusher.stop()
+        self.control.stop()  # last: `daemonctl stop` sees its connection close when all is done
         self._state = "stopped"
         self.notifier.close()
         log.info("stopped after %.2fs (%d sessions closed)", time.monotonic() - begun, len(sessions))
@@ -273,4 +320,6 @@ class Daemon:
                 for lst in listeners
             ],
             "plugins": plugins,
+            "control": self.control.status() if self.control is not None else None,
+            "reload": self.last_reload,
         }
