@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import resource
-import signal
 import sys
 import threading
 
@@ -64,10 +63,11 @@ def run(args: argparse.Namespace) -> int:
     if args.check_config:
         print(f"{path}: ok ({len(config.listeners)} listeners, plugins: {', '.join(config.plugins)})")
         return 0
-    return serve(config, loader, path)
+    return serve(config, loader, path, console=args.console)
 
 
-def serve(config, loader, path) -> int:
+def serve(config, loader, path, console: bool | None = None) -> int:
+    from daemon.control.console import Foreground, want_console
     from daemon.server import Daemon, StartError
 
     _raise_fd_limit()
@@ -79,12 +79,12 @@ def serve(config, loader, path) -> int:
         print(f"daemond: {exc}", file=sys.stderr)
         return 1
     log.info("using config file %s", path)
-    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
-    signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
-    try:
-        daemon.wait()
-    finally:
-        daemon.stop()
+    # SIGTERM/SIGINT stop, SIGHUP reloads; with a console the main thread reads commands
+    with Foreground(daemon, console=want_console(console)) as foreground:
+        try:
+            foreground.run()
+        finally:
+            daemon.stop()
     return 0
 
 
