@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 
 from daemon import __version__, paths
 from daemon.control import protocol
@@ -170,9 +171,9 @@ class Connection:
     def __init__(self, path: str, timeout: float | None):
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout if timeout is not None else 10.0)
+        self.sock.settimeout(timeout)
         try:
-            self.sock.connect(path)
+            self._connect(timeout)
         except FileNotFoundError:
             self._fail("no such socket (is daemond running? see -s, -c, $DAEMOND_SOCKET)")
         except ConnectionRefusedError:
@@ -184,8 +185,22 @@ class Connection:
             self._fail("timed out connecting")
         except OSError as exc:
             self._fail(exc.strerror or str(exc))
-        self.sock.settimeout(timeout)
         self.reader = self.sock.makefile("rb")
+
+    def _connect(self, timeout: float | None) -> None:
+        # A Unix socket whose backlog is full refuses a non-blocking connect with EAGAIN
+        # instead of waiting: retry until the daemon takes us (it serves bursts in turn).
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.001
+        while True:
+            try:
+                self.sock.connect(self.path)
+                return
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
 
     def _fail(self, why: str):
         self.sock.close()
@@ -194,8 +209,8 @@ class Connection:
     def send(self, data: bytes) -> None:
         try:
             self.sock.sendall(data)
-        except OSError as exc:
-            raise Exit(protocol.EXIT_NO_DAEMON, f"no daemond answers at {self.path}: {exc.strerror or exc}") from None
+        except OSError:
+            pass  # the daemon closed on us (a refused uid): its reason is still there to read
 
     def read(self) -> tuple[bytes, dict] | None:
         """The next reply line (raw and parsed), or None at end of connection."""

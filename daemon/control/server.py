@@ -38,8 +38,8 @@ from daemon.control import protocol
 
 log = logging.getLogger("daemond.control")
 
-#: Clients served at once; more wait in the backlog until one leaves.
-MAX_CLIENTS = 64
+#: Clients served at once (a thread each); more wait in the backlog until one leaves.
+MAX_CLIENTS = 128
 #: Seconds a client may stay silent between requests before it is closed.
 IDLE_TIMEOUT = 300.0
 #: Seconds stop() waits for a client thread still running a command.
@@ -100,7 +100,7 @@ class ControlServer:
         try:
             if self._gid is not None:
                 os.chown(path, -1, self._gid)
-            sock.listen(MAX_CLIENTS)
+            sock.listen(socket.SOMAXCONN)  # a burst waits here while MAX_CLIENTS are served
             sock.setblocking(False)
             self._inode = os.stat(path).st_ino
         except OSError as exc:
@@ -351,7 +351,6 @@ class ControlClient:
             self.send(protocol.error(exc.code, exc.message))
             return
         name, rid = request["command"], request.get("id")
-        log.debug("control: %s runs %s", self.who, name)
         self.running = name  # until the reply is sent: stop() lets it finish (the reply to `stop` itself)
         try:
             try:
