@@ -67,12 +67,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def serve(config, loader, path, console: bool | None = None) -> int:
-    from daemon.control.console import Foreground, want_console
+    from daemon.control.console import Foreground, block_signals, want_console
     from daemon.server import Daemon, StartError
 
     _raise_fd_limit()
     threading.stack_size(THREAD_STACK_SIZE)
     daemon = Daemon(config, loader)
+    block_signals()  # the daemon's threads leave SIGTERM/SIGINT/SIGHUP to the main thread
     try:
         daemon.start()
     except StartError as exc:

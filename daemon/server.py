@@ -12,7 +12,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from daemon import __version__
@@ -52,7 +51,6 @@ class Daemon:
         self.control: ControlServer | None = None
         #: the result of the last reload (Daemon.reload() sets it), for status
         self.last_reload: dict[str, Any] | None = None
-        self._stop_callbacks: list[Callable[[], None]] = []
         self.pm = None
         self.started_at: float = 0.0
         self._log_to_stderr = log_to_stderr
@@ -190,12 +188,6 @@ class Daemon:
     def request_stop(self) -> None:
         """Ask for a graceful stop (signal handlers and control commands call this)."""
         self._stop_requested.set()
-        for callback in list(self._stop_callbacks):
-            callback()
-
-    def on_stop_request(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` (on the requesting thread) whenever a stop is requested (the console wakes up)."""
-        self._stop_callbacks.append(callback)
 
     @property
     def stop_requested(self) -> bool:

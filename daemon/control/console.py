@@ -20,7 +20,6 @@ import os
 import shlex
 import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -37,8 +36,22 @@ PROMPT = "daemond> "
 POLL = 0.2
 #: Lines of console history kept in the state directory.
 HISTORY_LENGTH = 1000
-#: Sent to the main thread to interrupt the console's read when a stop comes from another thread.
-WAKE_SIGNAL = signal.SIGUSR1
+#: Seconds between the console's ticks (SIGALRM) while it waits for a line: readline blocks
+#: in C, and a tick brings it back to Python to run a signal handler that came at a bad
+#: moment, or to notice a stop requested by another thread (`daemonctl stop`).
+TICK = 0.2
+#: The signals the main thread handles; every other thread blocks them (see block_signals).
+SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM}
+
+
+def block_signals() -> None:
+    """Block SIGNALS in the calling (main) thread; threads it starts from now on inherit the mask.
+
+    The kernel delivers a process signal to any thread that does not block it; the
+    console's read wakes up only for a signal delivered to the main thread. Call
+    before the daemon starts its threads; Foreground unblocks the main thread.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
 
 
 class _Interrupted(Exception):
@@ -70,46 +83,35 @@ class Foreground:
         self._reading = False  # inside the console's input(): a signal may interrupt it
         self._running = False  # a console command runs: Ctrl-C ends it instead of stopping the daemon
         self._saved: dict[int, Any] = {}
-        self._main = threading.main_thread().ident
-        self._installed = False
         self._readline = None
 
     def __enter__(self) -> Foreground:
         for signum, handler in ((signal.SIGTERM, self._on_stop_signal), (signal.SIGINT, self._on_stop_signal),
-                                (signal.SIGHUP, self._on_reload_signal), (WAKE_SIGNAL, self._on_wake_signal)):
+                                (signal.SIGHUP, self._on_reload_signal), (signal.SIGALRM, self._on_tick)):
             self._saved[signum] = signal.signal(signum, handler)
-        self._installed = True
-        self.daemon.on_stop_request(self._wake)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)  # handlers are in place: deliver what is pending
         return self
 
     def __exit__(self, *exc) -> None:
-        self._installed = False
         for signum, handler in self._saved.items():
             signal.signal(signum, handler)
 
     # -- signal handlers: flags only ---------------------------------------------------
 
+    # A handler may run nested in another (at any bytecode of it), so only the tick raises
+    # out of the console's read; the others just set flags for the main loop.
+
     def _on_stop_signal(self, signum, frame) -> None:
         if signum == signal.SIGINT and self._running:
-            raise KeyboardInterrupt  # ends the console's command, not the daemon
-        self._stop_signal = signal.Signals(signum).name
-        self.daemon.request_stop()
-        if self._reading:
-            raise _Interrupted
+            raise KeyboardInterrupt  # ends the console's command, not the daemon (no tick runs then)
+        self._stop_signal = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
 
     def _on_reload_signal(self, signum, frame) -> None:
         self._reload_requested = True
-        if self._reading:
-            raise _Interrupted
 
-    def _on_wake_signal(self, signum, frame) -> None:
-        if self._reading:
+    def _on_tick(self, signum, frame) -> None:
+        if self._reading and (self._stop_signal or self._reload_requested or self.daemon.stop_requested):
             raise _Interrupted
-
-    def _wake(self) -> None:
-        """A stop was requested (maybe by `daemonctl stop`, on the control thread): wake the console."""
-        if self.console and self._installed and threading.get_ident() != self._main:
-            signal.pthread_kill(self._main, WAKE_SIGNAL)
 
     # -- the main loop -------------------------------------------------------------------
 
@@ -125,6 +127,7 @@ class Foreground:
         if self._stop_signal:
             log.info("%s received: stopping", self._stop_signal)
             self._stop_signal = None
+            self.daemon.request_stop()
         if self._reload_requested and not self.daemon.stop_requested:
             self._reload_requested = False
             self._reload()
@@ -136,11 +139,14 @@ class Foreground:
             log.warning("SIGHUP received: reload not available in this daemond")
             return
         log.info("SIGHUP received: reloading")
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # threads the reload starts inherit the block
         try:
             result = apply()
         except Exception:
             log.exception("reload failed")
             return
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
         if self.console:
             self._print(f"reload {'applied' if result.get('ok') else 'refused'}"
                         + "".join(f"\n  {e}" for e in result.get("errors") or []))
@@ -158,8 +164,8 @@ class Foreground:
                 except _Interrupted:
                     self._print("")
                     continue
-                except KeyboardInterrupt:  # a SIGINT that landed between the flags: treat as at the prompt
-                    self.daemon.request_stop()
+                except KeyboardInterrupt:  # a SIGINT as a command ended: treat it as at the prompt
+                    self._stop_signal = "SIGINT"
                     continue
                 except EOFError:
                     self._print("\nconsole closed; daemond runs on (stop it with daemonctl stop or SIGTERM)")
@@ -173,11 +179,13 @@ class Foreground:
 
     def _read(self, prompt: str) -> str:
         self._reading = True
+        signal.setitimer(signal.ITIMER_REAL, TICK, TICK)
         try:
-            if self.daemon.stop_requested or self._reload_requested:
+            if self._stop_signal or self._reload_requested or self.daemon.stop_requested:
                 raise _Interrupted  # the signal came just before we started reading
             return input(prompt)
         finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
             self._reading = False
 
     def execute(self, line: str) -> None:
@@ -287,7 +295,7 @@ class Foreground:
         before = readline.get_line_buffer()[: readline.get_begidx()].split()
         registry = self.daemon.commands
         if not before:
-            options = [c.name for c in registry if c.name.startswith(text)]
+            options = [c.name + " " for c in registry if c.name.startswith(text)]
         else:
             try:
                 command = registry.get(before[0])
@@ -296,5 +304,5 @@ class Foreground:
             spellings = [s for a in command.args for s in a.spellings]
             if command.confirm:
                 spellings.append("--yes")
-            options = [s for s in spellings if s.startswith(text)]
+            options = [s + " " for s in spellings if s.startswith(text)]
         return options[state] if state < len(options) else None
