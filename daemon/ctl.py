@@ -3,9 +3,10 @@
 A thin client of the JSON-lines protocol (:mod:`daemon.control.protocol`,
 ``docs/control.md``): it sends the command and its words, prints the reply and
 exits 0 (ok), 1 (the daemon reported failure), 2 (usage error) or 3 (no daemon
-answers). It imports only the standard library and two small modules of
-daemond, so that it starts fast; the config is read (with PyYAML's C loader)
-only when the socket has to be found through it.
+answers). It imports only the standard library and daemond's protocol module
+(plus ``daemon.paths`` when the socket has to be found through the config,
+which it reads line by line — PyYAML only for configs in fancier YAML), so
+that it starts fast: see bench/README-ctl.md.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import socket
 import sys
 import time
 
-from daemon import __version__, paths
+from daemon import __version__
 from daemon.control import protocol
 
 USAGE = """\
@@ -130,14 +131,15 @@ def find_socket(opts: Options, environ=os.environ) -> str:
         return opts.socket
     if environ.get("DAEMOND_SOCKET"):
         return environ["DAEMOND_SOCKET"]
+    from daemon import paths  # pathlib: only when the socket is not given
+
     config = paths.search_config(opts.config, environ)
     if config is None:
         state_dir, setting = paths.default_state_dir(environ).absolute(), None
     else:
-        doc = _read_config(str(config))
-        control = doc.get("control") if isinstance(doc.get("control"), dict) else {}
-        setting = control.get("socket")
-        state_dir = paths.state_dir(doc.get("state_dir"), config, environ)
+        settings = _read_config(str(config), paths)
+        setting = settings["socket"]
+        state_dir = paths.state_dir(settings["state_dir"], config, environ)
     path = paths.control_socket(setting, state_dir, environ)
     if setting is None and not path.exists() and paths.SYSTEMD_CONTROL_SOCKET.exists():
         # run by hand, without the service's $RUNTIME_DIRECTORY: the service's socket
@@ -145,7 +147,8 @@ def find_socket(opts: Options, environ=os.environ) -> str:
     return str(path)
 
 
-def _read_config(path: str) -> dict:
+def _read_config(path: str, paths) -> dict:
+    """``state_dir`` and ``control.socket`` of the config at ``path``."""
     try:
         with open(path, encoding="utf-8") as file:
             text = file.read()
@@ -153,7 +156,10 @@ def _read_config(path: str) -> dict:
         raise Exit(protocol.EXIT_USAGE, f"cannot read config {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise Exit(protocol.EXIT_USAGE, f"cannot read config {path}: not UTF-8") from None
-    import yaml  # only here: finding the socket through the config is the one path that parses YAML
+    quick = paths.quick_control_settings(text)
+    if quick is not None:
+        return quick
+    import yaml  # only for configs the quick reader does not follow
 
     try:
         doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -162,7 +168,8 @@ def _read_config(path: str) -> dict:
                    "(daemond --check-config shows every problem)") from None
     if not isinstance(doc, dict):
         raise Exit(protocol.EXIT_USAGE, f"config {path} is not a mapping (daemond --check-config shows why)")
-    return doc
+    control = doc.get("control") if isinstance(doc.get("control"), dict) else {}
+    return {"state_dir": doc.get("state_dir"), "socket": control.get("socket")}
 
 
 class Connection:

@@ -19,7 +19,10 @@ This module imports only the standard library: ``daemonctl`` starts fast.
 from __future__ import annotations
 
 import json
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs daemonctl milliseconds at start; annotations are strings anyway
+    from typing import Any
 
 #: Longest request line the daemon reads; a longer one gets a ``too-long`` error.
 MAX_REQUEST = 64 * 1024
