@@ -276,6 +276,17 @@ def test_logs_follow_streams_until_the_client_leaves(echo_daemon):
     _wait_until(lambda: echo_daemon.control("status")["result"]["control"]["clients"] == 1)
 
 
+def test_a_half_closed_client_still_gets_its_stream(echo_daemon):
+    """socat shuts down its writing side when its input ends, and reads on."""
+    import logging
+    with RawControl(echo_daemon.control_socket) as ctl:
+        ctl.request({"command": "logs", "args": {"follow": True, "lines": 0}})
+        ctl.sock.shutdown(socket.SHUT_WR)
+        assert ctl.reply() == {"streaming": True}
+        logging.getLogger("daemond.test").warning("after the half-close")
+        assert ctl.reply()["stream"].endswith("after the half-close")
+
+
 def test_a_stream_ends_with_a_final_reply(echo_daemon):
     reply = echo_daemon.control("count", "--to", "4")
     assert reply["ok"] and reply["streamed"] == ["1", "2", "3", "4"]

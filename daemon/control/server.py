@@ -353,17 +353,21 @@ class ControlClient:
         name, rid = request["command"], request.get("id")
         self.running = name  # until the reply is sent: stop() lets it finish (the reply to `stop` itself)
         try:
+            items = None
             try:
                 call = self.server.commands.prepare(name, args=request.get("args"), argv=request.get("argv"),
                                                     confirmed=request.get("confirmed", False))
                 result = call.run()
                 if isinstance(result, Iterator):
-                    self.stream(result, name, rid)
-                    return
-                reply = protocol.ok(result, call.text(result) if request.get("text") else None, rid)
+                    items = result
+                else:
+                    reply = protocol.ok(result, call.text(result) if request.get("text") else None, rid)
             except Exception as exc:
                 reply = _error_reply(exc, name, rid)
-            self.send(reply)
+            if items is not None:
+                self.stream(items, name, rid)
+            else:
+                self.send(reply)  # an OSError here (client gone) ends the connection quietly
         finally:
             self.running = None
 
@@ -380,7 +384,9 @@ class ControlClient:
                 except Exception as exc:
                     final = _error_reply(exc, name, rid)
                     break
-                if self.server.stopping or self._peer_gone():
+                if self._peer_gone():
+                    return
+                if self.server.stopping:
                     break
                 if item is not None:
                     self.send(protocol.stream(item, rid))
@@ -391,13 +397,11 @@ class ControlClient:
         self.send(final)
 
     def _peer_gone(self) -> bool:
-        readable, _, _ = select.select([self.conn], [], [], 0)
-        if not readable:
-            return False
-        try:
-            return self.conn.recv(1, socket.MSG_PEEK) == b""
-        except OSError:
-            return True
+        """True once the client has closed (POLLHUP); a client that only shut down its
+        writing side (``socat`` after its input ends) still reads the stream."""
+        poller = select.poll()
+        poller.register(self.conn, select.POLLHUP | select.POLLERR)
+        return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
 
 
 def _error_reply(exc: Exception, name: str, rid: Any) -> dict[str, Any]:
