@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import paths, yamlsource
-from daemon.paths import SEARCH_PATH, default_state_dir  # noqa: F401 (default_state_dir: re-exported)
+from daemon.paths import SEARCH_PATH
 from daemon.settings import Field, Schema
 from daemon.yamlsource import Mark, Problem, ProblemList
 
@@ -128,9 +128,14 @@ def find_config(explicit: str | None = None, environ=os.environ) -> Path:
     """The config to use: ``-c``, else ``$DAEMOND_CONFIG``, else the search path."""
     found = paths.search_config(explicit, environ)
     if found is not None:
-        return found
-    tried = ", ".join(str(p) for p in SEARCH_PATH)
+        return Path(found)
+    tried = ", ".join(SEARCH_PATH)
     raise ConfigError([Problem(None, f"no config file found (tried $DAEMOND_CONFIG, {tried}); use -c FILE")])
+
+
+def default_state_dir(environ=os.environ) -> Path:
+    """``$STATE_DIRECTORY`` (systemd), else ``$XDG_STATE_HOME/daemond``, else ~/.local/state/daemond."""
+    return Path(paths.default_state_dir(environ))
 
 
 def load_config(path: str | os.PathLike, loader, environ=os.environ) -> Config:
@@ -229,7 +234,7 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         problems.sort(key=lambda p: (p.mark.line, p.mark.column) if p.mark else (0, 0))
         raise ConfigError(problems)
 
-    state_dir = paths.state_dir(top.get("state_dir"), path, environ)
+    state_dir = Path(paths.state_dir(top.get("state_dir"), str(path), environ))
 
     logging_cfg = sections["logging"]
     if logging_cfg["file"]:
@@ -241,7 +246,7 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         log_path = None
 
     control_cfg = sections["control"]
-    socket_path = paths.control_socket(control_cfg["socket"], state_dir, environ)
+    socket_path = Path(paths.control_socket(control_cfg["socket"], str(state_dir), environ))
 
     return Config(
         path=path.absolute(),

@@ -11,8 +11,8 @@ that it starts fast: see bench/README-ctl.md.
 
 from __future__ import annotations
 
+import _socket  # the C module: socket.py's own imports (enum, selectors) cost more than the round trip
 import os
-import socket
 import sys
 import time
 
@@ -131,20 +131,20 @@ def find_socket(opts: Options, environ=os.environ) -> str:
         return opts.socket
     if environ.get("DAEMOND_SOCKET"):
         return environ["DAEMOND_SOCKET"]
-    from daemon import paths  # pathlib: only when the socket is not given
+    from daemon import paths  # only when the socket is not given
 
     config = paths.search_config(opts.config, environ)
     if config is None:
-        state_dir, setting = paths.default_state_dir(environ).absolute(), None
+        state_dir, setting = paths.state_dir(None, "", environ), None
     else:
-        settings = _read_config(str(config), paths)
+        settings = _read_config(config, paths)
         setting = settings["socket"]
         state_dir = paths.state_dir(settings["state_dir"], config, environ)
     path = paths.control_socket(setting, state_dir, environ)
-    if setting is None and not path.exists() and paths.SYSTEMD_CONTROL_SOCKET.exists():
+    if setting is None and not os.path.exists(path) and os.path.exists(paths.SYSTEMD_CONTROL_SOCKET):
         # run by hand, without the service's $RUNTIME_DIRECTORY: the service's socket
-        return str(paths.SYSTEMD_CONTROL_SOCKET)
-    return str(path)
+        return paths.SYSTEMD_CONTROL_SOCKET
+    return path
 
 
 def _read_config(path: str, paths) -> dict:
@@ -177,7 +177,8 @@ class Connection:
 
     def __init__(self, path: str, timeout: float | None):
         self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.buffer = b""
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         try:
             self._connect(timeout)
@@ -192,7 +193,6 @@ class Connection:
             self._fail("timed out connecting")
         except OSError as exc:
             self._fail(exc.strerror or str(exc))
-        self.reader = self.sock.makefile("rb")
 
     def _connect(self, timeout: float | None) -> None:
         # A Unix socket whose backlog is full refuses a non-blocking connect with EAGAIN
@@ -219,10 +219,21 @@ class Connection:
         except OSError:
             pass  # the daemon closed on us (a refused uid): its reason is still there to read
 
+    def readline(self) -> bytes:
+        """The next line, with its newline; what is left (maybe b"") at end of connection."""
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                line, self.buffer = self.buffer, b""
+                return line
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line + b"\n"
+
     def read(self) -> tuple[bytes, dict] | None:
         """The next reply line (raw and parsed), or None at end of connection."""
         try:
-            line = self.reader.readline()
+            line = self.readline()
         except TimeoutError:
             raise Exit(protocol.EXIT_NO_DAEMON, f"no reply from daemond at {self.path} in time (see --timeout)") from None
         except OSError as exc:
@@ -237,7 +248,7 @@ class Connection:
     def wait_closed(self) -> bool:
         """Read until the daemon closes the connection; False on timeout."""
         try:
-            while self.reader.readline():
+            while self.readline():
                 pass
         except TimeoutError:
             return False
@@ -246,7 +257,6 @@ class Connection:
         return True
 
     def close(self) -> None:
-        self.reader.close()
         self.sock.close()
 
 

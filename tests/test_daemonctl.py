@@ -157,7 +157,8 @@ def test_no_daemon_is_exit_3_naming_the_socket(tmp_path):
     missing = tmp_path / "control.sock"
     out = daemonctl("--socket", str(missing), "status")
     assert out.returncode == 3 and out.stdout == ""
-    assert out.stderr == f"daemonctl: no daemond answers at {missing}: no such socket (is daemond running? see -s, -c, $DAEMOND_SOCKET)\n"
+    assert out.stderr == (f"daemonctl: no daemond answers at {missing}: no such socket "
+                          "(is daemond running? see -s, -c, $DAEMOND_SOCKET)\n")
 
 
 def test_stale_socket_is_exit_3(tmp_path):
@@ -167,7 +168,8 @@ def test_stale_socket_is_exit_3(tmp_path):
     s.close()
     out = daemonctl("--socket", str(stale), "status")
     assert out.returncode == 3
-    assert out.stderr == f"daemonctl: no daemond answers at {stale}: connection refused (a stale socket: daemond is not running)\n"
+    assert out.stderr == (f"daemonctl: no daemond answers at {stale}: "
+                          "connection refused (a stale socket: daemond is not running)\n")
 
 
 def test_a_daemon_that_never_answers_is_exit_3(tmp_path):
@@ -226,7 +228,8 @@ def test_an_unreadable_config_is_a_usage_error(tmp_path):
 def test_daemonctl_imports_only_what_it_needs(d):
     probe = ("import sys; from daemon import ctl; sys.argv = ['daemonctl'] + sys.argv[1:]; code = ctl.main();"
              "print(' '.join(sorted(sys.modules)), file=sys.stderr); sys.exit(code)")
-    heavy = {"pluggy", "watchdog", "daemon.server", "daemon.config", "daemon.plugins", "daemon.commands", "plugins"}
+    heavy = {"pluggy", "watchdog", "daemon.server", "daemon.config", "daemon.plugins", "daemon.commands", "plugins",
+             "socket", "selectors", "typing"}
     by_socket = subprocess.run([sys.executable, "-c", probe, "--socket", str(d.control_socket), "status"],
                                capture_output=True, text=True, timeout=30)
     assert by_socket.returncode == 0

@@ -40,7 +40,8 @@ class CtlPlugin:
                 Argument("loud", "a flag", flag=True),
                 Argument("mode", "a choice", option=True, choices=("a", "b"), default="a"),
             )),
-            ControlCommand("count", "streams 1..TO", count, args=(Argument("to", "last number", option=True, type=int, default=3),)),
+            ControlCommand("count", "streams 1..TO", count,
+                           args=(Argument("to", "last number", option=True, type=int, default=3),)),
         ]
 
     @hookimpl
