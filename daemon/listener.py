@@ -60,7 +60,11 @@ class Listener:
 
     def bind(self) -> None:
         """Bind and listen now, so that failures surface before anything runs."""
-        host, port = self.config.host, self.config.port
+        self._sock = self._open(self.config)
+        self.address = self._sock.getsockname()[:2]
+
+    def _open(self, config: ListenerConfig) -> socket.socket:
+        host, port = config.host, config.port
         try:
             infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         except socket.gaierror as exc:
@@ -74,17 +78,37 @@ class Listener:
             sock.bind(sockaddr)
             if port == 0:
                 sock = _pin_port(sock, family)
-            sock.listen(self.config.backlog)
+            sock.listen(config.backlog)
         except OSError as exc:
             sock.close()
             why = {errno.EADDRINUSE: "address already in use", errno.EACCES: "permission denied (ports below 1024 need privileges)",
                    errno.EADDRNOTAVAIL: "address not available on this machine"}.get(exc.errno, exc.strerror or str(exc))
             raise BindError(f"listener {self.name!r}: cannot listen on {_fmt(host, port)}: {why}") from None
-        self._sock = sock
-        self.address = sock.getsockname()[:2]
+        return sock
+
+    def rebind(self, config: ListenerConfig) -> None:
+        """Move to a new address (a reload): bind the new socket first, then retire the old one.
+
+        Sessions carry on; if the new address cannot be bound, BindError is
+        raised and nothing changes.
+        """
+        new_sock = self._open(config)
+        old_sock, old_thread = self._sock, self._thread
+        old_sock.shutdown(socket.SHUT_RDWR)  # the accepting thread sees its socket replaced and exits
+        with self._lock:
+            self._sock = new_sock
+            self.address = new_sock.getsockname()[:2]
+            self.config = config
+            self._state.notify_all()
+        if old_thread is not None:
+            old_thread.join(5)
+        old_sock.close()
+        if self._paused:
+            new_sock.shutdown(socket.SHUT_RD)
+        self.start()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._accept_loop, name=f"listener-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._accept_loop, args=(self._sock,), name=f"listener-{self.name}", daemon=True)
         self._thread.start()
 
     def is_alive(self) -> bool:
@@ -93,6 +117,8 @@ class Listener:
     def stop_accepting(self) -> None:
         """Close the listening socket and join the accepting thread; sessions carry on."""
         with self._lock:
+            if self._stopping:
+                return
             self._stopping = True
             self._state.notify_all()
         if self._sock is not None:
@@ -161,17 +187,16 @@ class Listener:
 
     # -- the accepting thread ---------------------------------------------------
 
-    def _accept_loop(self) -> None:
-        sock = self._sock
+    def _accept_loop(self, sock: socket.socket) -> None:
         while True:
             try:
                 conn, addr = sock.accept()
             except OSError as exc:
                 with self._lock:
-                    if self._stopping:
+                    if self._stopping or sock is not self._sock:
                         return
                     if self._paused:
-                        self._state.wait_for(lambda: self._stopping or not self._paused)
+                        self._state.wait_for(lambda: self._stopping or not self._paused or sock is not self._sock)
                         continue
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     log.error("listener %s: cannot accept: %s; retrying", self.name, exc.strerror)

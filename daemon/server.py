@@ -24,7 +24,8 @@ from daemon.listener import BindError, Listener
 from daemon.logs import LogService
 from daemon.notify import Notifier
 from daemon.outbox import Flusher
-from daemon.plugins import Chain, PluginLoader, PluginLoadError, register_all
+from daemon.plugins import Chain, LoadedPlugin, PluginLoader, PluginLoadError, register_all
+from daemon.reload import Reloader, reload_daemon
 from daemon.session import Session
 
 log = logging.getLogger("daemond")
@@ -49,8 +50,11 @@ class Daemon:
         #: every control command, core and plugins'; the control socket and the console run them
         self.commands = CommandRegistry()
         self.control: ControlServer | None = None
-        #: the result of the last reload (Daemon.reload() sets it), for status
+        #: listeners a reload removed; their sessions may still be finishing
+        self.retired: list[Listener] = []
+        self.reloader: Reloader | None = None
         self.last_reload: dict[str, Any] | None = None
+        self._reload_lock = threading.Lock()  # one reload at a time, whoever asks
         self.pm = None
         self.started_at: float = 0.0
         self._log_to_stderr = log_to_stderr
@@ -105,6 +109,8 @@ class Daemon:
             raise
         self.started_at = time.time()
         self._state = "running"
+        self.reloader = Reloader(self)
+        self.reloader.start()
         self.notifier.ready(self.status_line())
         self.notifier.start_watchdog(self.healthy)
 
@@ -112,8 +118,11 @@ class Daemon:
         """Whether the daemon's own threads are alive (gates systemd watchdog pings)."""
         if self._state != "running":
             return False
-        return (self.flusher.is_alive() and all(lst.is_alive() for lst in self.listeners.values())
-                and self.control is not None and self.control.is_alive())
+        with self._lock:
+            listeners = list(self.listeners.values())
+        reloader_ok = self.reloader is None or self.reloader.is_alive()
+        control_ok = self.control is not None and self.control.is_alive()
+        return self.flusher.is_alive() and reloader_ok and control_ok and all(lst.is_alive() for lst in listeners)
 
     def status_line(self) -> str:
         """A short human line for systemd's STATUS=."""
@@ -129,7 +138,7 @@ class Daemon:
             self.register_plugin_commands(name, plugin)
 
     def register_plugin_commands(self, name: str, plugin) -> None:
-        """Register one plugin's control commands; raises StartError (also usable at reload)."""
+        """Register one plugin's control commands (at start, and for a plugin a reload loads); raises StartError."""
         provided: list = []
         self._plugin_call(name, "provide control commands", lambda: provided.extend(plugin.control_commands(self.api)))
         for command in provided:
@@ -213,18 +222,23 @@ class Daemon:
         log.info("stopping")
         self.notifier.stopping()
         self.notifier.stop_watchdog()
+        if self.reloader is not None:
+            self.reloader.stop()
+        with self._reload_lock:  # a reload under way finishes first
+            pass
         for listener in self.listeners.values():
             listener.stop_accepting()
         self._safe_hook("daemond_stopping")
         sessions = self.sessions()
         for session in sessions:
             session.close("shutdown")
+        every = list(self.listeners.values()) + self.retired
         deadline = time.monotonic() + CLOSE_GRACE
-        left = [s for lst in self.listeners.values() for s in lst.join_sessions(deadline)]
+        left = [s for lst in every for s in lst.join_sessions(deadline)]
         for session in left:
             session.abort("shutdown")
         deadline = time.monotonic() + CLOSE_GRACE
-        left = [s for lst in self.listeners.values() for s in lst.join_sessions(deadline)]
+        left = [s for lst in every for s in lst.join_sessions(deadline)]
         if left:
             log.warning("%d sessions did not end in time", len(left))
         self._safe_hook("daemond_stopped")
@@ -241,11 +255,57 @@ class Daemon:
         except Exception:
             log.error("a plugin raised in %s", name, exc_info=True)
 
+    # -- reload ---------------------------------------------------------------
+
+    def reload(self, source: str = "control") -> dict[str, Any]:
+        """Re-read the config and apply what changed; returns when applied or refused."""
+        with self._reload_lock:
+            if self._state != "running":
+                return {"ok": False, "errors": ["the daemon is not running"], "changes": [], "source": source}
+            report = reload_daemon(self, source)
+            self.last_reload = report
+            if self.reloader is not None and report.get("digest"):
+                self.reloader.note_digest(report["digest"])
+            return report
+
+    def request_reload(self) -> None:
+        """Reload soon, on the reload thread (for signal handlers)."""
+        if self.reloader is not None:
+            self.reloader.request()
+
+    def add_listener(self, listener: Listener) -> None:
+        with self._lock:
+            self.listeners[listener.name] = listener
+            listener.start()
+            if self._paused:
+                listener.pause()
+        log.info("listening on %s:%d (%s) with plugins %s", *listener.address[:2], listener.name, ", ".join(listener.chain.names))
+
+    def retire_listener(self, name: str) -> None:
+        """Stop a listener (a reload removed it): its sessions get a notice and end."""
+        with self._lock:
+            listener = self.listeners.pop(name)
+            self.retired.append(listener)
+        listener.stop_accepting()
+        for session in listener.sessions():
+            if listener.chain.line_mode:
+                session.send_line(f"NOTICE listener {name} was removed by a config reload; closing")
+            session.close("listener-removed")
+
+    def plugin_added(self, plugin: LoadedPlugin) -> None:
+        """A reload loaded ``plugin`` for the first time (it is registered and started)."""
+        try:
+            self.register_plugin_commands(plugin.name, plugin)
+        except StartError:
+            self.commands.unregister_plugin(plugin.name)
+            raise
+        log.info("plugin %s (%s %s) loaded", plugin.name, plugin.source, plugin.version)
+
     # -- what the control commands use ---------------------------------------
 
     def sessions(self, listener: str | None = None) -> list[Session]:
         with self._lock:
-            listeners = [self.listeners[listener]] if listener else list(self.listeners.values())
+            listeners = [self.listeners[listener]] if listener else list(self.listeners.values()) + self.retired
         return [s for lst in listeners for s in lst.sessions()]
 
     @property
@@ -298,6 +358,7 @@ class Daemon:
             "paused": self._paused,
             "state": self._state,
             "connections": sum(lst.connection_count() for lst in listeners),
+            "reload": self.last_reload,
             "listeners": [
                 {
                     "name": lst.name,
@@ -313,5 +374,4 @@ class Daemon:
             ],
             "plugins": plugins,
             "control": self.control.status() if self.control is not None else None,
-            "reload": self.last_reload,
         }

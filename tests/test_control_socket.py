@@ -44,6 +44,14 @@ class RawControl:
             raise EOFError("control connection closed")
         return json.loads(line)
 
+    def stream_until(self, suffix: str) -> str:
+        """Read stream items until one ends with ``suffix`` (other log lines may come first)."""
+        while True:
+            reply = self.reply()
+            assert "stream" in reply, reply
+            if reply["stream"].endswith(suffix):
+                return reply["stream"]
+
     def ask(self, message: dict) -> dict:
         self.request(message)
         return self.reply()
@@ -227,6 +235,8 @@ def test_a_burst_over_the_client_limit_waits_its_turn(daemond_factory, monkeypat
 def test_pause_refuses_at_once_and_resume_accepts_again(echo_daemon):
     host, port = echo_daemon.address("e")
     with echo_daemon.client("e") as kept:
+        kept.send_line("accepted")  # a session, not just a connection queued in the backlog
+        assert kept.read_line() == "accepted"  # (those are reset when the listener pauses)
         assert echo_daemon.control("pause")["result"].startswith("paused 1 listeners")
         with pytest.raises(ConnectionRefusedError):  # refused, not left hanging in a backlog
             socket.create_connection((host, port), timeout=5)
@@ -242,22 +252,24 @@ def test_pause_refuses_at_once_and_resume_accepts_again(echo_daemon):
 
 
 def test_logs_tail_and_clear(echo_daemon):
-    with echo_daemon.client("e"):
-        pass
+    import logging
+    log = logging.getLogger("daemond.test")
+    for i in range(10):
+        log.warning("line %d before clearing", i)
     lines = echo_daemon.control("logs", "-n", "5")["result"]
-    assert 0 < len(lines) <= 5
+    assert len(lines) == 5 and lines[-1].endswith("line 9 before clearing")
     assert echo_daemon.control("logs", lines=0)["result"] == []
     assert echo_daemon.control("logs", "-n", "-1")["error"]["code"] == "usage"
     log_file = echo_daemon.config.log_file
-    assert log_file.stat().st_size > 0
     cleared = echo_daemon.control("clear-logs")
     assert cleared["result"] == {"file": str(log_file), "cleared": True}
-    assert log_file.stat().st_size == 0
-    assert echo_daemon.control("logs")["result"] == []
-    import logging
-    logging.getLogger("daemond.test").warning("first line after clearing")
-    assert log_file.read_bytes().startswith(b"20")  # at offset 0: a timestamp, no hole
-    assert b"first line after clearing" in log_file.read_bytes() and b"\0" not in log_file.read_bytes()
+    log.warning("first line after clearing")
+    data = log_file.read_bytes()
+    assert b"before clearing" not in data and b"\0" not in data
+    assert data.startswith(b"20") and b"first line after clearing" in data  # at offset 0: a timestamp, no hole
+    in_memory = echo_daemon.control("logs")["result"]
+    assert not [line for line in in_memory if "before clearing" in line]
+    assert in_memory[-1].endswith("first line after clearing")
 
 
 def test_logs_follow_streams_until_the_client_leaves(echo_daemon):
@@ -267,10 +279,10 @@ def test_logs_follow_streams_until_the_client_leaves(echo_daemon):
     with RawControl(echo_daemon.control_socket) as ctl:
         ctl.request({"command": "logs", "argv": ["-n", "1", "-f"], "id": "f"})
         assert ctl.reply() == {"streaming": True, "id": "f"}
-        assert ctl.reply()["stream"].endswith("before following")
+        ctl.stream_until("before following")  # the tail, then what follows
         for i in range(3):
             log.warning("followed %d", i)
-            assert ctl.reply()["stream"].endswith(f"followed {i}")
+            ctl.stream_until(f"followed {i}")
         assert echo_daemon.daemon.logs.memory._followers  # subscribed
     _wait_until(lambda: not echo_daemon.daemon.logs.memory._followers)  # unsubscribed once the client left
     _wait_until(lambda: echo_daemon.control("status")["result"]["control"]["clients"] == 1)
@@ -284,7 +296,7 @@ def test_a_half_closed_client_still_gets_its_stream(echo_daemon):
         ctl.sock.shutdown(socket.SHUT_WR)
         assert ctl.reply() == {"streaming": True}
         logging.getLogger("daemond.test").warning("after the half-close")
-        assert ctl.reply()["stream"].endswith("after the half-close")
+        ctl.stream_until("after the half-close")
 
 
 def test_a_stream_ends_with_a_final_reply(echo_daemon):
@@ -315,21 +327,39 @@ def test_stop_command_requests_a_stop(echo_daemon):
     assert reply["ok"] and echo_daemon.daemon.stop_requested
 
 
-def test_reload_is_reported_unavailable_without_a_reload(echo_daemon):
+def test_reload_applies_and_refuses_and_status_shows_it(daemond_factory):
+    import yaml
+    echo_daemon = daemond_factory(ECHO, reload={"watch": False})  # only our reloads
+    path = echo_daemon.config_path
+    doc = yaml.safe_load(path.read_text())
+    doc["listeners"]["e"]["idle_timeout"] = 10
+    path.write_text(yaml.safe_dump(doc))
+    applied = echo_daemon.control("reload")
+    assert applied["ok"] and applied["result"]["ok"] is True, applied
+    assert any("idle_timeout" in change for change in applied["result"]["changes"]), applied
+    assert echo_daemon.control("status")["result"]["reload"]["ok"] is True
+    doc["listeners"]["e"]["port"] = "many"
+    path.write_text(yaml.safe_dump(doc))
+    refused = echo_daemon.control("reload")["error"]
+    assert refused["code"] == "failed"
+    assert refused["message"].startswith(f"reload refused: {path}:") and "listeners.e.port" in refused["message"]
+    assert refused["details"]["ok"] is False
+    assert echo_daemon.control("status")["result"]["reload"]["ok"] is False
+
+
+def test_reload_without_a_reload_method_is_a_failure(echo_daemon, monkeypatch):
+    monkeypatch.delattr(type(echo_daemon.daemon), "reload")
     reply = echo_daemon.control("reload")
     assert reply["error"] == {"code": "failed", "message": "reload not available in this daemond"}
 
 
-def test_reload_applied_and_refused(echo_daemon):
-    outcomes = iter([{"ok": True, "errors": [], "changes": ["listener e: idle_timeout 300 -> 10"]},
-                     {"ok": False, "errors": ["daemond.yaml:3:5: port: must be an integer"], "changes": []}])
-    echo_daemon.daemon.reload = lambda: next(outcomes)
-    applied = echo_daemon.control("reload")
-    assert applied["ok"] and applied["result"]["changes"] == ["listener e: idle_timeout 300 -> 10"]
-    refused = echo_daemon.control("reload")["error"]
-    assert refused["code"] == "failed"
-    assert refused["message"] == "reload refused: daemond.yaml:3:5: port: must be an integer"
-    assert refused["details"]["ok"] is False
+def test_a_plugin_loaded_by_a_reload_brings_its_commands(daemond_factory):
+    d = daemond_factory(ECHO, reload={"watch": False})
+    assert d.control("wipe")["error"]["code"] == "usage"  # no such command yet
+    text = d.config_path.read_text()
+    d.config_path.write_text(text + f"plugins:\n  {CTL}: null\n")
+    assert d.control("reload")["ok"]
+    assert d.control("wipe", confirmed=True)["result"]["wiped"] == 1
 
 
 def test_socket_and_directory_modes(daemond_factory, tmp_path):

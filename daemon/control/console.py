@@ -134,22 +134,12 @@ class Foreground:
         return self.daemon.stop_requested
 
     def _reload(self) -> None:
-        apply = getattr(self.daemon, "reload", None)
-        if apply is None:
+        request = getattr(self.daemon, "request_reload", None)
+        if request is None:
             log.warning("SIGHUP received: reload not available in this daemond")
             return
         log.info("SIGHUP received: reloading")
-        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # threads the reload starts inherit the block
-        try:
-            result = apply()
-        except Exception:
-            log.exception("reload failed")
-            return
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
-        if self.console:
-            self._print(f"reload {'applied' if result.get('ok') else 'refused'}"
-                        + "".join(f"\n  {e}" for e in result.get("errors") or []))
+        request()  # on the reload thread; it logs the outcome
 
     # -- the console ---------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +55,7 @@ def core_commands(daemon: Daemon) -> list[ControlCommand]:
 
     def logs(args: dict[str, Any]) -> list[str] | Iterator[str | None]:
         if args["follow"]:
-            return follow(daemon.logs, args["lines"])
+            return LogFollower(daemon.logs, args["lines"])
         return daemon.logs.tail(args["lines"])
 
     def clear_logs(args: dict[str, Any]) -> dict[str, Any]:
@@ -95,31 +96,46 @@ def _count(text: Any) -> int:
     return value
 
 
-def follow(service: LogService, n: int) -> Iterator[str | None]:
-    """The last ``n`` lines, then each new line as it is logged; ``None`` while idle."""
-    lines: queue.Queue[str] = queue.Queue(FOLLOW_BACKLOG)
-    dropped = 0
+class LogFollower:
+    """The last ``n`` lines, then each new line as it is logged; ``None`` while idle.
 
-    def receive(line: str) -> None:  # called by logging, under the memory handler's lock
-        nonlocal dropped
+    Subscribed when created — before the front door says the stream has begun, so
+    no line logged after that is missed — and unsubscribed by :meth:`close`.
+    """
+
+    def __init__(self, service: LogService, n: int):
+        self._lines: queue.Queue[str] = queue.Queue(FOLLOW_BACKLOG)
+        self._dropped = 0
+        backlog, self._unsubscribe = service.tail_and_follow(n, self._receive)
+        self._backlog = deque(backlog)
+        self._closed = False
+
+    def _receive(self, line: str) -> None:  # called by logging, under the memory handler's lock
         try:
-            lines.put_nowait(line)
+            self._lines.put_nowait(line)
         except queue.Full:
-            dropped += 1
+            self._dropped += 1
 
-    backlog, unsubscribe = service.tail_and_follow(n, receive)
-    try:
-        yield from backlog
-        while True:
-            try:
-                yield lines.get(timeout=FOLLOW_HEARTBEAT)
-            except queue.Empty:
-                yield None
-            if dropped:
-                missed, dropped = dropped, 0
-                yield f"[daemond: {missed} log lines dropped: this client reads too slowly]"
-    finally:
-        unsubscribe()
+    def __iter__(self) -> LogFollower:
+        return self
+
+    def __next__(self) -> str | None:
+        if self._closed:
+            raise StopIteration
+        if self._backlog:
+            return self._backlog.popleft()
+        if self._dropped:
+            missed, self._dropped = self._dropped, 0
+            return f"[daemond: {missed} log lines dropped: this client reads too slowly]"
+        try:
+            return self._lines.get(timeout=FOLLOW_HEARTBEAT)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._unsubscribe()
 
 
 # -- rendering for people -------------------------------------------------------
