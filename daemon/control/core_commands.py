@@ -194,9 +194,10 @@ def _reload_line(reload: dict[str, Any] | None) -> str:
         return "none since start"
     when = reload.get("at") or reload.get("time")
     at = f" at {time.strftime('%H:%M:%S', time.localtime(when))}" if isinstance(when, (int, float)) else ""
+    by = f" by {reload['source']}" if reload.get("source") else ""
     if reload.get("ok"):
-        return f"applied{at} ({_changes(reload.get('changes'))})"
-    return f"refused{at}: {'; '.join(map(str, reload.get('errors') or []))}"
+        return f"applied{at}{by} ({_changes(reload.get('changes'))})"
+    return f"refused{at}{by}: {'; '.join(map(str, reload.get('errors') or []))}"
 
 
 def _changes(changes: Any) -> str:
