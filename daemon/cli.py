@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"daemond: config has {len(exc.problems)} problem(s)", file=sys.stderr)
         return 1
     if args.check_config:
+        for warning in config.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         print(f"{path}: ok ({len(config.listeners)} listeners, plugins: {', '.join(config.plugins)})")
         return 0
     return serve(config, loader, path, console=args.console)

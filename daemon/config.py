@@ -44,7 +44,7 @@ LISTENER_SCHEMA = Schema(
         "max_line": Field(int, default=4096, min=16, max=16 * 1024 * 1024),
         "send_queue": Field(int, default=1024 * 1024, min=4096, help="bytes queued for a slow reader before it is cut"),
         "keepalive": Field(bool, default=True),
-        "backlog": Field(int, default=1024, min=1, max=65535),
+        "backlog": Field(int, default=4096, min=1, max=65535, help="capped by net.core.somaxconn"),
     }
 )
 
@@ -94,7 +94,7 @@ class ListenerConfig:
     max_line: int = 4096
     send_queue: int = 1024 * 1024
     keepalive: bool = True
-    backlog: int = 1024
+    backlog: int = 4096
 
     @property
     def address(self) -> tuple[str, int]:
@@ -117,6 +117,8 @@ class Config:
     digest: str = ""
     #: plugin name -> the LoadedPlugin, for every plugin a listener or ``plugins:`` names
     plugins: dict[str, Any] = field(default_factory=dict)
+    #: things worth telling the operator that do not stop the daemon
+    warnings: list[str] = field(default_factory=list)
 
     def resolve(self, path: str | os.PathLike) -> Path:
         """A path from the config: relative ones stand in the state directory."""
@@ -202,6 +204,8 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
                 listeners[name] = ListenerConfig(name=str(name), **{**values, "plugins": tuple(plugin_list)})
         problems.extend(_address_clashes(listeners, raw_listeners))
 
+    used_by_listeners = set(named_plugins)
+    warnings: list[str] = []
     plugin_sections = top.get("plugins") or {}
     for plugin in plugin_sections if isinstance(plugin_sections, dict) else ():
         key_marks = getattr(plugin_sections, "key_marks", {})
@@ -213,7 +217,10 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         try:
             loaded[plugin] = loader.load(plugin)
         except Exception as exc:  # PluginLoadError, or anything a broken plugin raises on import
-            problems.append(Problem(pmark, f"plugin {plugin!r}: {exc}"))
+            if plugin in used_by_listeners:
+                problems.append(Problem(pmark, f"plugin {plugin!r}: {exc}"))
+            else:  # only configured, no listener needs it: run without it, and say so
+                warnings.append(f"{pmark}: plugin {plugin!r} not loaded (no listener uses it): {exc}")
             continue
         raw = plugin_sections.get(plugin) if isinstance(plugin_sections, dict) else None
         smark = plugin_sections.value_marks.get(plugin, pmark) if hasattr(plugin_sections, "value_marks") else pmark
@@ -262,6 +269,7 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         reload_debounce=sections["reload"]["debounce"],
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         plugins=loaded,
+        warnings=warnings,
     )
 
 

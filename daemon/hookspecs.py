@@ -75,7 +75,8 @@ def daemond_configure(settings: dict[str, Any], daemon: DaemonAPI) -> None:
     message of the day, a replay count) should take effect at once.
 
     **Call mode:** plain. **If it raises:** at start the daemon exits 1 naming
-    your plugin; at reload the reload is reported failed for your plugin and
+    your plugin (raise :class:`daemon.PluginError` for a problem the operator
+    must fix: its message is shown without a traceback); at reload the reload is reported failed for your plugin and
     the rest of the new config still applies.
     """
 
@@ -96,6 +97,8 @@ def daemond_start(daemon: DaemonAPI) -> None:
 
     **If it raises:** the daemon logs the error and exits 1 naming your plugin
     (at a reload, the plugin is unloaded and the reload reported failed).
+    Raise :class:`daemon.PluginError` for a problem the operator must fix
+    (a file with the wrong mode): its message is shown without a traceback.
     """
 
 

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from daemon.session import Session
+from daemon.session import Session, timeval
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.config import ListenerConfig
@@ -42,6 +42,7 @@ class Listener:
         self.daemon_api = daemon_api
         self.flusher = flusher
         self._sock: socket.socket | None = None
+        self.socket_rcvtimeo = 0.0  # the idle timeout accepted sockets inherit
         self.address: tuple[str, int] | None = None
         # _lock guards _sessions, _per_ip, _paused, _stopping and the error counts;
         # _state (a Condition on it) wakes the accepting thread out of a pause.
@@ -78,6 +79,7 @@ class Listener:
             sock.bind(sockaddr)
             if port == 0:
                 sock = _pin_port(sock, family)
+            self._set_inherited_options(sock, config)
             sock.listen(config.backlog)
         except OSError as exc:
             sock.close()
@@ -85,6 +87,19 @@ class Listener:
                    errno.EADDRNOTAVAIL: "address not available on this machine"}.get(exc.errno, exc.strerror or str(exc))
             raise BindError(f"listener {self.name!r}: cannot listen on {_fmt(host, port)}: {why}") from None
         return sock
+
+    def _set_inherited_options(self, sock: socket.socket, config: ListenerConfig) -> None:
+        """Options Linux copies from a listening socket to each accepted one."""
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1 if config.keepalive else 0)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(config.idle_timeout))
+        self.socket_rcvtimeo = config.idle_timeout
+
+    def update(self, config: ListenerConfig) -> None:
+        """New settings for new connections (a reload); the address is changed with rebind()."""
+        if self._sock is not None and (config.keepalive, config.idle_timeout) != (self.config.keepalive, self.config.idle_timeout):
+            self._set_inherited_options(self._sock, config)
+        self.config = config
 
     def rebind(self, config: ListenerConfig) -> None:
         """Move to a new address (a reload): bind the new socket first, then retire the old one.

@@ -33,6 +33,15 @@ class PluginLoadError(Exception):
     """A plugin could not be found, imported or registered."""
 
 
+class PluginError(Exception):
+    """Raise from ``daemond_configure`` or ``daemond_start`` for a failure the operator must fix.
+
+    The daemon exits 1 with ``plugin NAME failed to start: MESSAGE`` — your
+    message, one line, no traceback (other exceptions are logged with theirs,
+    as the bugs they are).
+    """
+
+
 def new_plugin_manager() -> pluggy.PluginManager:
     """A plugin manager that knows daemond's hooks (and traces them if asked)."""
     pm = pluggy.PluginManager(PROJECT)
@@ -116,12 +125,17 @@ class PluginLoader:
             dist = getattr(ep, "dist", None)
             source = "built-in" if dist is not None and dist.name == "daemond" else "entry point"
             version = dist.version if dist is not None else "?"
-        elif "." in name or ":" in name:
+        else:
             module_name, _, attr = name.partition(":")
             try:
                 obj = _import_local(module_name)
                 if attr:
                     obj = getattr(obj, attr)
+            except ModuleNotFoundError as exc:
+                if exc.name == module_name.split(".")[0] and "." not in name and ":" not in name:
+                    known = ", ".join(self.available()) or "none installed"
+                    raise PluginLoadError(f"unknown plugin (known: {known}; or give a dotted module path)") from None
+                raise PluginLoadError(f"cannot import {name!r}: {exc}") from exc
             except ImportError as exc:
                 raise PluginLoadError(f"cannot import {name!r}: {exc}") from exc
             except AttributeError as exc:
@@ -130,9 +144,6 @@ class PluginLoader:
                 raise PluginLoadError(f"failed to import {name!r}: {exc.__class__.__name__}: {exc}") from exc
             source = "path"
             version = str(getattr(importlib.import_module(module_name), "__version__", "?"))
-        else:
-            known = ", ".join(self.available()) or "none installed"
-            raise PluginLoadError(f"unknown plugin (known: {known}; or give a dotted module path)")
         if isinstance(obj, type):
             try:
                 obj = obj()

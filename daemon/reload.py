@@ -54,6 +54,8 @@ def reload_daemon(daemon: Daemon, source: str) -> dict[str, Any]:
         except ConfigError as exc:
             report["errors"] = [str(p) for p in exc.problems]
         else:
+            for warning in new.warnings:
+                log.warning("%s", warning)
             report["changes"], report["errors"] = apply_config(daemon, new)
             report["ok"] = not report["errors"]
     finally:
@@ -147,7 +149,7 @@ def apply_config(daemon: Daemon, new: Config) -> tuple[list[str], list[str]]:
             listener.chain = chain
             changes.append(f"listener {name} plugins now {', '.join(lc.plugins)}")
         if lc != old_lc:
-            listener.config = lc
+            listener.update(lc)
             settings_changed = [f for f in lc.__dataclass_fields__ if f not in ("host", "port", "plugins", "name")
                                 and getattr(lc, f) != getattr(old_lc, f)]
             if settings_changed:

@@ -24,7 +24,7 @@ from daemon.listener import BindError, Listener
 from daemon.logs import LogService
 from daemon.notify import Notifier
 from daemon.outbox import Flusher
-from daemon.plugins import Chain, LoadedPlugin, PluginLoader, PluginLoadError, register_all
+from daemon.plugins import Chain, LoadedPlugin, PluginError, PluginLoader, PluginLoadError, register_all
 from daemon.reload import Reloader, reload_daemon
 from daemon.session import Session
 
@@ -75,6 +75,8 @@ class Daemon:
             raise StartError(f"cannot open log file {config.log_file}: {exc.strerror or exc}") from None
         log.info("daemond %s starting (pid %d) with config %s", __version__, os.getpid(), config.path)
         log.info("state directory %s", config.state_dir)
+        for warning in config.warnings:
+            log.warning("%s", warning)
         started_plugins = False
         try:
             try:
@@ -164,6 +166,10 @@ class Daemon:
     def _plugin_call(self, name: str | None, what: str, call) -> None:
         try:
             call()
+        except PluginError as exc:  # the operator's to fix: one line, no traceback
+            culprit = name or self._blame(exc, f"daemond_{what}") or "?"
+            log.error("plugin %s failed to %s: %s", culprit, what, exc)
+            raise StartError(f"plugin {culprit!r} failed to {what}: {exc}") from None
         except Exception as exc:
             culprit = name or self._blame(exc, f"daemond_{what}") or "?"
             log.error("plugin %s failed to %s", culprit, what, exc_info=True)

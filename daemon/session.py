@@ -32,6 +32,15 @@ _RECV_SIZE = 65536
 _ids = itertools.count(1)
 
 
+def timeval(seconds: float) -> bytes:
+    """A ``struct timeval`` for SO_RCVTIMEO (0 = no timeout)."""
+    sec = int(seconds)
+    usec = int((seconds - sec) * 1_000_000)
+    if seconds and not (sec or usec):
+        usec = 1
+    return struct.pack("ll", sec, usec)
+
+
 class SessionEnd(Exception):
     """Raise from a session hook to end the connection without a traceback.
 
@@ -197,25 +206,18 @@ class Session:
             self._finish(self._end_reason or reason)
 
     def _setup(self) -> None:
-        sock = self.sock
-        if self.settings.keepalive:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._set_rcvtimeo(self.settings.idle_timeout)
+        # Keepalive, TCP_NODELAY and the idle timeout (SO_RCVTIMEO) were set on the
+        # listening socket and Linux copies them to accepted ones, so a new session
+        # makes no syscall before its first recv().
+        self._rcvtimeo = self._listener.socket_rcvtimeo
         log.info("connect %s %s", self.listener, self.peer_str)
 
     def _set_rcvtimeo(self, seconds: float) -> None:
         # A kernel receive timeout keeps the socket blocking (one syscall per
         # recv) where socket.settimeout() would add a poll() before each one.
-        if seconds == self._rcvtimeo:
-            return
-        sec = int(seconds)
-        usec = int((seconds - sec) * 1_000_000)
-        if seconds and not (sec or usec):
-            usec = 1
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", sec, usec))
-        self._rcvtimeo = seconds
+        if seconds != self._rcvtimeo:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(seconds))
+            self._rcvtimeo = seconds
 
     def _serve_bytes(self) -> None:
         on_data = self.chain.on_data

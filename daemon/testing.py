@@ -64,6 +64,21 @@ class LineClient:
         line, _, self._buf = self._buf.partition(b"\n")
         return line.decode("utf-8").removesuffix("\r")
 
+    def read_bytes(self, n: int, timeout: float | None = None) -> bytes:
+        """Exactly ``n`` bytes (what is left over from line reads first); raises EOFError when the server closed."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while len(self._buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {n} bytes within {timeout or self.timeout}s (have {len(self._buf)})")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError(f"connection closed after {len(self._buf)} of {n} bytes")
+            self._buf += chunk
+        data, self._buf = self._buf[:n], self._buf[n:]
+        return data
+
     def reply(self, timeout: float | None = None) -> tuple[list[str], str]:
         """Lines up to and including the final ``+OK``/``-ERR`` line: (data lines, final line)."""
         lines = []

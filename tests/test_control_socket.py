@@ -413,6 +413,20 @@ def test_a_too_long_socket_path_is_refused(daemond_factory, tmp_path):
         daemond_factory(ECHO, control={"socket": str(tmp_path / ("x" * 120) / "c.sock")})
 
 
+def test_hook_daemond_control_commands(daemond_factory):
+    """Each plugin's commands are registered under its name, run over the socket, and listed by help."""
+    d = daemond_factory(ECHO, plugins={CTL: None})
+    described = {c["name"]: c for c in d.control("help")["result"]}
+    assert {n for n, c in described.items() if c["plugin"] == CTL} == {"wipe", "fail", "crash", "echo-args", "count"}
+    assert d.control("echo-args", "x")["result"]["word"] == "x"
+    with pytest.raises(StartError) as raised:
+        daemond_factory(ECHO, plugins={"tests.plugins.badcommands:Raises": None})
+    assert str(raised.value) == ("plugin 'tests.plugins.badcommands:Raises' failed to provide control commands: "
+                                 "RuntimeError: no commands today")
+    with pytest.raises(StartError, match="returned 'status', not a ControlCommand"):
+        daemond_factory(ECHO, plugins={"tests.plugins.badcommands:NotACommand": None})
+
+
 def test_duplicate_command_names_stop_the_start(daemond_factory):
     with pytest.raises(StartError) as exc:
         daemond_factory(ECHO, plugins={"tests.plugins.dupcommand": None})

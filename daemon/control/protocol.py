@@ -57,7 +57,7 @@ _REQUEST_FIELDS = {"command", "args", "argv", "id", "confirmed", "text"}
 
 def encode(message: dict[str, Any]) -> bytes:
     """One message as a line of ASCII JSON."""
-    return json.dumps(message, ensure_ascii=True, separators=(",", ":"), default=str).encode("ascii") + b"\n"
+    return json.dumps(message, ensure_ascii=True, default=str).encode("ascii") + b"\n"
 
 
 def request(command: str, *, argv: list[str] | None = None, args: dict[str, Any] | None = None,

@@ -1,0 +1,296 @@
+"""Chat fan-out benchmark: daemond's chat plugin against a chat on asyncio streams.
+
+Starts each server as a subprocess on a free loopback port and drives it with
+``chat_loadgen`` (C, epoll; built from bench/chat_loadgen.c with ``cc -O2``),
+interleaving the servers round by round so that drift on the machine hits both
+alike. Prints one table per scenario with medians over the rounds and the
+daemond/asyncio ratio. See bench/README-chat.md for what is measured and why.
+
+    python bench/chat_bench.py                  # full run
+    python bench/chat_bench.py --quick          # smoke run: small and short
+    python bench/chat_bench.py --scenarios steady,idle --rounds 3 --json out.json
+
+Scenarios:
+
+* ``steady``: 1,000 users, 10 senders, 100 messages/s in total for
+  ``--duration`` seconds: deliveries/s and latency p50/p99 (send → each
+  receiver, and send → the last receiver of each message);
+* ``blast``: 1,000 users, 10 senders write 2,000 messages at once: the
+  deliveries/s a server sustains when it cannot keep up;
+* ``idle``: 10,000 logged-in users (``--idle-users``), the server's RSS, then
+  5 messages from one user 1 s apart: each goes to 9,999 receivers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+LOADGEN_SRC = HERE / "chat_loadgen.c"
+LOADGEN_BIN = HERE / "chat_loadgen.bin"
+BASELINE = HERE / "baseline_chat_asyncio.py"
+ANNOUNCE_LIMIT = 1000  # both servers: no JOIN storm while 10,000 users log in
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- the load generator -------------------------------------------------------
+
+
+def build_loadgen() -> Path:
+    if not LOADGEN_BIN.exists() or LOADGEN_BIN.stat().st_mtime < LOADGEN_SRC.stat().st_mtime:
+        subprocess.run(["cc", "-O2", "-Wall", "-o", str(LOADGEN_BIN), str(LOADGEN_SRC)], check=True)
+    return LOADGEN_BIN
+
+
+# -- the servers ---------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    name = "?"
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def start(self) -> None:
+        self.port = free_port()
+        self.log = open(self.workdir / f"{self.name}.log", "ab")
+        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=self.env(), cwd=self.workdir, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited {self.proc.returncode}; see {self.log.name}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not listen within 30 s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def threads(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+        return 0
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+class Daemond(Server):
+    name = "daemond"
+
+    def argv(self) -> list[str]:
+        state = self.workdir / "daemond-state"
+        if state.exists():
+            shutil.rmtree(state)  # a fresh history each run
+        config = self.workdir / "daemond.yaml"
+        config.write_text(json.dumps({  # JSON is YAML
+            "state_dir": str(state),
+            "logging": {"level": "warning", "file": "daemond.log"},
+            "listeners": {"chat": {
+                "host": "127.0.0.1", "port": self.port, "max_connections": 20000, "idle_timeout": 0,
+                "backlog": 4096, "plugins": ["tests.plugins.fakelogin", "chat"]}},
+            "plugins": {"chat": {"rate": 0, "replay": 0, "announce_limit": ANNOUNCE_LIMIT}},
+        }, indent=1))
+        return [daemond_command(), "-c", str(config), "--no-console"]
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(ROOT)}  # for the name-only login plugin
+
+
+class Asyncio(Server):
+    name = "asyncio"
+
+    def argv(self) -> list[str]:
+        db = self.workdir / "asyncio-chat.db"
+        for path in self.workdir.glob("asyncio-chat.db*"):
+            path.unlink()
+        return [sys.executable, str(BASELINE), "127.0.0.1", str(self.port),
+                "--announce-limit", str(ANNOUNCE_LIMIT), "--db", str(db)]
+
+
+def daemond_command() -> str:
+    candidate = Path(sys.executable).parent / "daemond"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("daemond")
+    if not found:
+        sys.exit("daemond is not installed: pip install -e . first")
+    return found
+
+
+# -- one run -------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    name: str
+    mode: str
+    clients: int
+    senders: int
+    messages: int
+    rate: float = 100.0
+    interval: float = 1.0
+    timeout: float = 60.0
+
+
+def run(server: Server, scenario: Scenario) -> dict:
+    server.start()
+    try:
+        argv = [str(LOADGEN_BIN), "127.0.0.1", str(server.port), scenario.mode, "-n", str(scenario.clients),
+                "-s", str(scenario.senders), "-m", str(scenario.messages), "-r", str(scenario.rate),
+                "-i", str(scenario.interval), "-t", str(scenario.timeout), "-w"]
+        gen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            ready = gen.stdout.readline().split()
+            if not ready or ready[0] != "READY":
+                raise RuntimeError(f"load generator failed: {ready} {gen.stderr.read()[-2000:]}")
+            time.sleep(1.0)  # let the server settle before its memory is read
+            held = {"rss_mib": round(server.rss_mib(), 1), "threads": server.threads()}
+            cpu0 = server.cpu_s()
+            gen.stdin.write("GO\n")
+            gen.stdin.flush()
+            out, err = gen.communicate(timeout=scenario.timeout + 600)
+        finally:
+            if gen.poll() is None:
+                gen.kill()
+                gen.wait()
+        result = json.loads(out.strip().splitlines()[-1])
+        result["server_cpu_s"] = round(server.cpu_s() - cpu0, 3)
+        result.update(held)
+        if err.strip():
+            result["loadgen_stderr"] = err.strip()[-500:]
+        return result
+    finally:
+        server.stop()
+
+
+# -- reporting -------------------------------------------------------------------
+
+
+METRICS = {
+    "steady": [("deliveries/s", "deliveries_per_s", "{:,.0f}"), ("latency p50 ms", "latency_ms.p50", "{:.2f}"),
+               ("latency p99 ms", "latency_ms.p99", "{:.2f}"), ("all-received p99 ms", "fanout_ms.p99", "{:.2f}"),
+               ("lost", "lost", "{:.0f}"), ("server CPU s", "server_cpu_s", "{:.2f}"),
+               ("loadgen CPU s", "loadgen_cpu_s", "{:.2f}")],
+    "blast": [("deliveries/s", "deliveries_per_s", "{:,.0f}"), ("latency p50 ms", "latency_ms.p50", "{:.1f}"),
+              ("latency p99 ms", "latency_ms.p99", "{:.1f}"), ("lost", "lost", "{:.0f}"),
+              ("server CPU s", "server_cpu_s", "{:.2f}"), ("loadgen CPU s", "loadgen_cpu_s", "{:.2f}")],
+    "idle": [("users held", "ready", "{:.0f}"), ("login s", "login_s", "{:.1f}"), ("RSS MiB", "rss_mib", "{:.0f}"),
+             ("threads", "threads", "{:.0f}"), ("broadcast p50 ms", "latency_ms.p50", "{:.1f}"),
+             ("broadcast p99 ms", "latency_ms.p99", "{:.1f}"), ("broadcast max ms", "latency_ms.max", "{:.1f}"),
+             ("lost", "lost", "{:.0f}")],
+}
+
+
+def get(result: dict, path: str) -> float:
+    value = result
+    for part in path.split("."):
+        value = value[part]
+    return float(value)
+
+
+def table(name: str, results: dict[str, list[dict]]) -> str:
+    servers = list(results)
+    lines = [f"| {name} | " + " | ".join(servers) + " | daemond / asyncio |", "|---|" + "---|" * (len(servers) + 1)]
+    for label, path, fmt in METRICS[name]:
+        medians = {}
+        for server in servers:
+            values = [get(r, path) for r in results[server]]
+            medians[server] = statistics.median(values) if values else float("nan")
+        ratio = ""
+        if "daemond" in medians and "asyncio" in medians and medians["asyncio"]:
+            ratio = f"{medians['daemond'] / medians['asyncio']:.2f}×"
+        lines.append(f"| {label} | " + " | ".join(fmt.format(medians[s]) for s in servers) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenarios", default="steady,blast,idle")
+    parser.add_argument("--servers", default="daemond,asyncio")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--idle-users", type=int, default=10_000)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of the steady scenario")
+    parser.add_argument("--quick", action="store_true", help="200 users, 2,000 idle, 1 round, 3 s")
+    parser.add_argument("--json", metavar="FILE")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.users, args.idle_users, args.duration = 1, 200, 2000, 3.0
+    build_loadgen()
+    scenarios = {
+        "steady": Scenario("steady", "steady", args.users, 10, int(100 * args.duration), rate=100.0),
+        "blast": Scenario("blast", "blast", args.users, 10, 2000),
+        "idle": Scenario("idle", "broadcast", args.idle_users, 1, 5, interval=1.0),
+    }
+    chosen = [scenarios[s] for s in args.scenarios.split(",")]
+    classes = {"daemond": Daemond, "asyncio": Asyncio}
+    server_names = args.servers.split(",")
+    all_results: dict[str, dict[str, list[dict]]] = {}
+    with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:
+        for scenario in chosen:
+            per_server: dict[str, list[dict]] = {name: [] for name in server_names}
+            for round_no in range(args.rounds):
+                for name in server_names:
+                    workdir = Path(tmp) / name
+                    workdir.mkdir(exist_ok=True)
+                    result = run(classes[name](workdir), scenario)
+                    per_server[name].append(result)
+                    print(f"# {scenario.name} round {round_no + 1} {name}: {json.dumps(result)}", file=sys.stderr, flush=True)
+            all_results[scenario.name] = per_server
+            print(table(scenario.name, per_server))
+            print()
+    print(f"machine: {os.cpu_count()} CPUs, load average before the run: see the per-run lines; "
+          f"python {sys.version.split()[0]}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(all_results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

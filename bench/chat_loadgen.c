@@ -1,0 +1,498 @@
+/*
+ * chat_loadgen.c - epoll load generator for the chat fan-out benchmark.
+ *
+ * Single-threaded and non-blocking, so that the client is not what limits the
+ * figures of a Python server (it reports its own CPU time to show it).  Only
+ * connects to the address it is given; bench/chat_bench.py runs it on loopback.
+ *
+ *   chat_loadgen HOST PORT MODE [-n CLIENTS] [-s SENDERS] [-m MESSAGES] [-r RATE]
+ *                [-p PAD] [-i INTERVAL] [-t TIMEOUT] [-w]
+ *
+ * Opens CLIENTS connections and logs each one in with "/nick uNNNNN" (the
+ * protocol of tests/plugins/fakelogin.py and of bench/baseline_chat_asyncio.py:
+ * a "+OK" greeting, then "/nick NAME" answered by "+OK logged in as NAME").
+ * Waits until no byte has arrived for a second (the JOIN lines are drained),
+ * prints "READY <connected> <login seconds>" and, with -w, waits for a line on
+ * stdin (the runner reads the server's memory meanwhile).  Then, by MODE:
+ *
+ *   steady     MESSAGES messages at RATE per second in total, from SENDERS
+ *              senders in turn (a timerfd paces them);
+ *   blast      every sender writes its share of MESSAGES at once;
+ *   broadcast  sender 0 sends MESSAGES messages, one every INTERVAL seconds.
+ *
+ * A message is "<seq> <send time ns> <PAD bytes>".  Every other client must
+ * receive it as "MSG <name> <text>"; each delivery's latency is the receive
+ * time minus the send time (one CLOCK_MONOTONIC, one process).  It stops when
+ * every delivery arrived or TIMEOUT seconds after the last send, and prints
+ * one JSON object: deliveries, lost, deliveries per second (first send to last
+ * delivery), latency percentiles per delivery and per message (the time until
+ * its last receiver had it), disconnects, and its own CPU seconds.
+ * Connections close with SO_LINGER 0 (RST): repeated runs of 10,000 clients
+ * must not pile up TIME_WAIT ports.
+ *
+ * Build: cc -O2 -o chat_loadgen.bin chat_loadgen.c
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 1024
+#define MAX_CONNECTING 256
+#define INBUF 65536
+#define SETTLE_NS 1000000000ULL
+#define SETTLE_MAX_NS 300000000000ULL
+
+enum state { CONNECTING, GREETING, LOGIN, READY, CLOSED };
+
+struct conn {
+    int fd;
+    enum state state;
+    char in[INBUF];
+    size_t in_len;
+    char *out;
+    size_t out_len, out_cap;
+    int want_out;
+};
+
+static struct conn *conns;
+static int nconns, epfd;
+static uint64_t *latency;         /* per delivery, ns */
+static size_t nlat, lat_cap;
+static uint64_t *msg_max;         /* per message: the latest delivery, ns */
+static uint32_t *msg_count;
+static uint64_t deliveries, other_lines, err_lines, disconnects, bad_lines;
+static uint64_t last_delivery_ns, last_rx_ns;
+static int ready_count, connected_count;
+
+static inline uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void die(const char *what)
+{
+    perror(what);
+    exit(2);
+}
+
+static void close_conn(struct conn *c)
+{
+    if (c->state == CLOSED)
+        return;
+    struct linger lg = {1, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(c->fd);
+    if (c->state == READY)
+        ready_count--;
+    c->state = CLOSED;
+    disconnects++;
+}
+
+static void watch(struct conn *c, int out)
+{
+    struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = c};
+    if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+        die("epoll_ctl");
+    c->want_out = out;
+}
+
+static void flush_out(struct conn *c)
+{
+    while (c->out_len) {
+        ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            close_conn(c);
+            return;
+        }
+        memmove(c->out, c->out + n, c->out_len - (size_t)n);
+        c->out_len -= (size_t)n;
+    }
+    if (!!c->out_len != c->want_out)
+        watch(c, c->out_len > 0);
+}
+
+static void queue_out(struct conn *c, const char *data, size_t len)
+{
+    if (c->state == CLOSED)
+        return;
+    if (c->out_len + len > c->out_cap) {
+        c->out_cap = (c->out_len + len) * 2;
+        c->out = realloc(c->out, c->out_cap);
+        if (!c->out)
+            die("realloc");
+    }
+    memcpy(c->out + c->out_len, data, len);
+    c->out_len += len;
+    flush_out(c);
+}
+
+static void record(uint64_t seq, uint64_t sent, uint64_t at, uint64_t nmessages)
+{
+    uint64_t lat = at > sent ? at - sent : 0;
+    if (nlat == lat_cap) {
+        lat_cap = lat_cap ? lat_cap * 2 : 1 << 20;
+        latency = realloc(latency, lat_cap * sizeof *latency);
+        if (!latency)
+            die("realloc");
+    }
+    latency[nlat++] = lat;
+    deliveries++;
+    last_delivery_ns = at;
+    if (seq < nmessages) {
+        msg_count[seq]++;
+        if (lat > msg_max[seq])
+            msg_max[seq] = lat;
+    } else {
+        bad_lines++;
+    }
+}
+
+static void on_line(struct conn *c, int idx, char *line, size_t len, uint64_t at, uint64_t nmessages)
+{
+    line[len] = 0;
+    if (c->state == GREETING) {
+        if (strncmp(line, "+OK", 3) != 0) {
+            fprintf(stderr, "client %d: unexpected greeting: %.80s\n", idx, line);
+            close_conn(c);
+            return;
+        }
+        char nick[64];
+        int n = snprintf(nick, sizeof nick, "/nick u%05d\n", idx);
+        c->state = LOGIN;
+        queue_out(c, nick, (size_t)n);
+        return;
+    }
+    if (c->state == LOGIN) {
+        if (strncmp(line, "+OK logged in", 13) == 0) {
+            c->state = READY;
+            ready_count++;
+        } else if (line[0] == '-') {
+            fprintf(stderr, "client %d: login refused: %.80s\n", idx, line);
+            close_conn(c);
+        }
+        return;
+    }
+    if (strncmp(line, "MSG ", 4) == 0) {
+        char *text = strchr(line + 4, ' ');
+        if (!text) {
+            bad_lines++;
+            return;
+        }
+        char *end;
+        uint64_t seq = strtoull(text + 1, &end, 10);
+        uint64_t sent = strtoull(end, NULL, 10);
+        record(seq, sent, at, nmessages);
+    } else if (line[0] == '-') {
+        err_lines++;
+        if (err_lines <= 5)
+            fprintf(stderr, "client %d: %.120s\n", idx, line);
+    } else {
+        other_lines++;
+    }
+}
+
+static void on_readable(struct conn *c, int idx, uint64_t nmessages)
+{
+    for (;;) {
+        ssize_t n = recv(c->fd, c->in + c->in_len, INBUF - 1 - c->in_len, MSG_DONTWAIT);
+        if (n == 0) {
+            close_conn(c);
+            return;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return;
+            close_conn(c);
+            return;
+        }
+        uint64_t at = now_ns();
+        last_rx_ns = at;
+        c->in_len += (size_t)n;
+        size_t start = 0;
+        for (;;) {
+            char *nl = memchr(c->in + start, '\n', c->in_len - start);
+            if (!nl)
+                break;
+            size_t len = (size_t)(nl - (c->in + start));
+            if (len && c->in[start + len - 1] == '\r')
+                len--;
+            on_line(c, idx, c->in + start, len, at, nmessages);
+            if (c->state == CLOSED)
+                return;
+            start = (size_t)(nl - c->in) + 1;
+        }
+        memmove(c->in, c->in + start, c->in_len - start);
+        c->in_len -= start;
+        if (c->in_len >= INBUF - 1) {
+            fprintf(stderr, "client %d: line too long\n", idx);
+            close_conn(c);
+            return;
+        }
+    }
+}
+
+static int start_connect(struct conn *c, struct sockaddr_in *addr)
+{
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0)
+        die("socket");
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int r = connect(c->fd, (struct sockaddr *)addr, sizeof *addr);
+    if (r < 0 && errno != EINPROGRESS)
+        die("connect");
+    c->state = CONNECTING;
+    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+        die("epoll_ctl");
+    c->want_out = 1;
+    return 0;
+}
+
+/* One pass of the event loop; returns the number of events handled. */
+static int poll_once(int timeout_ms, uint64_t nmessages, int timer_fd, uint64_t *ticks)
+{
+    struct epoll_event events[MAX_EVENTS];
+    int n = epoll_wait(epfd, events, MAX_EVENTS, timeout_ms);
+    if (n < 0) {
+        if (errno == EINTR)
+            return 0;
+        die("epoll_wait");
+    }
+    for (int i = 0; i < n; i++) {
+        if (events[i].data.ptr == NULL) { /* the pacing timer */
+            uint64_t t;
+            if (read(timer_fd, &t, sizeof t) == sizeof t)
+                *ticks += t;
+            continue;
+        }
+        struct conn *c = events[i].data.ptr;
+        int idx = (int)(c - conns);
+        if (c->state == CLOSED)
+            continue;
+        if (c->state == CONNECTING) {
+            int err = 0;
+            socklen_t len = sizeof err;
+            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+            if (err) {
+                fprintf(stderr, "client %d: connect: %s\n", idx, strerror(err));
+                close_conn(c);
+                continue;
+            }
+            c->state = GREETING;
+            connected_count++;
+            watch(c, 0);
+        }
+        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+            on_readable(c, idx, nmessages);
+        if (c->state != CLOSED && (events[i].events & EPOLLOUT) && c->out_len)
+            flush_out(c);
+    }
+    return n;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(uint64_t *v, size_t n, double p)
+{
+    if (!n)
+        return -1;
+    size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
+    return (double)v[i] / 1e6;
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static int sender_index(int k, int senders)
+{
+    return k % senders; /* clients 0..senders-1 send */
+}
+
+static void send_message(int sender, uint64_t seq, int pad)
+{
+    static char buf[70000];
+    int n = snprintf(buf, sizeof buf, "%llu %llu ", (unsigned long long)seq, (unsigned long long)now_ns());
+    memset(buf + n, 'x', (size_t)pad);
+    n += pad;
+    buf[n++] = '\n';
+    queue_out(&conns[sender], buf, (size_t)n);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: %s HOST PORT steady|blast|broadcast [-n N] [-s S] [-m M] [-r R] [-p PAD] "
+                        "[-i INTERVAL] [-t TIMEOUT] [-w]\n", argv[0]);
+        return 2;
+    }
+    const char *host = argv[1];
+    int port = atoi(argv[2]);
+    const char *mode = argv[3];
+    int clients = 1000, senders = 10, pad = 16, wait_stdin = 0;
+    uint64_t messages = 1000;
+    double rate = 100, interval = 1.0, timeout = 30;
+    for (int i = 4; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : "0";
+        if (!strcmp(a, "-n")) clients = atoi(v), i++;
+        else if (!strcmp(a, "-s")) senders = atoi(v), i++;
+        else if (!strcmp(a, "-m")) messages = strtoull(v, NULL, 10), i++;
+        else if (!strcmp(a, "-r")) rate = atof(v), i++;
+        else if (!strcmp(a, "-p")) pad = atoi(v), i++;
+        else if (!strcmp(a, "-i")) interval = atof(v), i++;
+        else if (!strcmp(a, "-t")) timeout = atof(v), i++;
+        else if (!strcmp(a, "-w")) wait_stdin = 1;
+        else { fprintf(stderr, "unknown option %s\n", a); return 2; }
+    }
+    if (strcmp(host, "127.0.0.1") != 0) {
+        fprintf(stderr, "refusing non-loopback host %s\n", host);
+        return 2;
+    }
+    if (senders > clients || pad < 0 || pad > 65000 || clients < 2) {
+        fprintf(stderr, "bad arguments\n");
+        return 2;
+    }
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, host, &addr.sin_addr);
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    conns = calloc((size_t)clients, sizeof *conns);
+    msg_max = calloc(messages + 1, sizeof *msg_max);
+    msg_count = calloc(messages + 1, sizeof *msg_count);
+    if (!conns || !msg_max || !msg_count)
+        die("calloc");
+    nconns = clients;
+
+    /* connect and log in, at most MAX_CONNECTING handshakes at once */
+    uint64_t t_login = now_ns();
+    int next = 0;
+    uint64_t dummy = 0;
+    while (ready_count + (int)disconnects < clients) {
+        int pending = 0;
+        for (int i = 0; i < next; i++)
+            pending += conns[i].state == CONNECTING || conns[i].state == GREETING || conns[i].state == LOGIN;
+        while (next < clients && pending < MAX_CONNECTING) {
+            start_connect(&conns[next++], &addr);
+            pending++;
+        }
+        poll_once(100, messages, -1, &dummy);
+        if (now_ns() - t_login > SETTLE_MAX_NS) {
+            fprintf(stderr, "login did not finish: %d of %d ready\n", ready_count, clients);
+            return 1;
+        }
+    }
+    double login_s = (double)(now_ns() - t_login) / 1e9;
+    /* drain JOIN lines until the line is quiet */
+    uint64_t settle_start = now_ns();
+    last_rx_ns = now_ns();
+    while (now_ns() - last_rx_ns < SETTLE_NS && now_ns() - settle_start < SETTLE_MAX_NS)
+        poll_once(100, messages, -1, &dummy);
+    uint64_t join_lines = other_lines;
+    other_lines = 0;
+    printf("READY %d %.3f\n", ready_count, login_s);
+    fflush(stdout);
+    if (wait_stdin) {
+        char line[64];
+        if (!fgets(line, sizeof line, stdin))
+            return 1;
+    }
+
+    int tfd = -1;
+    if (!strcmp(mode, "steady") || !strcmp(mode, "broadcast")) {
+        double period = !strcmp(mode, "steady") ? 1.0 / rate : interval;
+        tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        struct itimerspec its = {0};
+        its.it_interval.tv_sec = (time_t)period;
+        its.it_interval.tv_nsec = (long)((period - (double)(time_t)period) * 1e9);
+        its.it_value.tv_nsec = 1000; /* the first message at once */
+        timerfd_settime(tfd, 0, &its, NULL);
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+        epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, &ev);
+    } else if (strcmp(mode, "blast") != 0) {
+        fprintf(stderr, "unknown mode %s\n", mode);
+        return 2;
+    }
+
+    double cpu0 = cpu_seconds();
+    uint64_t t0 = now_ns(), last_send = t0;
+    uint64_t sent = 0, ticks = 0;
+    int broadcast = !strcmp(mode, "broadcast");
+    if (!strcmp(mode, "blast")) {
+        for (; sent < messages; sent++)
+            send_message(sender_index((int)sent, senders), sent, pad);
+        last_send = now_ns();
+    }
+    uint64_t expected = messages * (uint64_t)(clients - 1);
+    for (;;) {
+        while (sent < messages && sent < ticks) {
+            send_message(broadcast ? 0 : sender_index((int)sent, senders), sent, pad);
+            sent++;
+            last_send = now_ns();
+        }
+        if (sent == messages && deliveries >= expected)
+            break;
+        if (sent == messages && now_ns() - last_send > (uint64_t)(timeout * 1e9))
+            break;
+        poll_once(50, messages, tfd, &ticks);
+    }
+    uint64_t t_end = deliveries ? last_delivery_ns : now_ns();
+    double cpu = cpu_seconds() - cpu0;
+    double elapsed = (double)(t_end - t0) / 1e9;
+
+    qsort(latency, nlat, sizeof *latency, cmp_u64);
+    size_t full = 0;
+    uint64_t *fan = malloc((messages + 1) * sizeof *fan);
+    for (uint64_t s = 0; s < messages; s++)
+        if (msg_count[s] == (uint32_t)(clients - 1))
+            fan[full++] = msg_max[s];
+    qsort(fan, full, sizeof *fan, cmp_u64);
+
+    printf("{\"mode\": \"%s\", \"clients\": %d, \"ready\": %d, \"senders\": %d, \"messages\": %llu, "
+           "\"rate\": %.1f, \"pad\": %d, \"login_s\": %.3f, \"join_lines\": %llu, "
+           "\"expected\": %llu, \"deliveries\": %llu, \"lost\": %lld, \"disconnects\": %llu, "
+           "\"err_lines\": %llu, \"other_lines\": %llu, \"bad_lines\": %llu, "
+           "\"elapsed_s\": %.3f, \"deliveries_per_s\": %.1f, "
+           "\"latency_ms\": {\"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f, \"p999\": %.3f, \"max\": %.3f}, "
+           "\"fanout_ms\": {\"complete\": %zu, \"p50\": %.3f, \"p99\": %.3f, \"max\": %.3f}, "
+           "\"loadgen_cpu_s\": %.3f}\n",
+           mode, clients, ready_count, senders, (unsigned long long)messages, rate, pad, login_s,
+           (unsigned long long)join_lines, (unsigned long long)expected, (unsigned long long)deliveries,
+           (long long)expected - (long long)deliveries, (unsigned long long)disconnects,
+           (unsigned long long)err_lines, (unsigned long long)other_lines, (unsigned long long)bad_lines,
+           elapsed, elapsed > 0 ? (double)deliveries / elapsed : 0.0,
+           pct(latency, nlat, 50), pct(latency, nlat, 90), pct(latency, nlat, 99), pct(latency, nlat, 99.9),
+           pct(latency, nlat, 100), full, pct(fan, full, 50), pct(fan, full, 99), pct(fan, full, 100), cpu);
+    for (int i = 0; i < nconns; i++)
+        close_conn(&conns[i]);
+    return 0;
+}

@@ -1,0 +1,122 @@
+"""``auth``: users with passwords, in front of whatever follows it in a listener's plugin list.
+
+On a listener with ``plugins: [auth, chat]`` (or ``[auth, echo]``) a client
+must log in first: ``auth`` runs the login dialogue in ``daemond_session_open``
+on the connection's thread, and only once a user is known does the next
+plugin's ``daemond_session_open`` run and the connection's input reach it.
+Bytes sent right behind the login line are passed on, not lost.
+
+For other plugins (the public API):
+
+* ``session.user`` — the logged-in name, spelled as registered (``"Alice"``),
+  or ``None`` before login. Names are ASCII ``[A-Za-z0-9_.-]{1,32}`` and
+  case-insensitive: compare them with ``.lower()``.
+* ``daemond_session_login(session, user)`` — called, in list order, right
+  after the login's ``+OK`` line was queued.
+
+The protocol is in docs/protocol.md; the settings are in etc/daemond.yaml.
+A reload's new settings apply to connections made after it; a new
+``database`` needs a restart (a warning says so).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from daemon import PluginError, hookimpl
+from plugins.auth.admin import control_commands
+from plugins.auth.dialogue import LoginDialogue
+from plugins.auth.passwords import OWASP_MINIMUM, Hasher
+from plugins.auth.settings import SCHEMA, AuthSettings
+from plugins.auth.store import StoreError, UserStore
+from plugins.auth.throttle import Throttle
+
+__all__ = ["AuthPlugin"]
+
+
+class AuthPlugin:
+    """One per daemon: the users store, the hasher, the throttles and the counters."""
+
+    def __init__(self):
+        self.settings = AuthSettings.from_section({})
+        self.hasher: Hasher | None = None
+        self.store: UserStore | None = None
+        s = self.settings
+        self.names = Throttle(s.max_attempts, s.attempt_window, s.cooldown)
+        self.addresses = Throttle(s.max_attempts, s.attempt_window, s.cooldown)
+        #: wall clock for the store's times and token expiry (tests may replace it)
+        self.clock = time.time
+        self.log = logging.getLogger("daemond.plugin.auth")
+        # _counts_lock guards _counts (every session thread counts its logins)
+        self._counts_lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def count(self, what: str) -> None:
+        with self._counts_lock:
+            self._counts[what] += 1
+
+    # -- configuration and lifecycle ---------------------------------------------------
+
+    @hookimpl
+    def daemond_settings_schema(self):
+        return SCHEMA
+
+    @hookimpl
+    def daemond_configure(self, settings: dict[str, Any], daemon) -> None:
+        new = AuthSettings.from_section(settings)
+        old, self.log = self.settings, daemon.logger("auth")
+        if self.store is not None and new.database != old.database:
+            self.log.warning("auth: database changed to %s; it takes effect at the next restart", new.database)
+        if self.hasher is None or (new.argon2, new.max_hashing) != (self.hasher.params, self.hasher.max_concurrent):
+            self.hasher = Hasher(new.argon2, new.max_hashing)
+            if new.argon2.weaker_than_owasp():
+                owasp = "m={memory_cost},t={time_cost},p={parallelism}".format(**OWASP_MINIMUM)
+                self.log.warning("auth: argon2 parameters %s are weaker than OWASP's minimum (%s); "
+                                 "fine for tests, not for real passwords", new.argon2, owasp)
+        for throttle in (self.names, self.addresses):
+            throttle.configure(new.max_attempts, new.attempt_window, new.cooldown)
+        self.settings = new
+
+    @hookimpl
+    def daemond_start(self, daemon) -> None:
+        path = daemon.resolve(self.settings.database)
+        try:
+            self.store = UserStore(path)
+        except StoreError as exc:
+            raise PluginError(str(exc)) from None
+        self.log.info("auth: users store %s (%d users); argon2id %s", path, self.store.counts(self.clock())["users"],
+                      self.hasher.params)
+
+    @hookimpl
+    def daemond_stopped(self, daemon) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    # -- sessions ----------------------------------------------------------------------
+
+    @hookimpl
+    def daemond_session_open(self, session) -> None:
+        LoginDialogue(self, session).run()
+
+    # -- control -----------------------------------------------------------------------
+
+    @hookimpl
+    def daemond_control_commands(self, daemon):
+        return control_commands(self)
+
+    @hookimpl
+    def daemond_status(self, daemon) -> dict[str, Any]:
+        with self._counts_lock:
+            counts = dict(self._counts)
+        status: dict[str, Any] = {key: counts.get(key, 0) for key in
+                                  ("logins", "failed", "registrations", "throttled", "timeouts")}
+        status["throttled_names"] = self.names.blocked_count()
+        status["throttled_addresses"] = self.addresses.blocked_count()
+        if self.store is not None:
+            status.update(self.store.counts(self.clock()))
+        return status

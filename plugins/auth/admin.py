@@ -1,0 +1,84 @@
+"""The operator's commands: ``clear-auth`` and ``users list|add|del|passwd``.
+
+They run on the control thread (``daemonctl``) or the console. Sessions that
+are logged in stay connected whatever these do to the store: a login is
+checked once, when it happens.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from daemon import CommandError, ControlCommand
+from daemon.commands import Argument
+from plugins.auth.rules import name_key, name_problem, password_problem
+
+if TYPE_CHECKING:  # pragma: no cover
+    from plugins.auth import AuthPlugin
+
+USER_ACTIONS = ("list", "add", "del", "passwd")
+
+
+def control_commands(plugin: AuthPlugin) -> list[ControlCommand]:
+    return [
+        ControlCommand("clear-auth", "delete every user and login token at once (logged-in users stay connected)",
+                       lambda args: clear_auth(plugin), confirm="Delete every user and token?"),
+        ControlCommand("users", "manage users: list | add NAME | del NAME | passwd NAME",
+                       lambda args: users(plugin, args), args=(
+                           Argument("action", "list, add, del or passwd", required=True, choices=USER_ACTIONS),
+                           Argument("name", "the user to add, delete or change"),
+                           Argument("password", "the new password (add, passwd); daemonctl asks for it", option=True),
+                       )),
+    ]
+
+
+def _store(plugin: AuthPlugin):
+    if plugin.store is None:
+        raise CommandError("the auth users store is not open (is the daemon running?)")
+    return plugin.store
+
+
+def clear_auth(plugin: AuthPlugin) -> str:
+    deleted_users, deleted_tokens = _store(plugin).clear()
+    plugin.log.warning("auth: clear-auth deleted %d users and %d tokens", deleted_users, deleted_tokens)
+    return f"deleted {deleted_users} users and {deleted_tokens} tokens; logged-in users stay connected until they leave"
+
+
+def users(plugin: AuthPlugin, args: dict[str, Any]) -> Any:
+    store = _store(plugin)
+    action, name, password = args["action"], args.get("name"), args.get("password")
+    if action == "list":
+        return [{"name": u.name, "created": _iso(u.created), "last_login": _iso(u.last_login), "last_ip": u.last_ip}
+                for u in store.users()]
+    if not name:
+        raise CommandError(f"users {action}: which user? (users {action} NAME)")
+    problem = name_problem(name)
+    if problem:
+        raise CommandError(f"bad name {name!r}: {problem}")
+    key = name_key(name)
+    if action == "del":
+        if not store.delete_user(key):
+            raise CommandError(f"no user {name}")
+        plugin.log.info("auth: deleted user %s (operator)", name)
+        return f"deleted {name} and their tokens"
+    if password is None:
+        raise CommandError(f"users {action}: give the password (daemonctl asks for it)")
+    bad = password_problem(password, plugin.settings.min_password)
+    if bad:
+        raise CommandError(bad[1])
+    if action == "add":
+        if store.exists(key):
+            raise CommandError(f"{name} already exists (users passwd {name} changes the password)")
+        if not store.add_user(key, name, plugin.hasher.hash(password), plugin.clock()):
+            raise CommandError(f"{name} already exists")
+        plugin.log.info("auth: added user %s (operator)", name)
+        return f"added {name}"
+    if not store.set_hash(key, plugin.hasher.hash(password)):
+        raise CommandError(f"no user {name}")
+    plugin.log.info("auth: changed the password of %s (operator); their tokens are revoked", name)
+    return f"changed the password of {name}; their login tokens no longer work"
+
+
+def _iso(when: float | None) -> str | None:
+    return None if when is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))

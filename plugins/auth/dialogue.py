@@ -1,0 +1,258 @@
+"""The login dialogue, run on the connection's own thread before anything else sees it.
+
+See docs/protocol.md ("Logging in") for what the client sees. Every command
+line gets exactly one final ``+OK``/``-ERR`` line. A plain line starts the
+prompt flow: it is taken as a name, and the next plain line as that name's
+password (or the password chosen for a new name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+from daemon import SessionEnd
+from daemon.lines import plain_text, split_command
+from plugins.auth.passwords import HasherBusy
+from plugins.auth.rules import name_key, name_problem, password_problem
+
+if TYPE_CHECKING:  # pragma: no cover
+    from daemon import Session
+    from plugins.auth import AuthPlugin
+
+#: Tokens are token_urlsafe(32): 43 characters. Anything much longer is not one of ours.
+MAX_TOKEN = 128
+
+
+def token_digest(token: str) -> str:
+    """What the store keeps of a token: its SHA-256 (a token is 256 random bits, so no salt is needed)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class LoginDialogue:
+    def __init__(self, plugin: AuthPlugin, session: Session):
+        self.plugin = plugin
+        self.session = session
+        self.settings = plugin.settings
+        self.ip = session.peer[0]
+        since_connect = max(0.0, time.time() - session.connected_at)
+        self.deadline = time.monotonic() + self.settings.login_timeout - since_connect
+        #: ("login" | "register", name) while waiting for the password of the prompt flow
+        self.prompt: tuple[str, str] | None = None
+
+    # -- the loop ------------------------------------------------------------------
+
+    def run(self) -> None:
+        self._greet()
+        handlers = {"/login": self._login_command, "/register": self._register_command,
+                    "/login-token": self._token_command, "/help": self._help, "/quit": self._quit}
+        while self.session.user is None:
+            line = self._read_line()
+            command = split_command(line)
+            if command is None:
+                self._plain_line(plain_text(line).strip())
+                continue
+            self.prompt = None  # a command cancels a pending prompt
+            name, args = command
+            handler = handlers.get(name)
+            if handler is None:
+                self.session.err("auth-required", f"log in first: {self._how()} (/help lists commands)")
+            else:
+                handler(args)
+
+    def _greet(self) -> None:
+        last = self.plugin.store.last_user_from(self.ip)
+        hello = f"hello again, {last}" if last else "welcome"
+        self.session.ok(f"{hello}; log in: {self._how()}")
+
+    def _how(self) -> str:
+        if self.settings.allow_register:
+            return "/login NAME PASSWORD, /register NAME PASSWORD, or type your name"
+        return "/login NAME PASSWORD, or type your name"
+
+    def _read_line(self) -> str:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self._timeout()
+        try:
+            return self.session.read_line(timeout=left)
+        except SessionEnd as end:
+            if end.reason == "timeout":
+                self._timeout()
+            raise
+
+    def _left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def _timeout(self) -> None:
+        self.plugin.count("timeouts")
+        self.plugin.log.info("login timeout: %s did not log in within %gs", self.session.peer_str, self.settings.login_timeout)
+        self.session.err("timeout", f"not logged in within {self.settings.login_timeout:g}s; closing")
+        raise SessionEnd("timeout")
+
+    # -- commands --------------------------------------------------------------------
+
+    def _login_command(self, args: str) -> None:
+        name, _, password = args.partition(" ")
+        if not name or not password.strip():
+            self.session.err("usage", "/login NAME PASSWORD")
+            return
+        self._check_password(name, password.strip())
+
+    def _register_command(self, args: str) -> None:
+        name, _, password = args.partition(" ")
+        if not self.settings.allow_register:
+            self.session.err("registration-closed", "this server does not take new users; ask its operator")
+            return
+        if not name or not password.strip():
+            self.session.err("usage", "/register NAME PASSWORD")
+            return
+        self._register(name, password.strip())
+
+    def _token_command(self, args: str) -> None:
+        session, plugin = self.session, self.plugin
+        if not args:
+            session.err("usage", "/login-token TOKEN")
+            return
+        if self._throttled(None):
+            return
+        now = plugin.clock()
+        user = plugin.store.token_user(token_digest(args), now) if len(args) <= MAX_TOKEN else None
+        if user is None:
+            plugin.count("failed")
+            blocked = plugin.addresses.failure(self.ip)
+            plugin.log.warning("token login failed from %s: unknown or expired token%s", self.ip,
+                               "; address now throttled" if blocked else "")
+            session.err("bad-token", "unknown or expired token; log in with your password")
+            return
+        plugin.store.record_login(user.key, self.ip, now)
+        plugin.count("logins")
+        plugin.log.info("login %s from %s (token)", user.name, self.ip)
+        session.ok(f"logged in as {user.name}")
+        session.login(user.name)
+
+    def _help(self, args: str) -> None:
+        entries = [("/login NAME PASSWORD", "log in")]
+        if self.settings.allow_register:
+            entries.append(("/register NAME PASSWORD", "create a user and log in"))
+        entries += [("/login-token TOKEN", "log in again with the token an earlier login gave"),
+                    ("/help", "list commands"), ("/quit", "close the connection")]
+        for usage, text in entries:
+            self.session.send_line(f"HELP {usage} - {text}")
+        self.session.ok(f"{len(entries)} commands; or type your name and answer the prompts")
+
+    def _quit(self, args: str) -> None:
+        self.session.ok("bye")
+        raise SessionEnd("quit")
+
+    # -- the prompt flow -------------------------------------------------------------
+
+    def _plain_line(self, text: str) -> None:
+        if self.prompt is not None:
+            kind, name = self.prompt
+            self.prompt = None
+            if kind == "register":
+                self._register(name, text, prompted=True)
+            else:
+                self._check_password(name, text)
+            return
+        problem = name_problem(text)
+        if problem:
+            self.session.err("bad-name", problem)
+            return
+        # Where registration is closed an unknown name is asked for its password
+        # like any other, so that the prompt does not tell which names exist.
+        if self.settings.allow_register and not self.plugin.store.exists(name_key(text)):
+            self.prompt = ("register", text)
+            self.session.ok(f"{text} is a new name; choose a password (at least {self.settings.min_password} characters)")
+        else:
+            self.prompt = ("login", text)
+            self.session.ok(f"password for {text}?")
+
+    # -- logging in and registering ----------------------------------------------------
+
+    def _throttled(self, key: str | None) -> bool:
+        plugin = self.plugin
+        left = max(plugin.addresses.blocked_for(self.ip), plugin.names.blocked_for(key) if key else 0.0)
+        if not left:
+            return False
+        plugin.count("throttled")
+        plugin.log.warning("login refused (throttled): %sfrom %s, %.0fs of cooldown left",
+                           f"name {key} " if key else "", self.ip, left)
+        self.session.err("too-many-attempts", f"too many failed logins; try again in {max(1, round(left))}s")
+        return True
+
+    def _check_password(self, name: str, password: str) -> None:
+        session, plugin = self.session, self.plugin
+        valid_name = name_problem(name) is None
+        key = name_key(name) if valid_name else None
+        if self._throttled(key):
+            return
+        user = None
+        ok = False
+        if valid_name and password_problem(password, 0) is None:
+            user = plugin.store.user(key)
+            try:
+                ok = plugin.hasher.verify(user.hash if user else None, password, timeout=self._left())
+            except HasherBusy:
+                self._timeout()
+        if not ok:
+            plugin.count("failed")
+            blocked = plugin.addresses.failure(self.ip)
+            if key is not None:
+                blocked = plugin.names.failure(key) or blocked
+            plugin.log.warning("login failed: %s from %s (%s)%s", key or "(invalid name)", self.ip,
+                               "wrong password" if user else "no such user", "; now throttled" if blocked else "")
+            session.err("bad-credentials", "wrong name or password")
+            return
+        plugin.names.success(key)
+        new_hash = plugin.hasher.hash(password) if plugin.hasher.needs_rehash(user.hash) else None
+        if new_hash:
+            plugin.log.info("rehashed the password of %s with the current argon2 parameters (%s)", user.name,
+                            plugin.hasher.params)
+        self._logged_in(user.key, user.name, "password", new_hash)
+
+    def _register(self, name: str, password: str, prompted: bool = False) -> None:
+        session, plugin = self.session, self.plugin
+        if not self.settings.allow_register:
+            session.err("registration-closed", "this server does not take new users; ask its operator")
+            return
+        problem = name_problem(name)
+        if problem:
+            session.err("bad-name", problem)
+            return
+        bad = password_problem(password, self.settings.min_password)
+        if bad:
+            token, text = bad
+            if prompted:  # ask again, rather than take the next try for a name
+                self.prompt = ("register", name)
+                text = f"{text}; choose another password for {name}"
+            session.err(token, text)
+            return
+        key = name_key(name)
+        if plugin.store.exists(key):
+            session.err("name-taken", f"{name} is already registered; log in with /login {name} PASSWORD")
+            return
+        try:
+            password_hash = plugin.hasher.hash(password, timeout=self._left())
+        except HasherBusy:
+            self._timeout()
+        if not plugin.store.add_user(key, name, password_hash, plugin.clock()):  # committed on return
+            session.err("name-taken", f"{name} is already registered; log in with /login {name} PASSWORD")
+            return
+        plugin.count("registrations")
+        plugin.log.info("registered %s from %s", name, self.ip)
+        self._logged_in(key, name, "register", None)
+
+    def _logged_in(self, key: str, name: str, how: str, new_hash: str | None) -> None:
+        plugin = self.plugin
+        now = plugin.clock()
+        token = secrets.token_urlsafe(32)
+        plugin.store.record_login(key, self.ip, now, new_hash, token=(token_digest(token), now + self.settings.token_ttl))
+        plugin.count("logins")
+        plugin.log.info("login %s from %s (%s)", name, self.ip, how)
+        verb = "registered and logged in as" if how == "register" else "logged in as"
+        self.session.ok(f"{verb} {name} token={token}")
+        self.session.login(name)

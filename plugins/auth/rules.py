@@ -1,0 +1,32 @@
+"""What a user name and a password must look like (checked before anything is hashed)."""
+
+from __future__ import annotations
+
+import re
+
+NAME_PATTERN = r"[A-Za-z0-9_.-]{1,32}"
+_NAME = re.compile(NAME_PATTERN, re.ASCII)
+
+#: Longer passwords are refused before hashing: argon2 would take them, but nobody types them.
+MAX_PASSWORD = 1024
+
+
+def name_key(name: str) -> str:
+    """The key a name is stored under: names are case-insensitive (``Alice`` is ``alice``)."""
+    return name.lower()
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a user name, or None."""
+    if _NAME.fullmatch(name):
+        return None
+    return f"names are 1-32 characters of A-Z a-z 0-9 _ . - (pattern {NAME_PATTERN})"
+
+
+def password_problem(password: str, min_length: int) -> tuple[str, str] | None:
+    """``(token, text)`` saying why ``password`` cannot be set, or None."""
+    if len(password) > MAX_PASSWORD:
+        return "bad-password", f"passwords are at most {MAX_PASSWORD} characters"
+    if len(password) < min_length:
+        return "weak-password", f"passwords need at least {min_length} characters"
+    return None

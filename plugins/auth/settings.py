@@ -1,0 +1,63 @@
+"""The ``plugins.auth`` section of the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from daemon import Field, Schema
+from plugins.auth.passwords import OWASP_MINIMUM, Argon2Params
+
+_ARGON2_LIMITS = {"time_cost": (1, 100), "memory_cost": (8, 4 * 1024 * 1024), "parallelism": (1, 64)}
+
+
+def _check_argon2(value: dict[str, Any]) -> str | None:
+    for key, item in value.items():
+        if key not in _ARGON2_LIMITS:
+            return f"unknown key {key!r} (known keys: {', '.join(_ARGON2_LIMITS)})"
+        low, high = _ARGON2_LIMITS[key]
+        if not isinstance(item, int) or isinstance(item, bool) or not low <= item <= high:
+            return f"{key} must be an integer from {low} to {high}, not {item!r}"
+    params = {**OWASP_MINIMUM, **value}
+    if params["memory_cost"] < 8 * params["parallelism"]:
+        return "memory_cost must be at least 8 KiB per lane (8 * parallelism)"
+    return None
+
+
+SCHEMA = Schema(
+    {
+        "database": Field(str, default="auth.db", help="the users store (SQLite); relative to the state directory"),
+        "allow_register": Field(bool, default=True, help="let clients create users with /register"),
+        "min_password": Field(int, default=8, min=1, max=1024),
+        "login_timeout": Field(float, default=30.0, min=0.1, help="seconds a client has to log in"),
+        "max_attempts": Field(int, default=5, min=1, help="failed logins per name or address within attempt_window"),
+        "attempt_window": Field(float, default=60.0, min=0.1),
+        "cooldown": Field(float, default=60.0, min=0.0, help="seconds a throttled name or address is refused"),
+        "token_ttl": Field(float, default=86400.0, min=1.0, help="seconds a login token stays valid"),
+        "argon2": Field(dict, default=dict(OWASP_MINIMUM), check=_check_argon2,
+                        help="argon2id time_cost, memory_cost (KiB), parallelism"),
+        "max_hashing": Field(int, default=4, min=1, max=256, help="password hashes computed at once"),
+    }
+)
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """The validated section; replaced whole at a reload, so sessions read one consistent set."""
+
+    database: str
+    allow_register: bool
+    min_password: int
+    login_timeout: float
+    max_attempts: int
+    attempt_window: float
+    cooldown: float
+    token_ttl: float
+    argon2: Argon2Params
+    max_hashing: int
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> AuthSettings:
+        values = {**SCHEMA.defaults(), **section}
+        values["argon2"] = Argon2Params(**{**OWASP_MINIMUM, **values["argon2"]})
+        return cls(**values)
