@@ -43,6 +43,20 @@ class ConfirmationNeeded(CommandError):
     """The command asks a question first (``confirm``); the message is the question."""
 
 
+class ArgumentNeeded(UsageError):
+    """Raise from a command that needs an argument it was not given (a password).
+
+    daemonctl (on a terminal, or from its stdin for a ``secret`` argument) and
+    the console ask for it — without echo when the argument is ``secret`` — and
+    run the command again with it; elsewhere it is a usage error with ``message``.
+    """
+
+    def __init__(self, argument: str, message: str, prompt: str | None = None):
+        super().__init__(message)
+        self.argument = argument
+        self.prompt = prompt or argument
+
+
 @dataclass(frozen=True)
 class Argument:
     """One argument of a command.
@@ -50,8 +64,9 @@ class Argument:
     ``flag=True``: a boolean option (``--yes``); otherwise a value, positional
     unless ``option=True`` (then ``--name VALUE``). ``type`` converts the text
     (raise ``ValueError`` to reject it). ``short``: a one-letter spelling on
-    the command line (``short="n"`` is ``-n``). In JSON requests arguments go
-    by ``name``.
+    the command line (``short="n"`` is ``-n``). ``secret``: a value asked for
+    without echo (see :class:`ArgumentNeeded`), never to be logged. In JSON
+    requests arguments go by ``name``.
     """
 
     name: str
@@ -63,6 +78,7 @@ class Argument:
     default: Any = None
     choices: tuple[str, ...] | None = None
     short: str | None = None
+    secret: bool = False
 
     @property
     def spellings(self) -> tuple[str, ...]:
@@ -124,6 +140,8 @@ class ControlCommand:
             extra = f" (one of {', '.join(arg.choices)})" if arg.choices else ""
             if arg.default not in (None, False):
                 extra += f" (default: {arg.default})"
+            if arg.secret:
+                extra += " (asked for if needed, without echo)"
             lines.append(f"  {spelled:<18} {arg.help}{extra}")
         return "\n".join(lines)
 
@@ -178,7 +196,7 @@ class ControlCommand:
             "args": [
                 {"name": a.name, "help": a.help, "required": a.required, "flag": a.flag,
                  "option": a.option, "choices": list(a.choices) if a.choices else None,
-                 "short": a.short, "spellings": list(a.spellings)}
+                 "short": a.short, "spellings": list(a.spellings), "secret": a.secret}
                 for a in self.args
             ],
             "usage": self.usage(),
@@ -250,20 +268,23 @@ class CommandRegistry:
                 confirmed: bool = False) -> Call:
         """Check a request before running it — the one path both front doors take.
 
-        Arguments come as a dict by name (JSON requests) or as command-line
-        words (the console, daemonctl). Raises :class:`UsageError`, or
+        Arguments come as a dict by name (JSON requests), as command-line
+        words (the console, daemonctl), or both (words, plus what was asked
+        for after an :class:`ArgumentNeeded`). Raises :class:`UsageError`, or
         :class:`ConfirmationNeeded` for a command with ``confirm`` unless
         ``confirmed``. ``-h`` in ``argv`` prepares a call that returns the
         command's help.
         """
         command = self.get(name)
         if argv is not None:
-            if args:
-                raise UsageError("give arguments either by name (args) or as words (argv), not both")
             try:
-                args = command.parse_argv(argv)
+                from_words = command.parse_argv(argv)
             except _HelpRequested:
                 return Call(command, {}, help=True)
+            both = set(from_words) & set(args or {})
+            if both:
+                raise UsageError(f"{name}: {', '.join(sorted(both))} given both by name and as words")
+            args = {**from_words, **(args or {})}
         bound = command.bind(args)
         if command.confirm and not confirmed:
             raise ConfirmationNeeded(command.confirm)

@@ -265,13 +265,23 @@ def run(opts: Options) -> int:
     conn = Connection(path, opts.timeout)
     try:
         confirmed = opts.yes
+        asked: dict[str, str] = {}  # arguments the daemon asked for (a password), by name
         while True:
-            conn.send(protocol.request(opts.command, argv=opts.argv, confirmed=confirmed, text=not opts.json))
-            reply = read_reply(conn, opts)
+            conn.send(protocol.request(opts.command, argv=opts.argv, args=asked or None, confirmed=confirmed,
+                                       text=not opts.json))
+            raw, reply = read_reply(conn, opts)
             error = reply.get("error") or {}
-            if reply.get("ok") or error.get("code") != protocol.CONFIRM or confirmed:
-                break
-            confirmed = ask(opts.command, error.get("message", "are you sure?"))
+            if error.get("code") == protocol.CONFIRM and not confirmed:
+                confirmed = ask(opts.command, error.get("message", "are you sure?"))
+                continue
+            details = error.get("details") or {}
+            if error.get("code") == protocol.ARGUMENT_NEEDED and details.get("argument") not in asked:
+                value = ask_value(details)
+                if value is not None:
+                    asked[details["argument"]] = value
+                    continue
+            break
+        show(raw, reply, opts)
         if reply.get("ok") and opts.command == "stop":
             if not conn.wait_closed():
                 raise Exit(protocol.EXIT_FAILED, f"daemond did not finish stopping within {opts.timeout:g}s")
@@ -282,8 +292,8 @@ def run(opts: Options) -> int:
         conn.close()
 
 
-def read_reply(conn: Connection, opts: Options) -> dict:
-    """Print stream lines as they come; return the final reply (printed unless it is a confirmation question)."""
+def read_reply(conn: Connection, opts: Options) -> tuple[bytes, dict]:
+    """Print stream lines as they come; return the final reply, raw and parsed."""
     while True:
         got = conn.read()
         if got is None:
@@ -302,19 +312,18 @@ def read_reply(conn: Connection, opts: Options) -> dict:
                 print(reply["stream"])
             sys.stdout.flush()
             continue
-        error = reply.get("error") or {}
-        if error.get("code") == protocol.CONFIRM and not opts.yes:
-            return reply
-        if opts.json:
-            sys.stdout.write(raw.decode())
-        elif reply.get("ok"):
-            text = reply.get("text")
-            if text:
-                print(text)
-        else:
-            message = error.get("message", "failed")
-            print(f"daemonctl: {message}", file=sys.stderr)
-        return reply
+        return raw, reply
+
+
+def show(raw: bytes, reply: dict, opts: Options) -> None:
+    if opts.json:
+        sys.stdout.write(raw.decode())
+    elif reply.get("ok"):
+        text = reply.get("text")
+        if text:
+            print(text)
+    else:
+        print(f"daemonctl: {(reply.get('error') or {}).get('message', 'failed')}", file=sys.stderr)
 
 
 def ask(command: str, question: str) -> bool:
@@ -327,6 +336,26 @@ def ask(command: str, question: str) -> bool:
     if answer not in ("y", "yes"):
         raise Exit(protocol.EXIT_FAILED, f"{command}: not confirmed; nothing done")
     return True
+
+
+def ask_value(details: dict) -> str | None:
+    """An argument the command needs: asked on the terminal (a secret without echo), or a secret
+    read from stdin when that is not a terminal (scripts pipe passwords in). None: cannot ask."""
+    prompt = f"{details.get('prompt') or details.get('argument')}: "
+    if details.get("secret"):
+        if sys.stdin.isatty():
+            import getpass
+
+            value = getpass.getpass(prompt)
+        else:
+            value = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty() and sys.stderr.isatty():
+        sys.stderr.write(prompt)
+        sys.stderr.flush()
+        value = sys.stdin.readline().rstrip("\r\n")
+    else:
+        return None
+    return value or None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,6 +107,15 @@ def test_confirmation_at_the_console(console):
     assert "wiped: 2" in console.run("wipe --yes")
 
 
+def test_a_secret_asked_at_the_console_is_not_echoed(console):
+    console.term.expect(PROMPT)
+    console.term.write("secret ann --note n\n")
+    console.term.expect("token for ann: ")
+    console.term.write("console-secret\n")
+    assert "ann got a token of 14 characters" in console.term.expect(PROMPT)
+    assert "console-secret" not in console.term.output.decode()
+
+
 def test_logs_follow_at_the_console_ends_with_ctrl_c(console):
     port = console.port()
     console.term.expect(PROMPT)

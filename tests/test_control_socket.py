@@ -136,6 +136,16 @@ def test_failures_are_replies_with_codes(echo_daemon):
     assert echo_daemon.control("status")["ok"]
 
 
+def test_a_missing_argument_is_asked_for(echo_daemon):
+    needed = echo_daemon.control("secret", "ann")["error"]
+    assert needed == {"code": "argument-needed", "message": "secret: give the token",
+                      "details": {"argument": "token", "prompt": "token for ann", "secret": True}}
+    # words and the asked-for argument by name, together
+    assert echo_daemon.control("secret", "ann", "--note", "hi", token="xyz")["result"].startswith("ann got a token of 3")
+    both = echo_daemon.control("secret", "ann", "--token", "a", token="b")["error"]
+    assert both == {"code": "usage", "message": "secret: token given both by name and as words"}
+
+
 def test_confirm_is_enforced_by_the_daemon(echo_daemon):
     reply = echo_daemon.control("wipe")
     assert reply["error"] == {"code": "confirm", "message": "Really wipe everything?"}
@@ -417,7 +427,7 @@ def test_hook_daemond_control_commands(daemond_factory):
     """Each plugin's commands are registered under its name, run over the socket, and listed by help."""
     d = daemond_factory(ECHO, plugins={CTL: None})
     described = {c["name"]: c for c in d.control("help")["result"]}
-    assert {n for n, c in described.items() if c["plugin"] == CTL} == {"wipe", "fail", "crash", "echo-args", "count"}
+    assert {n for n, c in described.items() if c["plugin"] == CTL} == {"wipe", "fail", "crash", "echo-args", "secret", "count"}
     assert d.control("echo-args", "x")["result"]["word"] == "x"
     with pytest.raises(StartError) as raised:
         daemond_factory(ECHO, plugins={"tests.plugins.badcommands:Raises": None})

@@ -283,6 +283,51 @@ def test_confirmation_on_a_terminal(d, answer, status, wiped):
         assert "daemonctl: wipe: not confirmed; nothing done" in rest
 
 
+def test_a_secret_is_asked_for_without_echo(d):
+    term = Terminal([installed("daemonctl"), "--socket", str(d.control_socket), "secret", "ann"])
+    try:
+        term.expect("token for ann: ")
+        term.write("hunter2-secret\n")
+        term.expect("note: ")  # not a secret, and asked for on the terminal too (echoed)
+        term.write("a note\n")
+        rest = term.read_to_end()
+        assert term.wait() == 0, rest
+    finally:
+        term.close()
+    assert "ann got a token of 14 characters; note: a note" in rest
+    assert "hunter2-secret" not in term.output.decode()  # never echoed
+
+
+def test_a_secret_from_stdin_for_scripts(d):
+    piped = subprocess.run([installed("daemonctl"), "--socket", str(d.control_socket), "secret", "ann", "--note", "n"],
+                           input="from-a-pipe\n", capture_output=True, text=True, timeout=30)
+    assert (piped.returncode, piped.stdout) == (0, "ann got a token of 11 characters; note: n\n")
+    unasked = ctl(d, "secret", "ann", "--token", "t")  # a non-secret needs a terminal
+    assert (unasked.returncode, unasked.stderr) == (2, "daemonctl: secret: give a note\n")
+
+
+def test_auth_users_and_clear_auth_through_daemonctl(daemond_factory):
+    from tests.auth_support import auth_settings
+    d = daemond_factory({"login": {"plugins": ["auth", "echo"]}}, {"auth": auth_settings()})
+    term = Terminal([installed("daemonctl"), "--socket", str(d.control_socket), "users", "add", "carol"])
+    try:
+        term.expect("password for carol: ")
+        term.write("carol-password-1\n")
+        assert "added carol" in term.read_to_end() and term.wait() == 0
+    finally:
+        term.close()
+    assert "carol-password-1" not in term.output.decode()
+    with d.client("login") as carol:
+        carol.read_line()
+        assert carol.command("/login carol carol-password-1")[1].startswith("+OK logged in as carol")
+        cleared = ctl(d, "clear-auth", "--yes")  # while carol is connected
+        assert cleared.returncode == 0 and cleared.stdout.startswith("deleted 1 users")
+        carol.send_line("still connected")
+        assert carol.read_line() == "still connected"
+    assert json.loads(ctl(d, "--json", "users", "list").stdout)["result"] == []
+    assert "carol-password-1" not in d.config.log_file.read_text()
+
+
 # -- logs -f and clear-logs under load ------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from daemon.commands import CommandError, ConfirmationNeeded, UsageError
+from daemon.commands import ArgumentNeeded, CommandError, ConfirmationNeeded, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.server import Daemon
@@ -191,33 +191,64 @@ class Foreground:
         yes = "--yes" in argv[: argv.index("--") if "--" in argv else len(argv)]
         if yes:
             argv.remove("--yes")
+        asked: dict[str, str] = {}  # arguments the command asked for (a password)
+        while True:
+            try:
+                self._run(name, argv, asked, yes)
+                return
+            except ArgumentNeeded as exc:
+                if exc.argument in asked or not self._ask_argument(name, exc, asked):
+                    self._print(f"usage error: {exc}")
+                    return
+            except UsageError as exc:
+                self._print(f"usage error: {exc}")
+                return
+            except CommandError as exc:
+                self._print(f"error: {exc}")
+                return
+            except Exception as exc:
+                log.exception("console command %s failed", name)
+                self._print(f"error: {name} failed: {exc.__class__.__name__}: {exc}")
+                return
+
+    def _run(self, name: str, argv: list[str], asked: dict[str, str], yes: bool) -> None:
         registry = self.daemon.commands
         try:
-            try:
-                call = registry.prepare(name, argv=argv, confirmed=yes)
-            except ConfirmationNeeded as exc:
-                if not self._confirm(str(exc)):
-                    self._print(f"{name}: not confirmed; nothing done")
-                    return
-                call = registry.prepare(name, argv=argv, confirmed=True)
-            self._running = True
-            try:
-                result = call.run()
-                if isinstance(result, Iterator):
-                    self._stream(result)
-                else:
-                    text = call.text(result)
-                    if text:
-                        self._print(text)
-            finally:
-                self._running = False
-        except UsageError as exc:
-            self._print(f"usage error: {exc}")
-        except CommandError as exc:
-            self._print(f"error: {exc}")
-        except Exception as exc:
-            log.exception("console command %s failed", name)
-            self._print(f"error: {name} failed: {exc.__class__.__name__}: {exc}")
+            call = registry.prepare(name, argv=argv, args=asked, confirmed=yes)
+        except ConfirmationNeeded as exc:
+            if not self._confirm(str(exc)):
+                self._print(f"{name}: not confirmed; nothing done")
+                return
+            call = registry.prepare(name, argv=argv, args=asked, confirmed=True)
+        self._running = True
+        try:
+            result = call.run()
+            if isinstance(result, Iterator):
+                self._stream(result)
+            else:
+                text = call.text(result)
+                if text:
+                    self._print(text)
+        finally:
+            self._running = False
+
+    def _ask_argument(self, name: str, exc: ArgumentNeeded, asked: dict[str, str]) -> bool:
+        """Ask for what the command needs (a secret without echo); False if nothing was given."""
+        argument = next((a for a in self.daemon.commands.get(name).args if a.name == exc.argument), None)
+        try:
+            if argument is not None and argument.secret:
+                import getpass
+
+                value = getpass.getpass(f"{exc.prompt}: ")  # not echoed, not in the history
+            else:
+                value = self._read(f"{exc.prompt}: ")
+        except (_Interrupted, EOFError, KeyboardInterrupt):
+            self._print("")
+            return False
+        if not value:
+            return False
+        asked[exc.argument] = value
+        return True
 
     def _stream(self, items: Iterator) -> None:
         try:

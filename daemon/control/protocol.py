@@ -32,6 +32,7 @@ BAD_REQUEST = "bad-request"  # not a JSON object, or fields of the wrong type
 TOO_LONG = "too-long"  # the request line is over MAX_REQUEST bytes
 USAGE = "usage"  # unknown command or wrong arguments
 CONFIRM = "confirm"  # the command asks a question first: resend with "confirmed": true
+ARGUMENT_NEEDED = "argument-needed"  # details name the argument to ask for; resend with it in "args"
 FAILED = "failed"  # the command ran and reported failure
 INTERNAL = "internal"  # the command raised unexpectedly (logged by the daemon)
 FORBIDDEN = "forbidden"  # the peer's uid may not use the socket; the connection is closed
@@ -154,4 +155,4 @@ def exit_status(reply: dict[str, Any]) -> int:
     if reply.get("ok"):
         return EXIT_OK
     code = (reply.get("error") or {}).get("code")
-    return EXIT_USAGE if code in (USAGE, CONFIRM) else EXIT_FAILED
+    return EXIT_USAGE if code in (USAGE, CONFIRM, ARGUMENT_NEEDED) else EXIT_FAILED

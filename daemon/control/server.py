@@ -33,7 +33,7 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-from daemon.commands import CommandError, CommandRegistry, ConfirmationNeeded, UsageError
+from daemon.commands import ArgumentNeeded, CommandError, CommandRegistry, ConfirmationNeeded, UsageError
 from daemon.control import protocol
 
 log = logging.getLogger("daemond.control")
@@ -362,6 +362,8 @@ class ControlClient:
                     items = result
                 else:
                     reply = protocol.ok(result, call.text(result) if request.get("text") else None, rid)
+            except ArgumentNeeded as exc:
+                reply = _argument_needed(self.server.commands, name, exc, rid)
             except Exception as exc:
                 reply = _error_reply(exc, name, rid)
             if items is not None:
@@ -402,6 +404,12 @@ class ControlClient:
         poller = select.poll()
         poller.register(self.conn, select.POLLHUP | select.POLLERR)
         return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
+
+
+def _argument_needed(commands: CommandRegistry, name: str, exc: ArgumentNeeded, rid: Any) -> dict[str, Any]:
+    argument = next((a for a in commands.get(name).args if a.name == exc.argument), None)
+    details = {"argument": exc.argument, "prompt": exc.prompt, "secret": bool(argument and argument.secret)}
+    return protocol.error(protocol.ARGUMENT_NEEDED, str(exc), details, rid)
 
 
 def _error_reply(exc: Exception, name: str, rid: Any) -> dict[str, Any]:

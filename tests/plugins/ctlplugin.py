@@ -2,7 +2,7 @@
 that crashes, one that echoes its arguments, one that streams (for the control tests)."""
 
 from daemon import CommandError, ControlCommand, hookimpl
-from daemon.commands import Argument
+from daemon.commands import Argument, ArgumentNeeded
 
 
 class CtlPlugin:
@@ -26,6 +26,13 @@ class CtlPlugin:
         def echo_args(args):
             return args
 
+        def secret(args):
+            if args["token"] is None:
+                raise ArgumentNeeded("token", "secret: give the token", prompt=f"token for {args['user']}")
+            if args["note"] is None:
+                raise ArgumentNeeded("note", "secret: give a note")
+            return f"{args['user']} got a token of {len(args['token'])} characters; note: {args['note']}"
+
         def count(args):
             for i in range(args["to"]):
                 yield str(i + 1)
@@ -39,6 +46,11 @@ class CtlPlugin:
                 Argument("times", "a number", option=True, short="t", type=int, default=1),
                 Argument("loud", "a flag", flag=True),
                 Argument("mode", "a choice", option=True, choices=("a", "b"), default="a"),
+            )),
+            ControlCommand("secret", "asks for what it lacks", secret, args=(
+                Argument("user", "a name", required=True),
+                Argument("token", "a secret", option=True, secret=True),
+                Argument("note", "not a secret", option=True),
             )),
             ControlCommand("count", "streams 1..TO", count,
                            args=(Argument("to", "last number", option=True, type=int, default=3),)),
