@@ -11,14 +11,10 @@ import argparse
 import logging
 import resource
 import sys
-import threading
 
 from daemon import __version__
 
 log = logging.getLogger("daemond")
-
-#: Stack size for connection threads: thread-per-connection daemons hold thousands.
-THREAD_STACK_SIZE = 512 * 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,9 +69,10 @@ def serve(config, loader, path, console: bool | None = None) -> int:
     from daemon.server import Daemon, StartError
 
     _raise_fd_limit()
-    threading.stack_size(THREAD_STACK_SIZE)
     daemon = Daemon(config, loader)
-    block_signals()  # the daemon's threads leave SIGTERM/SIGINT/SIGHUP to the main thread
+    # Listeners serve as soon as they are bound, before start() returns: a signal that comes
+    # meanwhile is held (blocked) until Foreground's handlers are in place, then delivered.
+    block_signals()  # and the daemon's threads leave SIGTERM/SIGINT/SIGHUP to the main thread
     try:
         daemon.start()
     except StartError as exc:

@@ -70,6 +70,15 @@ RELOAD_SCHEMA = Schema(
     }
 )
 
+TUNING_SCHEMA = Schema(
+    {
+        "switch_interval": Field(float, default=0.05, min=0.0001, max=10.0,
+                                 help="CPython's GIL switch interval (sys.setswitchinterval), seconds"),
+        "thread_stack_size": Field(int, default=512 * 1024, min=256 * 1024, max=64 * 1024 * 1024,
+                                   help="stack size of connection threads, bytes"),
+    }
+)
+
 TOP_SCHEMA = Schema(
     {
         "state_dir": Field(str, default=None, nullable=True),
@@ -78,6 +87,7 @@ TOP_SCHEMA = Schema(
         "logging": Field(dict, default=None, nullable=True),
         "control": Field(dict, default=None, nullable=True),
         "reload": Field(dict, default=None, nullable=True),
+        "tuning": Field(dict, default=None, nullable=True),
     }
 )
 
@@ -114,6 +124,8 @@ class Config:
     control_group: str | None = None
     reload_watch: bool = True
     reload_debounce: float = 0.25
+    switch_interval: float = 0.05
+    thread_stack_size: int = 512 * 1024
     digest: str = ""
     #: plugin name -> the LoadedPlugin, for every plugin a listener or ``plugins:`` names
     plugins: dict[str, Any] = field(default_factory=dict)
@@ -175,7 +187,8 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         return doc.value_marks.get(key, doc_mark) if hasattr(doc, "value_marks") else doc_mark
 
     sections = {}
-    for key, schema in (("logging", LOGGING_SCHEMA), ("control", CONTROL_SCHEMA), ("reload", RELOAD_SCHEMA)):
+    for key, schema in (("logging", LOGGING_SCHEMA), ("control", CONTROL_SCHEMA), ("reload", RELOAD_SCHEMA),
+                        ("tuning", TUNING_SCHEMA)):
         raw = top.get(key) if isinstance(top.get(key), dict) else None
         sections[key], found = schema.validate(raw, marks_of(key), key)
         problems.extend(found)
@@ -267,6 +280,8 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         control_group=control_cfg["group"],
         reload_watch=sections["reload"]["watch"],
         reload_debounce=sections["reload"]["debounce"],
+        switch_interval=sections["tuning"]["switch_interval"],
+        thread_stack_size=sections["tuning"]["thread_stack_size"],
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         plugins=loaded,
         warnings=warnings,

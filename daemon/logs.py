@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = "daemond"
+#: libraries whose log records go through daemond's handlers (same format, journal priorities)
+LIBRARIES = ("watchdog",)
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 _SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
@@ -118,10 +120,19 @@ class LogService:
                 else:
                     self.stderr_handler.setFormatter(formatter)
                 self.logger.addHandler(self.stderr_handler)
+            for name in LIBRARIES:
+                library = logging.getLogger(name)
+                library.setLevel(logging.WARNING)
+                library.propagate = not stderr
+                for handler in (self.memory, self.stderr_handler):
+                    if handler is not None and handler not in library.handlers:
+                        library.addHandler(handler)
             current = Path(self.file_handler.baseFilename) if self.file_handler else None
             if file != current:
                 if self.file_handler is not None:
                     self.logger.removeHandler(self.file_handler)
+                    for name in LIBRARIES:
+                        logging.getLogger(name).removeHandler(self.file_handler)
                     self.file_handler.close()
                     self.file_handler = None
                 if file is not None:
@@ -129,6 +140,8 @@ class LogService:
                     self.file_handler = PrivateWatchedFileHandler(str(file), encoding="utf-8")
                     self.file_handler.setFormatter(formatter)
                     self.logger.addHandler(self.file_handler)
+                    for name in LIBRARIES:
+                        logging.getLogger(name).addHandler(self.file_handler)
 
     def tail(self, n: int) -> list[str]:
         return self.memory.tail(n)
@@ -164,6 +177,8 @@ class LogService:
             for handler in (self.file_handler, self.stderr_handler, self.memory):
                 if handler is not None:
                     self.logger.removeHandler(handler)
+                    for name in LIBRARIES:
+                        logging.getLogger(name).removeHandler(handler)
                     handler.close()
             self.file_handler = None
             self.stderr_handler = None

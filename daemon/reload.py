@@ -26,11 +26,22 @@ from watchdog.observers import Observer
 from daemon.config import Config, ConfigError, load_config
 from daemon.listener import BindError, Listener
 from daemon.plugins import Chain, PluginLoadError
+from daemon.tuning import apply_tuning
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.server import Daemon
 
 log = logging.getLogger("daemond.reload")
+
+
+class _QuietStop(logging.Filter):
+    """watchdog logs an ERROR when an inotify event races Observer.stop(); it is harmless."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in str(record.msg)
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_QuietStop())
 
 # Changes to these need a restart: the running daemon keeps the old values.
 _RESTART_ONLY = (("state_dir", "state directory"), ("control_socket", "control socket path"),
@@ -162,6 +173,9 @@ def apply_config(daemon: Daemon, new: Config) -> tuple[list[str], list[str]]:
         except OSError as exc:
             errors.append(f"cannot open log file {new.log_file}: {exc.strerror or exc}")
             new = replace(new, log_file=old.log_file)
+    if (new.switch_interval, new.thread_stack_size) != (old.switch_interval, old.thread_stack_size):
+        apply_tuning(new)
+        changes.append(f"tuning: switch_interval {new.switch_interval}s, thread_stack_size {new.thread_stack_size}")
     if (new.reload_watch, new.reload_debounce) != (old.reload_watch, old.reload_debounce):
         changes.append(f"reload.watch is {'on' if new.reload_watch else 'off'}")
 

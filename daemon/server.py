@@ -27,6 +27,7 @@ from daemon.outbox import Flusher
 from daemon.plugins import Chain, LoadedPlugin, PluginError, PluginLoader, PluginLoadError, register_all
 from daemon.reload import Reloader, reload_daemon
 from daemon.session import Session
+from daemon.tuning import apply_tuning
 
 log = logging.getLogger("daemond")
 
@@ -77,6 +78,7 @@ class Daemon:
         log.info("state directory %s", config.state_dir)
         for warning in config.warnings:
             log.warning("%s", warning)
+        apply_tuning(config)
         started_plugins = False
         try:
             try:

@@ -178,3 +178,21 @@ def test_a_plugin_that_fails_to_import(daemond_process, tmp_path):
     assert "plugin 'tests.plugins.broken_import': cannot import 'tests.plugins.broken_import': " \
            "No module named 'daemond_no_such_dependency'" in proc.stderr()
     assert "Traceback" not in proc.stderr()
+
+
+def test_tuning_sets_the_gil_switch_interval_and_reload_changes_it(daemond_factory):
+    import sys as _sys
+
+    import yaml
+
+    before = _sys.getswitchinterval()
+    try:
+        d = daemond_factory({"e": {"plugins": ["echo"]}}, tuning={"switch_interval": 0.02}, reload={"watch": False})
+        assert _sys.getswitchinterval() == pytest.approx(0.02)
+        doc = yaml.safe_load(d.config_path.read_text())
+        doc["tuning"]["switch_interval"] = 0.08
+        d.config_path.write_text(yaml.safe_dump(doc))
+        report = d.daemon.reload()
+        assert report["ok"] and _sys.getswitchinterval() == pytest.approx(0.08)
+    finally:
+        _sys.setswitchinterval(before)
