@@ -13,12 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daemon import yamlsource
+from daemon import paths, yamlsource
+from daemon.paths import SEARCH_PATH
 from daemon.settings import Field, Schema
 from daemon.yamlsource import Mark, Problem, ProblemList
-
-#: Where ``daemond`` looks for its config when ``-c`` is not given, after ``$DAEMOND_CONFIG``.
-SEARCH_PATH = (Path("etc/daemond.yaml"), Path("/etc/daemond/daemond.yaml"))
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -142,24 +140,16 @@ class Config:
 
 def find_config(explicit: str | None = None, environ=os.environ) -> Path:
     """The config to use: ``-c``, else ``$DAEMOND_CONFIG``, else the search path."""
-    if explicit:
-        return Path(explicit)
-    if environ.get("DAEMOND_CONFIG"):
-        return Path(environ["DAEMOND_CONFIG"])
-    for candidate in SEARCH_PATH:
-        if candidate.is_file():
-            return candidate
-    tried = ", ".join(str(p) for p in SEARCH_PATH)
+    found = paths.search_config(explicit, environ)
+    if found is not None:
+        return Path(found)
+    tried = ", ".join(SEARCH_PATH)
     raise ConfigError([Problem(None, f"no config file found (tried $DAEMOND_CONFIG, {tried}); use -c FILE")])
 
 
 def default_state_dir(environ=os.environ) -> Path:
     """``$STATE_DIRECTORY`` (systemd), else ``$XDG_STATE_HOME/daemond``, else ~/.local/state/daemond."""
-    if environ.get("STATE_DIRECTORY"):
-        # systemd may pass several, colon-separated; the first is ours
-        return Path(environ["STATE_DIRECTORY"].split(":")[0])
-    base = environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "daemond"
+    return Path(paths.default_state_dir(environ))
 
 
 def load_config(path: str | os.PathLike, loader, environ=os.environ) -> Config:
@@ -264,13 +254,7 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         problems.sort(key=lambda p: (p.mark.line, p.mark.column) if p.mark else (0, 0))
         raise ConfigError(problems)
 
-    state_dir_value = top.get("state_dir")
-    if state_dir_value:
-        state_dir = Path(os.path.expanduser(state_dir_value))
-        if not state_dir.is_absolute():
-            state_dir = (path.parent / state_dir).absolute()
-    else:
-        state_dir = default_state_dir(environ).absolute()
+    state_dir = Path(paths.state_dir(top.get("state_dir"), str(path), environ))
 
     logging_cfg = sections["logging"]
     if logging_cfg["file"]:
@@ -282,14 +266,7 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         log_path = None
 
     control_cfg = sections["control"]
-    if control_cfg["socket"]:
-        socket_path = Path(os.path.expanduser(control_cfg["socket"]))
-        if not socket_path.is_absolute():
-            socket_path = state_dir / socket_path
-    elif environ.get("RUNTIME_DIRECTORY"):
-        socket_path = Path(environ["RUNTIME_DIRECTORY"].split(":")[0]) / "control.sock"
-    else:
-        socket_path = state_dir / "control.sock"
+    socket_path = Path(paths.control_socket(control_cfg["socket"], str(state_dir), environ))
 
     return Config(
         path=path.absolute(),

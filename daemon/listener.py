@@ -77,6 +77,8 @@ class Listener:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if host in ("::", "") else 1)
             sock.bind(sockaddr)
+            if port == 0:
+                sock = _pin_port(sock, family)
             self._set_inherited_options(sock, config)
             sock.listen(config.backlog)
         except OSError as exc:
@@ -253,6 +255,28 @@ class Listener:
             except OSError:
                 pass
         conn.close()
+
+
+def _pin_port(sock: socket.socket, family: int) -> socket.socket:
+    """A socket bound by number to the port the kernel just picked for ``sock`` (which is closed).
+
+    Linux releases an ephemeral port when a listening socket is shut down (pause), so
+    listen() again (resume) would pick another one; a port bound by number is kept.
+    Both sockets are bound at once (SO_REUSEADDR, neither listening): the port is never free.
+    """
+    pinned = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        pinned.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            v6only = sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+            pinned.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
+        pinned.bind(sock.getsockname())
+    except OSError:
+        pinned.close()
+        raise
+    finally:
+        sock.close()
+    return pinned
 
 
 def _fmt(host: str, port: int) -> str:

@@ -73,6 +73,11 @@ class MemoryHandler(logging.Handler):
 
         return unsubscribe
 
+    def tail_and_follow(self, n: int, callback: Callable[[str], None]) -> tuple[list[str], Callable[[], None]]:
+        """The last ``n`` lines and a subscription for the next ones, with no line lost or seen twice between."""
+        with self.lock:  # an RLock: tail() and follow() take it again
+            return self.tail(n), self.follow(callback)
+
     def clear(self) -> None:
         with self.lock:
             self.lines.clear()
@@ -143,6 +148,13 @@ class LogService:
 
     def follow(self, callback: Callable[[str], None]) -> Callable[[], None]:
         return self.memory.follow(callback)
+
+    def tail_and_follow(self, n: int, callback: Callable[[str], None]) -> tuple[list[str], Callable[[], None]]:
+        return self.memory.tail_and_follow(n, callback)
+
+    @property
+    def file(self) -> Path | None:
+        return Path(self.file_handler.baseFilename) if self.file_handler is not None else None
 
     def clear(self) -> None:
         """Empty the log file in place and the in-memory lines; never unlinks."""

@@ -96,6 +96,9 @@ class LoadedPlugin:
     def status(self, daemon) -> list[dict[str, Any]]:
         return [r for r in self.own.hook.daemond_status(daemon=daemon) if r]
 
+    def control_commands(self, daemon) -> list[Any]:
+        return [c for result in self.own.hook.daemond_control_commands(daemon=daemon) if result for c in result]
+
 
 class PluginLoader:
     """Finds plugins by name and loads each once (per daemon)."""
