@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.check_config:
         for warning in config.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        print(f"{path}: ok ({len(config.listeners)} listeners, plugins: {', '.join(config.plugins)})")
+        print(f"{path}: ok (listeners: {', '.join(config.listeners)}; plugins: {', '.join(config.plugins)})")
         return 0
     return serve(config, loader, path, console=args.console)
 
@@ -78,7 +78,6 @@ def serve(config, loader, path, console: bool | None = None) -> int:
     except StartError as exc:
         print(f"daemond: {exc}", file=sys.stderr)
         return 1
-    log.info("using config file %s", path)
     # SIGTERM/SIGINT stop, SIGHUP reloads; with a console the main thread reads commands
     with Foreground(daemon, console=want_console(console)) as foreground:
         try:

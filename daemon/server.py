@@ -74,7 +74,7 @@ class Daemon:
             self.logs.setup(config.log_level, config.log_file, config.log_buffer, stderr=self._log_to_stderr)
         except OSError as exc:
             raise StartError(f"cannot open log file {config.log_file}: {exc.strerror or exc}") from None
-        log.info("daemond %s starting (pid %d) with config %s", __version__, os.getpid(), config.path)
+        log.info("daemond %s starting (pid %d) with config file %s", __version__, os.getpid(), config.path)
         log.info("state directory %s", config.state_dir)
         for warning in config.warnings:
             log.warning("%s", warning)

@@ -29,6 +29,11 @@ def connect_retry(port, timeout=15):
 
 def test_bare_daemond_from_a_clone_serves_echo_on_9090(tmp_path):
     """The README's promise: after install, a bare `daemond` in the clone just works."""
+    for port in (9090, 9091):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.fail(f"something already listens on 127.0.0.1:{port} (a daemond you started?): "
+                            "stop it before running the tests")
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "xdg")}
     env.pop("DAEMOND_CONFIG", None)
     env.pop("STATE_DIRECTORY", None)
@@ -43,7 +48,7 @@ def test_bare_daemond_from_a_clone_serves_echo_on_9090(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 0, out
-    assert "using config file etc/daemond.yaml" in out
+    assert f"with config file {REPO / 'etc' / 'daemond.yaml'}" in out
     assert (tmp_path / "xdg" / "daemond" / "daemond.log").exists()
 
 
