@@ -124,6 +124,13 @@ def test_default_argon2_parameters_are_owasp_strength():
     assert (params.type, params.time_cost, params.memory_cost, params.parallelism) == (argon2.Type.ID, 2, 19456, 1)
 
 
+def test_by_default_one_hash_runs_per_cpu():
+    cpus = len(os.sched_getaffinity(0))
+    assert AuthSettings.from_section({}).max_hashing == cpus
+    assert AuthSettings.from_section({"argon2": {"parallelism": 2, "memory_cost": 19456}}).max_hashing == max(1, cpus // 2)
+    assert AuthSettings.from_section({"max_hashing": 7}).max_hashing == 7
+
+
 def test_partial_argon2_settings_keep_the_other_defaults():
     settings = AuthSettings.from_section(SCHEMA.validate({"argon2": {"memory_cost": 65536}}, None, "plugins.auth")[0])
     assert settings.argon2 == Argon2Params(time_cost=2, memory_cost=65536, parallelism=1)
