@@ -298,3 +298,14 @@ def test_auth_named_first_at_a_reload_opens_its_store(daemond_factory):
     client.send(b"hi\n")
     assert client.read_line() == "hi"
     client.close()
+
+
+def test_a_login_whose_user_was_deleted_meanwhile_is_refused_cleanly(tmp_path):
+    store = UserStore(tmp_path / "auth.db")
+    store.add_user("alice", "alice", "hash", 1.0)
+    assert store.record_login("alice", "127.0.0.1", 2.0, token=("digest", 99.0)) is True
+    store.clear()
+    assert store.record_login("alice", "127.0.0.1", 3.0, token=("digest2", 99.0)) is False
+    assert store.counts(0) == {"users": 0, "tokens": 0}
+    assert store.last_user_from("127.0.0.1") is None
+    store.close()

@@ -127,7 +127,9 @@ class LoginDialogue:
                                "; address now throttled" if blocked else "")
             session.err("bad-token", "unknown or expired token; log in with your password")
             return
-        plugin.store.record_login(user.key, self.ip, now)
+        if not plugin.store.record_login(user.key, self.ip, now):
+            session.err("bad-token", "unknown or expired token; log in with your password")
+            return
         plugin.count("logins")
         plugin.log.info("login %s from %s (token)", user.name, self.ip)
         session.ok(f"logged in as {user.name}")
@@ -192,7 +194,8 @@ class LoginDialogue:
             return
         user = None
         ok = False
-        if valid_name and password_problem(password, 0) is None:
+        checked = valid_name and password_problem(password, 0) is None
+        if checked:
             user = plugin.store.user(key)
             try:
                 ok = plugin.hasher.verify(user.hash if user else None, password, timeout=self._left())
@@ -203,8 +206,10 @@ class LoginDialogue:
             blocked = plugin.addresses.failure(self.ip)
             if key is not None:
                 blocked = plugin.names.failure(key) or blocked
-            plugin.log.warning("login failed: %s from %s (%s)%s", key or "(invalid name)", self.ip,
-                               "wrong password" if user else "no such user", "; now throttled" if blocked else "")
+            why = ("invalid name" if key is None else "password too long" if not checked
+                   else "wrong password" if user else "no such user")
+            plugin.log.warning("login failed: %s from %s (%s)%s", key or "-", self.ip, why,
+                               "; now throttled" if blocked else "")
             session.err("bad-credentials", "wrong name or password")
             return
         plugin.names.success(key)
@@ -250,7 +255,10 @@ class LoginDialogue:
         plugin = self.plugin
         now = plugin.clock()
         token = secrets.token_urlsafe(32)
-        plugin.store.record_login(key, self.ip, now, new_hash, token=(token_digest(token), now + self.settings.token_ttl))
+        if not plugin.store.record_login(key, self.ip, now, new_hash, token=(token_digest(token), now + self.settings.token_ttl)):
+            plugin.log.warning("login %s from %s abandoned: the user was deleted meanwhile", name, self.ip)
+            self.session.err("bad-credentials", "wrong name or password")
+            return
         plugin.count("logins")
         plugin.log.info("login %s from %s (%s)", name, self.ip, how)
         verb = "registered and logged in as" if how == "register" else "logged in as"
