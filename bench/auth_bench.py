@@ -203,7 +203,7 @@ def ping(port: int, duration: float, gap: float) -> list[float]:
 
 def percentile(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 # -- one configuration ---------------------------------------------------------------------

@@ -10,12 +10,12 @@ import threading
 import argon2
 import pytest
 import yaml
-from tests.auth_support import CHEAP_ARGON2, auth_settings, connect, plugin_of, register, start
 
 from daemon.server import StartError
 from plugins.auth.passwords import OWASP_MINIMUM, Argon2Params, Hasher
 from plugins.auth.settings import SCHEMA, AuthSettings
 from plugins.auth.store import StoreError, UserStore
+from tests.auth_support import CHEAP_ARGON2, auth_settings, connect, plugin_of, register, start
 
 
 def mode(path):
@@ -127,7 +127,8 @@ def test_default_argon2_parameters_are_owasp_strength():
 def test_by_default_one_hash_runs_per_cpu():
     cpus = len(os.sched_getaffinity(0))
     assert AuthSettings.from_section({}).max_hashing == cpus
-    assert AuthSettings.from_section({"argon2": {"parallelism": 2, "memory_cost": 19456}}).max_hashing == max(1, cpus // 2)
+    two_lanes = AuthSettings.from_section({"argon2": {"parallelism": 2, "memory_cost": 19456}})
+    assert two_lanes.max_hashing == max(1, cpus // 2)
     assert AuthSettings.from_section({"max_hashing": 7}).max_hashing == 7
 
 

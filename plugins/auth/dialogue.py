@@ -88,7 +88,8 @@ class LoginDialogue:
 
     def _timeout(self) -> None:
         self.plugin.count("timeouts")
-        self.plugin.log.info("login timeout: %s did not log in within %gs", self.session.peer_str, self.settings.login_timeout)
+        self.plugin.log.info("login timeout: %s did not log in within %gs", self.session.peer_str,
+                             self.settings.login_timeout)
         self.session.err("timeout", f"not logged in within {self.settings.login_timeout:g}s; closing")
         raise SessionEnd("timeout")
 
@@ -168,7 +169,8 @@ class LoginDialogue:
         # like any other, so that the prompt does not tell which names exist.
         if self.settings.allow_register and not self.plugin.store.exists(name_key(text)):
             self.prompt = ("register", text)
-            self.session.ok(f"{text} is a new name; choose a password (at least {self.settings.min_password} characters)")
+            minimum = self.settings.min_password
+            self.session.ok(f"{text} is a new name; choose a password (at least {minimum} characters)")
         else:
             self.prompt = ("login", text)
             self.session.ok(f"password for {text}?")
@@ -255,7 +257,8 @@ class LoginDialogue:
         plugin = self.plugin
         now = plugin.clock()
         token = secrets.token_urlsafe(32)
-        if not plugin.store.record_login(key, self.ip, now, new_hash, token=(token_digest(token), now + self.settings.token_ttl)):
+        expires = now + self.settings.token_ttl
+        if not plugin.store.record_login(key, self.ip, now, new_hash, token=(token_digest(token), expires)):
             plugin.log.warning("login %s from %s abandoned: the user was deleted meanwhile", name, self.ip)
             self.session.err("bad-credentials", "wrong name or password")
             return

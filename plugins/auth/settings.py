@@ -38,7 +38,7 @@ SCHEMA = Schema(
         "argon2": Field(dict, default=dict(OWASP_MINIMUM), check=_check_argon2,
                         help="argon2id time_cost, memory_cost (KiB), parallelism"),
         "max_hashing": Field(int, default=None, nullable=True, min=1, max=256,
-                             help="password hashes computed at once; null: one per CPU (divided by argon2 parallelism)"),
+                             help="hashes computed at once; null: one per CPU (divided by argon2 parallelism)"),
     }
 )
 

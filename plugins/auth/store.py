@@ -90,7 +90,8 @@ class UserStore:
             with self._transaction():
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
-                    raise StoreError(f"{self.path}: written by a newer daemond (schema {version}, this one knows {SCHEMA_VERSION})")
+                    raise StoreError(f"{self.path}: written by a newer daemond (schema {version}, "
+                                     f"this one knows {SCHEMA_VERSION})")
                 for statement in SCHEMA:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -138,7 +139,8 @@ class UserStore:
 
     def users(self) -> list[User]:
         with self._lock:
-            rows = self._db.execute("SELECT key, name, hash, created, last_login, last_ip FROM users ORDER BY key").fetchall()
+            rows = self._db.execute("SELECT key, name, hash, created, last_login, last_ip FROM users "
+                                    "ORDER BY key").fetchall()
         return [User(*row) for row in rows]
 
     def exists(self, key: str) -> bool:
