@@ -72,7 +72,7 @@ def find_daemond(explicit: str | None) -> str:
 
 
 class Daemon:
-    def __init__(self, daemond: str, argon2: dict, max_hashing: int | None):
+    def __init__(self, daemond: str, argon2: dict, max_hashing: int | None, switch_interval: float | None):
         self.dir = Path(tempfile.mkdtemp(prefix="daemond-authbench-"))
         self.ports = {"login": free_port(), "echo": free_port(), "hog": free_port()}
         config = {
@@ -85,6 +85,8 @@ class Daemon:
             },
             "plugins": {"auth": {"argon2": argon2, "max_hashing": max_hashing, "max_attempts": 1_000_000}},
         }
+        if switch_interval is not None:
+            config["tuning"] = {"switch_interval": switch_interval}
         path = self.dir / "daemond.yaml"
         path.write_text(yaml.safe_dump(config))
         self.stderr = open(self.dir / "stderr.log", "wb")
@@ -238,9 +240,10 @@ def summarize(label: str, rounds: list[dict]) -> dict:
     return {"label": label, "median": median, "rounds": rounds}
 
 
-def run_config(daemond: str, argon2: dict, max_hashing: int | None, args, control: bool) -> list[dict]:
+def run_config(daemond: str, argon2: dict, max_hashing: int | None, switch_interval: float | None, args,
+               control: bool) -> list[dict]:
     """Rounds of the login storm (and of the GIL-holding control, with --control) on one daemon."""
-    daemon = Daemon(daemond, argon2, max_hashing)
+    daemon = Daemon(daemond, argon2, max_hashing, switch_interval)
     login = f"/login bench {PASSWORD}\n".encode()
     logins, hogs = [], []
     try:
@@ -254,9 +257,10 @@ def run_config(daemond: str, argon2: dict, max_hashing: int | None, args, contro
     finally:
         daemon.stop()
     shown = f"auto ({len(os.sched_getaffinity(0)) // argon2.get('parallelism', 1) or 1})" if max_hashing is None else max_hashing
-    rows = [summarize(f"argon2 logins, max_hashing {shown}", logins)]
+    switch = "" if switch_interval is None else f", switch interval {switch_interval * 1000:g} ms"
+    rows = [summarize(f"argon2 logins, max_hashing {shown}{switch}", logins)]
     if hogs:
-        rows.append(summarize("control: 25 ms of GIL-holding Python per request", hogs))
+        rows.append(summarize(f"control: 25 ms of GIL-holding Python per request{switch}", hogs))
     return rows
 
 
@@ -268,6 +272,9 @@ def main() -> int:
     parser.add_argument("--max-hashing", default="auto",
                         help="comma-separated max_hashing values to compare; auto: the plugin's default, one per CPU")
     parser.add_argument("--argon2", default=None, help='JSON argon2 params (default OWASP: {"time_cost": 2, "memory_cost": 19456, "parallelism": 1})')
+    parser.add_argument("--switch-interval", default="default",
+                        help="comma-separated GIL switch intervals in ms for the daemon (tuning.switch_interval); "
+                             "default: the daemon's own")
     parser.add_argument("--gap", type=float, default=1.0, help="ms between echo pings (default 1)")
     parser.add_argument("--quick", action="store_true", help="1 round of 1.5 s: checks it works, figures not worth quoting")
     parser.add_argument("--daemond", help="the daemond command (default: next to this python, then PATH)")
@@ -280,9 +287,10 @@ def main() -> int:
     daemond = find_daemond(args.daemond)
     argon2 = json.loads(args.argon2) if args.argon2 else dict(OWASP)
     load_before = os.getloadavg()[0]
-    results = [row for i, n in enumerate(args.max_hashing.split(","))
-               for row in run_config(daemond, argon2, None if n == "auto" else int(n), args,
-                                     control=args.control and i == 0)]
+    configs = [(None if n == "auto" else int(n), None if w == "default" else float(w) / 1000)
+               for w in args.switch_interval.split(",") for n in args.max_hashing.split(",")]
+    results = [row for i, (n, w) in enumerate(configs)
+               for row in run_config(daemond, argon2, n, w, args, control=args.control and (i == 0 or n is None))]
     load_after = os.getloadavg()[0]
 
     print(f"# auth bench: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
