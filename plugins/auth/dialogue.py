@@ -88,7 +88,8 @@ class LoginDialogue:
 
     def _timeout(self) -> None:
         self.plugin.count("timeouts")
-        self.plugin.log.info("login timeout: %s did not log in within %gs", self.session.peer_str, self.settings.login_timeout)
+        self.plugin.log.info("login timeout: %s did not log in within %gs", self.session.peer_str,
+                             self.settings.login_timeout)
         self.session.err("timeout", f"not logged in within {self.settings.login_timeout:g}s; closing")
         raise SessionEnd("timeout")
 
@@ -127,7 +128,9 @@ class LoginDialogue:
                                "; address now throttled" if blocked else "")
             session.err("bad-token", "unknown or expired token; log in with your password")
             return
-        plugin.store.record_login(user.key, self.ip, now)
+        if not plugin.store.record_login(user.key, self.ip, now):
+            session.err("bad-token", "unknown or expired token; log in with your password")
+            return
         plugin.count("logins")
         plugin.log.info("login %s from %s (token)", user.name, self.ip)
         session.ok(f"logged in as {user.name}")
@@ -166,7 +169,8 @@ class LoginDialogue:
         # like any other, so that the prompt does not tell which names exist.
         if self.settings.allow_register and not self.plugin.store.exists(name_key(text)):
             self.prompt = ("register", text)
-            self.session.ok(f"{text} is a new name; choose a password (at least {self.settings.min_password} characters)")
+            minimum = self.settings.min_password
+            self.session.ok(f"{text} is a new name; choose a password (at least {minimum} characters)")
         else:
             self.prompt = ("login", text)
             self.session.ok(f"password for {text}?")
@@ -192,7 +196,8 @@ class LoginDialogue:
             return
         user = None
         ok = False
-        if valid_name and password_problem(password, 0) is None:
+        checked = valid_name and password_problem(password, 0) is None
+        if checked:
             user = plugin.store.user(key)
             try:
                 ok = plugin.hasher.verify(user.hash if user else None, password, timeout=self._left())
@@ -203,8 +208,10 @@ class LoginDialogue:
             blocked = plugin.addresses.failure(self.ip)
             if key is not None:
                 blocked = plugin.names.failure(key) or blocked
-            plugin.log.warning("login failed: %s from %s (%s)%s", key or "(invalid name)", self.ip,
-                               "wrong password" if user else "no such user", "; now throttled" if blocked else "")
+            why = ("invalid name" if key is None else "password too long" if not checked
+                   else "wrong password" if user else "no such user")
+            plugin.log.warning("login failed: %s from %s (%s)%s", key or "-", self.ip, why,
+                               "; now throttled" if blocked else "")
             session.err("bad-credentials", "wrong name or password")
             return
         plugin.names.success(key)
@@ -250,7 +257,11 @@ class LoginDialogue:
         plugin = self.plugin
         now = plugin.clock()
         token = secrets.token_urlsafe(32)
-        plugin.store.record_login(key, self.ip, now, new_hash, token=(token_digest(token), now + self.settings.token_ttl))
+        expires = now + self.settings.token_ttl
+        if not plugin.store.record_login(key, self.ip, now, new_hash, token=(token_digest(token), expires)):
+            plugin.log.warning("login %s from %s abandoned: the user was deleted meanwhile", name, self.ip)
+            self.session.err("bad-credentials", "wrong name or password")
+            return
         plugin.count("logins")
         plugin.log.info("login %s from %s (%s)", name, self.ip, how)
         verb = "registered and logged in as" if how == "register" else "logged in as"
