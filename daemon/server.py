@@ -342,6 +342,17 @@ class Daemon:
         self.notifier.status(self.status_line())
         return f"resumed {len(self.listeners)} listeners"
 
+    def plugin_list(self) -> list[dict[str, Any]]:
+        """Every loaded plugin: where it came from, who uses it, how often it raised."""
+        with self._lock:
+            listeners = list(self.listeners.values())
+        return [
+            {"name": name, "version": plugin.version, "source": plugin.source, "module": plugin.module,
+             "listeners": [lst.name for lst in listeners if name in lst.chain.names],
+             "errors": sum(lst.errors.get(name, 0) for lst in listeners + self.retired)}
+            for name, plugin in self.config.plugins.items()
+        ]
+
     def status(self) -> dict[str, Any]:
         with self._lock:
             listeners = list(self.listeners.values())

@@ -474,3 +474,16 @@ def test_daemonctl_as_a_foreign_uid(daemond_factory):
         assert refused.stderr.startswith("daemonctl: uid 65534 may not control this daemond (allowed: root, uid 0)")
     finally:
         shutil.rmtree(open_dir, ignore_errors=True)
+
+
+def test_plugins_lists_version_source_and_listeners(daemond_factory):
+    d = daemond_factory({"e": {"plugins": ["echo"]}, "r": {"plugins": ["tests.plugins.raiser"]}})
+    with d.client("r") as c:
+        c.send_line("boom")
+        c.expect_closed()
+    out = ctl(d, "plugins")
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"^echo +0\.1\.0 +built-in +0 +e +plugins\.echo$", out.stdout, re.M), out.stdout
+    assert re.search(r"^tests\.plugins\.raiser +\? +path +1 +r +tests\.plugins\.raiser$", out.stdout, re.M), out.stdout
+    listed = json.loads(ctl(d, "--json", "plugins").stdout)["result"]
+    assert {p["name"]: p["source"] for p in listed} == {"echo": "built-in", "tests.plugins.raiser": "path"}

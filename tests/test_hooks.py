@@ -166,3 +166,20 @@ def test_hook_daemond_status(daemond_factory):
         c.command("rec x")
     status = d.daemon.status()["plugins"][REC]
     assert status["recorded"] >= 4 and status["source"] == "path" and status["listeners"] == ["r"]
+
+
+def test_trace_hooks_logs_every_call_with_arguments_and_results(daemond_process):
+    proc = daemond_process({"s": {"plugins": ["tests.plugins.shout"]}, "e": {"plugins": ["echo"]}},
+                           env={"DAEMOND_TRACE_HOOKS": "1"})
+    with proc.client("s") as c:
+        assert c.command("hi")[1] == "+OK HI"
+    with proc.client("e") as c:
+        c.send(b"raw")
+        assert c.sock.recv(3) == b"raw"
+    assert proc.terminate() == 0
+    err = proc.stderr()
+    assert re.search(r"daemond\.trace: call daemond_line_received\(session=<daemon\.session\.Session .*line='hi'\) "
+                     r"-> \['tests\.plugins\.shout'\]", err), err[-3000:]
+    assert "daemond.trace:   daemond_line_received returned True" in err
+    # the hot path is traced too when tracing is on
+    assert re.search(r"call daemond_data_received\(.*data=b'raw'\) -> \['echo'\]", err)

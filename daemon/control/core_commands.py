@@ -63,6 +63,9 @@ def core_commands(daemon: Daemon) -> list[ControlCommand]:
         file = daemon.logs.file
         return {"file": str(file) if file else None, "cleared": True}
 
+    def plugins(args: dict[str, Any]) -> list[dict[str, Any]]:
+        return daemon.plugin_list()
+
     def help(args: dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
         if args["command"]:
             command = daemon.commands.get(args["command"])
@@ -84,6 +87,8 @@ def core_commands(daemon: Daemon) -> list[ControlCommand]:
         ControlCommand("clear-logs", "empty the log file (in place) and the in-memory log lines", clear_logs,
                        render=lambda r: f"emptied {r['file']} and the in-memory lines" if r["file"]
                        else "emptied the in-memory lines (no log file)"),
+        ControlCommand("plugins", "loaded plugins: version, source (built-in, entry point, path), listeners, errors",
+                       plugins, render=render_plugins),
         ControlCommand("help", "the commands, including those plugins add; help COMMAND for one", help,
                        args=(Argument("command", "a command to describe"),), render=render_help),
     ]
@@ -165,6 +170,14 @@ def render_status(s: dict[str, Any]) -> str:
         extra = {k: v for k, v in p.items() if k not in ("version", "source", "errors", "listeners")}
         extras = "".join(f"  {k}: {render_result(v) if not isinstance(v, (dict, list)) else v}" for k, v in extra.items())
         out.append(f"  {name:<12} {p['version']} ({p['source']})  errors: {p['errors']}{extras}")
+    return "\n".join(out)
+
+
+def render_plugins(plugins: list[dict[str, Any]]) -> str:
+    out = [f"{'plugin':<16} {'version':<9} {'source':<12} {'errors':<7} {'listeners':<16} module"]
+    for p in plugins:
+        out.append(f"{p['name']:<16} {p['version']:<9} {p['source']:<12} {p['errors']:<7} "
+                   f"{', '.join(p['listeners']) or '-':<16} {p['module']}")
     return "\n".join(out)
 
 
