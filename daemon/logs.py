@@ -83,6 +83,27 @@ class MemoryHandler(logging.Handler):
             self.lines.clear()
 
 
+class PromptAwareHandler(logging.StreamHandler):
+    """stderr, keeping the console usable: while someone is typing at the prompt, a log
+    line clears the prompt's line, prints, and draws the prompt and what was typed again."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        #: set by the console while it waits for input: returns the text to redraw
+        self.prompt: Callable[[], str] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prompt = self.prompt
+        if prompt is None:
+            super().emit(record)
+            return
+        try:
+            self.stream.write("\r\x1b[K" + self.format(record) + self.terminator + prompt())
+            self.flush()
+        except Exception:
+            self.handleError(record)
+
+
 class PrivateWatchedFileHandler(logging.handlers.WatchedFileHandler):
     """A WatchedFileHandler whose file is created mode 0600."""
 
@@ -114,7 +135,7 @@ class LogService:
             if self.memory not in self.logger.handlers:
                 self.logger.addHandler(self.memory)
             if stderr and self.stderr_handler is None:
-                self.stderr_handler = logging.StreamHandler(sys.stderr)
+                self.stderr_handler = PromptAwareHandler(sys.stderr)
                 if os.environ.get("JOURNAL_STREAM"):
                     self.stderr_handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
                 else:

@@ -191,3 +191,23 @@ def test_history_is_kept_in_the_state_dir(console, tmp_path):
     history = tmp_path / "state" / "console_history"
     assert "help status" in history.read_text()
     assert history.stat().st_mode & 0o077 == 0
+
+
+def test_log_lines_redraw_the_prompt_and_what_was_typed(tmp_path):
+    config = write_config(tmp_path, {"e": {"plugins": ["echo"]}})
+    term = Terminal([installed("daemond"), "-c", str(config)], controlling=True)  # stderr on the terminal too
+    try:
+        term.expect("listening on 127.0.0.1:")
+        port = int(re.search(r"listening on 127\.0\.0\.1:(\d+) \(e\)", term.output.decode()).group(1))
+        term.expect(PROMPT)
+        term.write("sta")  # half typed, no Enter
+        term.expect("sta")
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # logs a connect and a disconnect line while the operator is typing
+        shown = term.expect(f"disconnect e ")
+        term.expect(PROMPT + "sta")  # drawn again below the log lines, with what was typed
+        term.write("tus\n")
+        assert "): running, since " in term.expect(PROMPT)
+        assert "connect e 127.0.0.1:" in shown
+    finally:
+        term.close()

@@ -173,10 +173,25 @@ class Foreground:
         try:
             if self._stop_signal or self._reload_requested or self.daemon.stop_requested:
                 raise _Interrupted  # the signal came just before we started reading
+            self._show_prompt_after_logs(prompt)
             return input(prompt)
         finally:
+            self._show_prompt_after_logs(None)
             signal.setitimer(signal.ITIMER_REAL, 0)
             self._reading = False
+
+    def _show_prompt_after_logs(self, prompt: str | None) -> None:
+        """While reading, log lines on stderr redraw the prompt and the half-typed line."""
+        handler = getattr(self.daemon.logs, "stderr_handler", None)
+        if handler is None or not hasattr(handler, "prompt"):
+            return
+        readline = self._readline
+        if prompt is None:
+            handler.prompt = None
+        elif readline is not None:
+            handler.prompt = lambda: prompt + readline.get_line_buffer()
+        else:
+            handler.prompt = lambda: prompt
 
     def execute(self, line: str) -> None:
         """Run one console line through the command registry and print the outcome."""
