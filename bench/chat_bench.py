@@ -115,9 +115,10 @@ class Server:
                 return int(line.split()[1])
         return 0
 
-    def cpu_s(self) -> float:
+    def cpu_s(self) -> tuple[float, float]:
+        """(user, system) CPU seconds of the server process, all threads."""
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+        return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 class Daemond(Server):
@@ -190,8 +191,9 @@ def run(server: Server, scenario: Scenario) -> dict:
             if not ready or ready[0] != "READY":
                 raise RuntimeError(f"load generator failed: {ready} {gen.stderr.read()[-2000:]}")
             time.sleep(1.0)  # let the server settle before its memory is read
-            held = {"rss_mib": round(server.rss_mib(), 1), "threads": server.threads()}
-            cpu0 = server.cpu_s()
+            held = {"rss_mib": round(server.rss_mib(), 1), "threads": server.threads(),
+                    "load_average": os.getloadavg()[0]}
+            user0, sys0 = server.cpu_s()
             gen.stdin.write("GO\n")
             gen.stdin.flush()
             out, err = gen.communicate(timeout=scenario.timeout + 600)
@@ -200,7 +202,11 @@ def run(server: Server, scenario: Scenario) -> dict:
                 gen.kill()
                 gen.wait()
         result = json.loads(out.strip().splitlines()[-1])
-        result["server_cpu_s"] = round(server.cpu_s() - cpu0, 3)
+        user1, sys1 = server.cpu_s()
+        result["server_cpu_s"] = round(user1 - user0 + sys1 - sys0, 3)
+        if result["deliveries"]:
+            result["server_user_us"] = round((user1 - user0) / result["deliveries"] * 1e6, 2)
+            result["server_cpu_us"] = round((user1 - user0 + sys1 - sys0) / result["deliveries"] * 1e6, 2)
         result.update(held)
         if err.strip():
             result["loadgen_stderr"] = err.strip()[-500:]
@@ -215,15 +221,17 @@ def run(server: Server, scenario: Scenario) -> dict:
 METRICS = {
     "steady": [("deliveries/s", "deliveries_per_s", "{:,.0f}"), ("latency p50 ms", "latency_ms.p50", "{:.2f}"),
                ("latency p99 ms", "latency_ms.p99", "{:.2f}"), ("all-received p99 ms", "fanout_ms.p99", "{:.2f}"),
-               ("lost", "lost", "{:.0f}"), ("server CPU s", "server_cpu_s", "{:.2f}"),
-               ("loadgen CPU s", "loadgen_cpu_s", "{:.2f}")],
+               ("lost", "lost", "{:.0f}"), ("server CPU µs/delivery", "server_cpu_us", "{:.2f}"),
+               ("of which user µs", "server_user_us", "{:.2f}"), ("loadgen CPU s", "loadgen_cpu_s", "{:.2f}"),
+               ("load average at start", "load_average", "{:.1f}")],
     "blast": [("deliveries/s", "deliveries_per_s", "{:,.0f}"), ("latency p50 ms", "latency_ms.p50", "{:.1f}"),
               ("latency p99 ms", "latency_ms.p99", "{:.1f}"), ("lost", "lost", "{:.0f}"),
-              ("server CPU s", "server_cpu_s", "{:.2f}"), ("loadgen CPU s", "loadgen_cpu_s", "{:.2f}")],
+              ("server CPU µs/delivery", "server_cpu_us", "{:.2f}"), ("of which user µs", "server_user_us", "{:.2f}"),
+              ("loadgen CPU s", "loadgen_cpu_s", "{:.2f}"), ("load average at start", "load_average", "{:.1f}")],
     "idle": [("users held", "ready", "{:.0f}"), ("login s", "login_s", "{:.1f}"), ("RSS MiB", "rss_mib", "{:.0f}"),
              ("threads", "threads", "{:.0f}"), ("broadcast p50 ms", "latency_ms.p50", "{:.1f}"),
              ("broadcast p99 ms", "latency_ms.p99", "{:.1f}"), ("broadcast max ms", "latency_ms.max", "{:.1f}"),
-             ("lost", "lost", "{:.0f}")],
+             ("lost", "lost", "{:.0f}"), ("load average at start", "load_average", "{:.1f}")],
 }
 
 
@@ -243,7 +251,8 @@ def table(name: str, results: dict[str, list[dict]]) -> str:
             values = [get(r, path) for r in results[server]]
             medians[server] = statistics.median(values) if values else float("nan")
         ratio = ""
-        if "daemond" in medians and "asyncio" in medians and medians["asyncio"]:
+        comparable = path not in ("ready", "threads", "lost", "load_average")
+        if comparable and "daemond" in medians and "asyncio" in medians and medians["asyncio"]:
             ratio = f"{medians['daemond'] / medians['asyncio']:.2f}×"
         lines.append(f"| {label} | " + " | ".join(fmt.format(medians[s]) for s in servers) + f" | {ratio} |")
     return "\n".join(lines)
@@ -285,8 +294,7 @@ def main() -> int:
             all_results[scenario.name] = per_server
             print(table(scenario.name, per_server))
             print()
-    print(f"machine: {os.cpu_count()} CPUs, load average before the run: see the per-run lines; "
-          f"python {sys.version.split()[0]}")
+    print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; medians of {args.rounds} rounds")
     if args.json:
         Path(args.json).write_text(json.dumps(all_results, indent=1))
     return 0
