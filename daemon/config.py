@@ -42,6 +42,8 @@ LISTENER_SCHEMA = Schema(
         "plugins": Field(list, items=str, min=1, help="plugins serving this listener, in order"),
         "max_connections": Field(int, default=1000, min=1, max=1_000_000),
         "max_per_ip": Field(int, default=None, nullable=True, min=1),
+        "max_unauthenticated_per_ip": Field(int, default=20, nullable=True, min=1,
+                                            help="connections not yet logged in from one address (login-gated listeners); null: no limit"),
         "idle_timeout": Field(float, default=300.0, min=0, help="seconds without input before a session is closed; 0 = never"),
         "max_line": Field(int, default=4096, min=16, max=16 * 1024 * 1024),
         "send_queue": Field(int, default=1024 * 1024, min=4096, help="bytes queued for a slow reader before it is cut"),
@@ -102,6 +104,7 @@ class ListenerConfig:
     plugins: tuple[str, ...]
     max_connections: int = 1000
     max_per_ip: int | None = None
+    max_unauthenticated_per_ip: int | None = 20
     idle_timeout: float = 300.0
     max_line: int = 4096
     send_queue: int = 1024 * 1024

@@ -81,6 +81,8 @@ class Session:
         self._end_reason: str | None = None  # set by close() from any thread
         self._started = time.monotonic()
         self.thread: threading.Thread | None = None
+        #: counted in the listener's not-logged-in count per address (guarded by the listener's lock)
+        self.counted_unauthenticated = False
 
     # -- what plugins call -------------------------------------------------
 
@@ -155,6 +157,7 @@ class Session:
         Called by a login plugin (the built-in ``auth``) after it verified the user.
         """
         self.user = user
+        self._listener.session_logged_in(self)
         log.info("login %s %s user=%s", self.listener, self.peer_str, user)
         self.chain.hook.daemond_session_login(session=self, user=user)
 
