@@ -18,7 +18,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from daemon.lines import BadEncoding, LineFramer, TooLong, split_command
+from daemon.lines import BadEncoding, LineFramer, TooLong, shown, split_command
 from daemon.outbox import Outbox
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -298,7 +298,7 @@ class Session:
                     self.send_line(f"HELP {usage} - {text}")
             self.ok(f"{len(seen)} commands")
             return
-        self.err("unknown-command", f"{name} (try /help)")
+        self.err("unknown-command", f"{shown(name)} (try /help)")  # never an escape back to a terminal
 
     def _overflowed(self) -> None:
         log.warning("send queue exceeded: %s %s user=%s has more than %d bytes unread; disconnecting",
