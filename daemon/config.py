@@ -80,6 +80,9 @@ TUNING_SCHEMA = Schema(
                                  help="CPython's GIL switch interval (sys.setswitchinterval), seconds"),
         "thread_stack_size": Field(int, default=512 * 1024, min=256 * 1024, max=64 * 1024 * 1024,
                                    help="stack size of connection threads, bytes"),
+        "malloc_mmap_threshold": Field(int, default=128 * 1024, nullable=True, min=4096, max=32 * 1024 * 1024,
+                                       help="glibc: allocations this big or bigger are mmap'd and returned on free; "
+                                            "null: glibc's sliding default"),
     }
 )
 
@@ -131,6 +134,7 @@ class Config:
     reload_debounce: float = 0.25
     switch_interval: float = 0.05
     thread_stack_size: int = 512 * 1024
+    malloc_mmap_threshold: int | None = 128 * 1024
     digest: str = ""
     #: plugin name -> the LoadedPlugin, for every plugin a listener or ``plugins:`` names
     plugins: dict[str, Any] = field(default_factory=dict)
@@ -308,6 +312,7 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         reload_debounce=sections["reload"]["debounce"],
         switch_interval=sections["tuning"]["switch_interval"],
         thread_stack_size=sections["tuning"]["thread_stack_size"],
+        malloc_mmap_threshold=sections["tuning"]["malloc_mmap_threshold"],
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         plugins=loaded,
         warnings=warnings,

@@ -64,7 +64,7 @@ def users(plugin: AuthPlugin, args: dict[str, Any]) -> Any:
         return f"deleted {name} and their tokens"
     if password is None:
         raise CommandError(f"users {action}: give the password (daemonctl asks for it)")
-    bad = password_problem(password, plugin.settings.min_password)
+    bad = password_problem(password, plugin.settings.min_password, plugin.settings.max_password)
     if bad:
         raise CommandError(bad[1])
     if action == "add":

@@ -192,7 +192,7 @@ class LoginDialogue:
             return
         user = None
         ok = False
-        if valid_name and password_problem(password, 0) is None:
+        if valid_name and password_problem(password, 0, self.settings.max_password) is None:
             user = plugin.store.user(key)
             try:
                 ok = plugin.hasher.verify(user.hash if user else None, password, timeout=self._left())
@@ -223,7 +223,7 @@ class LoginDialogue:
         if problem:
             session.err("bad-name", problem)
             return
-        bad = password_problem(password, self.settings.min_password)
+        bad = password_problem(password, self.settings.min_password, self.settings.max_password)
         if bad:
             token, text = bad
             if prompted:  # ask again, rather than take the next try for a name
