@@ -40,10 +40,11 @@ def test_a_stalled_reader_is_cut_at_send_queue_while_1kib_x_100_per_s_reaches_ev
         time.sleep(max(0.0, start + (n + 1) * SENDERS / 100 - time.monotonic()))
 
     def push():  # s0's socket stays out of collect(), which makes sockets non-blocking
-        for n in range(BIG):
+        for n in range(BIG):  # paced (2 MB/s), so that one Python thread reading 14 sockets keeps up
             senders[0].send_line(f"big {n} {big}")
             if n % 10 == 0:
                 peak[0] = max(peak[0], proc_stats(d.proc.pid).rss)
+            time.sleep(0.02)
 
     pusher = threading.Thread(target=push, name="test-pusher")
     pusher.start()
