@@ -37,12 +37,12 @@ BIN = Path(sys.executable).parent
 
 
 class Daemon:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, auth: dict):
         config = {"state_dir": str(directory / "state"), "logging": {"file": "daemond.log", "level": "info"},
                   "listeners": {"login": {"host": "127.0.0.1", "port": 0, "plugins": ["auth", "echo"],
                                           "max_unauthenticated_per_ip": None},
                                 "echo": {"host": "127.0.0.1", "port": 0, "plugins": ["echo"]}},
-                  "plugins": {"auth": {"max_attempts": 1_000_000}}}
+                  "plugins": {"auth": {"max_attempts": 1_000_000, **auth}}}
         path = directory / "daemond.yaml"
         path.write_text(yaml.safe_dump(config))
         self.err = open(directory / "stderr.log", "w+b")
@@ -153,10 +153,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=40, help="logins of each kind for the enumeration figure")
     parser.add_argument("--clients", type=int, default=50, help="clients in the login storm")
+    parser.add_argument("--max-hashing", type=int, default=None, help="auth's max_hashing (default: the plugin's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="auth-bench-") as tmp:
-        d = Daemon(Path(tmp))
+        d = Daemon(Path(tmp), {} if args.max_hashing is None else {"max_hashing": args.max_hashing})
         try:
             figures = {"enumeration": enumeration(d, args.rounds), "storm": storm(d, args.clients)}
         finally:
