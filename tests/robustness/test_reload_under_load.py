@@ -50,11 +50,15 @@ def test_bad_config_edits_under_load_with_200_clients_keep_everyone_served(daemo
         t.start()
     good = path.read_text()
     try:
-        for text in (good + "\n  : [\n", good + "colour: red\n", good[: len(good) // 2], "",
-                     good.replace("plugins:\n    - echo", "plugins:\n    - no-such-plugin"),
-                     good.replace("port: 0", "port: 99999")):
+        for i, text in enumerate((good + "\n  : [\n", good + "colour: red\n", good[: len(good) // 2], "",
+                                  good.replace("plugins:\n    - echo", "plugins:\n    - no-such-plugin"),
+                                  good.replace("port: 0", "port: 99999"))):
             before = daemon.last_reload
-            path.write_text(text)
+            # saved the way editors do (a new file renamed over the old), each edit distinct:
+            # the reloader skips content it has seen, so a read mid-write must not match a later edit
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(f"# edit {i}\n" + text)
+            tmp.replace(path)
             assert wait_until(lambda: daemon.last_reload is not before, 5), text
             assert daemon.last_reload["ok"] is False and daemon.last_reload["errors"], daemon.last_reload
     finally:
