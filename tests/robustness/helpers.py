@@ -87,3 +87,8 @@ def run_threads(target, count: int, *args) -> list:
     if errors:
         raise errors[0]
     return results
+
+
+def measured(item: int, text: str) -> None:
+    """Print a figure for docs/reliability.md (see it with ``pytest -s tests/robustness | grep MEASURED``)."""
+    print(f"\nMEASURED item {item}: {text}", flush=True)

@@ -11,7 +11,7 @@ import argon2
 import pytest
 
 from tests.auth_support import auth_settings, connect, plugin_of, register, start
-from tests.robustness.helpers import MIB, loopback, proc_stats, run_threads
+from tests.robustness.helpers import MIB, loopback, measured, proc_stats, run_threads
 
 
 @pytest.fixture
@@ -213,6 +213,8 @@ def test_a_storm_of_50_logins_at_owasp_cost_holds_memory_and_echo_keeps_answerin
     assert all(f.startswith(f"+OK registered and logged in as user{i} ") for i, f in enumerate(registered))
     assert all(f.startswith(f"+OK logged in as user{i} ") for i, f in enumerate(logged_in))
     assert echoes[0] > 0
+    measured(9, f"50 registrations + 50 logins at m=19456,t=2: RSS +{(peak[0] - before.rss) / MIB:.0f} MiB; "
+                f"{echoes[0]} echoes answered meanwhile")
     assert peak[0] - before.rss < 6 * 19 * MIB, f"RSS grew {(peak[0] - before.rss) / MIB:.0f} MiB"
     log = (d.config.parent / "state" / "daemond.log").read_text()
     assert not re.search(r"password-of-user", log)

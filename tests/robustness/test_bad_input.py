@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.chatkit import Room, listener, settings
-from tests.robustness.helpers import ENV, MIB, connect, proc_stats, run_threads
+from tests.robustness.helpers import ENV, MIB, connect, measured, proc_stats, run_threads
 
 RAISER = "tests.plugins.raiser"  # answers "+OK <line>" to each line
 
@@ -37,6 +37,7 @@ def test_ten_clients_sending_megabytes_without_a_newline_get_line_too_long_and_m
         assert lines[0].startswith("-ERR line-too-long "), lines
         assert lines[1] == "+OK after"
     peak = max(p for _, p in results)
+    measured(2, f"10 clients x 4 MiB without a newline: RSS +{(peak - before.rss) / MIB:.1f} MiB")
     assert peak - before.rss < 10 * MIB, f"RSS grew {(peak - before.rss) / MIB:.1f} MiB"
 
 

@@ -7,7 +7,7 @@ import threading
 import time
 
 from tests.chatkit import Room, collect, listener, login, settings, small_receive_buffer_client
-from tests.robustness.helpers import MIB, proc_stats, wait_until
+from tests.robustness.helpers import MIB, measured, proc_stats, wait_until
 
 SENDERS = 10
 ROUNDS = 30  # 10 senders x 30 rounds of 1 KiB at 100 messages a second: 3 s
@@ -70,6 +70,7 @@ def test_a_stalled_reader_is_cut_at_send_queue_while_1kib_x_100_per_s_reaches_ev
     log = log_file.read_text()
     assert re.search(r"send queue exceeded: slow \S+ user=stalled has more than 65536 bytes unread", log)
     assert "send queue exceeded: chat" not in log
+    measured(1, f"stalled reader cut after {len(received)} bytes; RSS +{(peak[0] - before.rss) / MIB:.1f} MiB")
     assert peak[0] - before.rss < 50 * MIB, f"RSS grew {(peak[0] - before.rss) / MIB:.1f} MiB"
     room.close()
     stalled.close()

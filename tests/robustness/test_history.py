@@ -6,7 +6,7 @@ import sqlite3
 
 from plugins.chat.history import History
 from tests.chatkit import Room, collect, listener, settings
-from tests.robustness.helpers import MIB, proc_stats
+from tests.robustness.helpers import MIB, measured, proc_stats
 
 
 def test_100k_messages_through_the_history_keep_exactly_history_limit(tmp_path):
@@ -28,6 +28,8 @@ def test_100k_messages_through_the_history_keep_exactly_history_limit(tmp_path):
         assert entries[0].text.startswith("message 90000 ") and entries[-1].text.startswith("message 99999 ")
         assert [e.seq for e in entries] == list(range(90_001, 100_001))
         # after the first block fills the table, neither the files nor the process grow
+        measured(16, f"100k appends, limit {limit}: files {sizes[1] // 1024}-{max(sizes[1:]) // 1024} KiB, "
+                     f"RSS {rss[1] / MIB:.0f}-{max(rss[1:]) / MIB:.0f} MiB after the first 10k")
         assert max(sizes[1:]) < 2 * sizes[1], sizes
         assert max(rss[1:]) - rss[1] < 16 * MIB, [r // MIB for r in rss]
     finally:

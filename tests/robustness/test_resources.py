@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from tests.robustness.helpers import MIB, connect, proc_stats, run_threads, wait_until
+from tests.robustness.helpers import MIB, connect, measured, proc_stats, run_threads, wait_until
 
 
 def test_thousands_of_connect_close_cycles_leave_threads_and_fds_at_baseline(daemond_process):
@@ -34,6 +34,7 @@ def test_thousands_of_connect_close_cycles_leave_threads_and_fds_at_baseline(dae
     settled = wait_until(lambda: (st := proc_stats(d.proc.pid)).threads <= base.threads + 2
                          and st.fds <= base.fds + 2 and st, 10)
     now = proc_stats(d.proc.pid)
+    measured(5, f"2400 cycles: threads {base.threads} -> {now.threads}, fds {base.fds} -> {now.fds}")
     assert settled, f"baseline {base}, now {now}"
     assert abs(now.threads - base.threads) <= 2 and abs(now.fds - base.fds) <= 2, (base, now)
 
@@ -56,6 +57,7 @@ def test_a_client_sending_10_mib_without_reading_is_held_by_tcp_and_gets_every_b
             break  # the daemon stopped reading: TCP holds the sender
     assert sent < len(payload), "the daemon read 10 MiB from a client that reads nothing"
     held = proc_stats(d.proc.pid)
+    measured(14, f"read {sent / MIB:.1f} of 10 MiB before TCP held the sender; RSS +{(held.rss - before.rss) / MIB:.1f} MiB")
     assert held.rss - before.rss < 16 * MIB, f"RSS grew {(held.rss - before.rss) / MIB:.1f} MiB"
 
     received = bytearray()
