@@ -48,8 +48,7 @@ def fill(directory: Path) -> Path:
 
 
 # A read-only remount of a file system with files open for writing fails (EBUSY), so
-# "read-only" is not driven here; SQLite reports it as the same sqlite3.Error that
-# both plugins turn into -ERR unavailable.
+# read-only is injected at the storage layer in the next test.
 @pytest.mark.parametrize("fault", ["full"])
 def test_a_full_disk_refuses_writes_with_unavailable_and_service_resumes(daemond_factory, small_disk, fault):
     d = daemond_factory(listener(), settings(), state_dir=str(small_disk))
@@ -90,5 +89,40 @@ def test_a_full_disk_refuses_writes_with_unavailable_and_service_resumes(daemond
     assert final.startswith("+OK registered"), final
     log = "\n".join(d.daemon.logs.tail(10_000))
     assert "cannot be written" in log
+    room.close()
+    carol.close()
+
+
+def test_a_read_only_store_and_history_refuse_writes_with_unavailable_and_recover(daemond_factory):
+    # A read-only state directory, injected at the storage layer: both databases'
+    # writing connections are swapped for read-only ones (SQLite's mode=ro), which
+    # is what SQLite answers on a read-only mount too; then swapped back.
+    import sqlite3
+
+    d = daemond_factory(listener(), settings())
+    room = Room(d)
+    alice, bob = room.people("alice", "bob")
+    chat = d.daemon.config.plugins["chat"].obj
+    auth = d.daemon.config.plugins["auth"].obj
+    history, store = chat.room.history, auth.store
+    writer, db = history._writer, store._db
+    history._writer = sqlite3.connect(f"file:{history.path}?mode=ro", uri=True, check_same_thread=False)
+    store._db = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, check_same_thread=False,
+                                isolation_level=None)
+    try:
+        alice.send_line("lost")
+        _, final = alice.command("/who")
+        assert final.startswith("-ERR unavailable "), final
+        carol = d.client("chat")
+        carol.read_line()
+        assert carol.command("/register carol carol-password")[1].startswith("-ERR unavailable ")
+        assert bob.command("/who")[1] == "+OK alice bob"  # bob never saw "lost"
+    finally:
+        history._writer.close()
+        store._db.close()
+        history._writer, store._db = writer, db
+    alice.send_line("found")
+    assert bob.read_line() == "MSG alice found"
+    assert carol.command("/register carol carol-password")[1].startswith("+OK registered")
     room.close()
     carol.close()
