@@ -31,7 +31,12 @@ def test_kill_9_at_random_moments_keeps_both_databases_sound_and_every_acknowled
         config = write_config(tmp_path / f"round{round_no}", {"chat": {"plugins": ["auth", "chat"],
                                                                     "max_unauthenticated_per_ip": None}},
                               plugins, state_dir=str(state))
-        proc = DaemonProcess(config).wait_ready(1)
+        proc = DaemonProcess(config)
+        try:
+            proc.wait_ready(1)
+        except BaseException:
+            proc.kill()
+            raise
         lock = threading.Lock()  # guards the two sets and the counter while the workers run
         cleared_at = [None]
 
