@@ -40,6 +40,8 @@ LISTENER_SCHEMA = Schema(
         "plugins": Field(list, items=str, min=1, help="plugins serving this listener, in order"),
         "max_connections": Field(int, default=1000, min=1, max=1_000_000),
         "max_per_ip": Field(int, default=None, nullable=True, min=1),
+        "max_unauthenticated_per_ip": Field(int, default=20, nullable=True, min=1,
+                                            help="connections not yet logged in from one address (login-gated listeners); null: no limit"),
         "idle_timeout": Field(float, default=300.0, min=0, help="seconds without input before a session is closed; 0 = never"),
         "max_line": Field(int, default=4096, min=16, max=16 * 1024 * 1024),
         "send_queue": Field(int, default=1024 * 1024, min=4096, help="bytes queued for a slow reader before it is cut"),
@@ -76,6 +78,9 @@ TUNING_SCHEMA = Schema(
                                  help="CPython's GIL switch interval (sys.setswitchinterval), seconds"),
         "thread_stack_size": Field(int, default=512 * 1024, min=256 * 1024, max=64 * 1024 * 1024,
                                    help="stack size of connection threads, bytes"),
+        "malloc_mmap_threshold": Field(int, default=128 * 1024, nullable=True, min=4096, max=32 * 1024 * 1024,
+                                       help="glibc: allocations this big or bigger are mmap'd and returned on free; "
+                                            "null: glibc's sliding default"),
     }
 )
 
@@ -100,6 +105,7 @@ class ListenerConfig:
     plugins: tuple[str, ...]
     max_connections: int = 1000
     max_per_ip: int | None = None
+    max_unauthenticated_per_ip: int | None = 20
     idle_timeout: float = 300.0
     max_line: int = 4096
     send_queue: int = 1024 * 1024
@@ -126,6 +132,7 @@ class Config:
     reload_debounce: float = 0.25
     switch_interval: float = 0.05
     thread_stack_size: int = 512 * 1024
+    malloc_mmap_threshold: int | None = 128 * 1024
     digest: str = ""
     #: plugin name -> the LoadedPlugin, for every plugin a listener or ``plugins:`` names
     plugins: dict[str, Any] = field(default_factory=dict)
@@ -282,6 +289,7 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         reload_debounce=sections["reload"]["debounce"],
         switch_interval=sections["tuning"]["switch_interval"],
         thread_stack_size=sections["tuning"]["thread_stack_size"],
+        malloc_mmap_threshold=sections["tuning"]["malloc_mmap_threshold"],
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         plugins=loaded,
         warnings=warnings,

@@ -44,12 +44,13 @@ class Listener:
         self._sock: socket.socket | None = None
         self.socket_rcvtimeo = 0.0  # the idle timeout accepted sockets inherit
         self.address: tuple[str, int] | None = None
-        # _lock guards _sessions, _per_ip, _paused, _stopping and the error counts;
+        # _lock guards _sessions, _per_ip, _unauth_per_ip, _paused, _stopping and the error counts;
         # _state (a Condition on it) wakes the accepting thread out of a pause.
         self._lock = threading.Lock()
         self._state = threading.Condition(self._lock)
         self._sessions: dict[int, Session] = {}
         self._per_ip: Counter[str] = Counter()
+        self._unauth_per_ip: Counter[str] = Counter()  # sessions not yet logged in, on login-gated chains
         self._paused = False
         self._stopping = False
         self.errors: Counter[str] = Counter()
@@ -185,9 +186,17 @@ class Listener:
         with self._lock:
             if self._sessions.pop(session.id, None) is not None:
                 host = session.peer[0]
-                self._per_ip[host] -= 1
-                if self._per_ip[host] <= 0:
-                    del self._per_ip[host]
+                _decrement(self._per_ip, host)
+                if session.counted_unauthenticated:
+                    session.counted_unauthenticated = False
+                    _decrement(self._unauth_per_ip, host)
+
+    def session_logged_in(self, session: Session) -> None:
+        """A logged-in session no longer counts against max_unauthenticated_per_ip."""
+        with self._lock:
+            if session.counted_unauthenticated:
+                session.counted_unauthenticated = False
+                _decrement(self._unauth_per_ip, session.peer[0])
 
     def count_error(self, plugin: str | None) -> None:
         with self._lock:
@@ -222,16 +231,22 @@ class Listener:
     def _admit(self, conn: socket.socket, addr) -> None:
         config = self.config
         host = addr[0]
+        gated = self.chain.login_gated and config.max_unauthenticated_per_ip is not None
         with self._lock:
             why = None
             if len(self._sessions) >= config.max_connections:
                 why = f"listener is full ({config.max_connections} connections)"
             elif config.max_per_ip is not None and self._per_ip[host] >= config.max_per_ip:
                 why = f"too many connections from {host} ({config.max_per_ip})"
+            elif gated and self._unauth_per_ip[host] >= config.max_unauthenticated_per_ip:
+                why = f"too many connections not logged in from {host} ({config.max_unauthenticated_per_ip})"
             if why is None:
                 session = Session(conn, addr, self)
                 self._sessions[session.id] = session
                 self._per_ip[host] += 1
+                if gated:
+                    session.counted_unauthenticated = True
+                    self._unauth_per_ip[host] += 1
                 self.accepted += 1
             else:
                 self.refused += 1
@@ -249,7 +264,7 @@ class Listener:
             conn.close()
 
     def _refuse(self, conn: socket.socket, why: str) -> None:
-        if self.chain.line_mode:
+        if self.chain.line_mode or self.chain.login_gated:  # a login dialogue is in lines, whatever follows it
             try:
                 conn.send(f"-ERR too-many-connections {why}\n".encode(), socket.MSG_DONTWAIT)
             except OSError:
@@ -277,6 +292,12 @@ def _pin_port(sock: socket.socket, family: int) -> socket.socket:
     finally:
         sock.close()
     return pinned
+
+
+def _decrement(counter: Counter[str], key: str) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
 
 
 def _fmt(host: str, port: int) -> str:

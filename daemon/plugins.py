@@ -210,6 +210,9 @@ class Chain:
         self.on_line = self.hook.daemond_line_received
         self.on_data = _direct_caller(self.hook.daemond_data_received, ("session", "data"))
         self.has_data_handler = bool(self.hook.daemond_data_received.get_hookimpls())
+        #: True when a plugin gates the listener behind a login (it sets ``daemond_login_gate = True``):
+        #: the listener then caps connections not yet logged in per address
+        self.login_gated = any(getattr(p.obj, "daemond_login_gate", False) for p in self.plugins)
 
     def plugin_for(self, code) -> str | None:
         """The plugin whose hook implementation has this code object (to blame an exception)."""

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from daemon.lines import BadEncoding, LineFramer, TooLong, split_command
+from daemon.lines import BadEncoding, LineFramer, TooLong, shown, split_command
 from daemon.outbox import Outbox
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,6 +81,8 @@ class Session:
         self._end_reason: str | None = None  # set by close() from any thread
         self._started = time.monotonic()
         self.thread: threading.Thread | None = None
+        #: counted in the listener's not-logged-in count per address (guarded by the listener's lock)
+        self.counted_unauthenticated = False
 
     # -- what plugins call -------------------------------------------------
 
@@ -155,6 +157,7 @@ class Session:
         Called by a login plugin (the built-in ``auth``) after it verified the user.
         """
         self.user = user
+        self._listener.session_logged_in(self)
         log.info("login %s %s user=%s", self.listener, self.peer_str, user)
         self.chain.hook.daemond_session_login(session=self, user=user)
 
@@ -295,7 +298,7 @@ class Session:
                     self.send_line(f"HELP {usage} - {text}")
             self.ok(f"{len(seen)} commands")
             return
-        self.err("unknown-command", f"{name} (try /help)")
+        self.err("unknown-command", f"{shown(name)} (try /help)")  # never an escape back to a terminal
 
     def _overflowed(self) -> None:
         log.warning("send queue exceeded: %s %s user=%s has more than %d bytes unread; disconnecting",

@@ -66,7 +66,7 @@ def users(plugin: AuthPlugin, args: dict[str, Any]) -> Any:
     if password is None:
         raise ArgumentNeeded("password", f"users {action}: give the password (daemonctl asks for it)",
                              prompt=f"password for {name}")
-    bad = password_problem(password, plugin.settings.min_password)
+    bad = password_problem(password, plugin.settings.min_password, plugin.settings.max_password)
     if bad:
         raise CommandError(bad[1])
     if action == "add":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import sqlite3
 import time
 from typing import TYPE_CHECKING
 
@@ -52,7 +53,7 @@ class LoginDialogue:
             line = self._read_line()
             command = split_command(line)
             if command is None:
-                self._plain_line(plain_text(line).strip())
+                self._guarded(self._plain_line, plain_text(line).strip())
                 continue
             self.prompt = None  # a command cancels a pending prompt
             name, args = command
@@ -60,7 +61,18 @@ class LoginDialogue:
             if handler is None:
                 self.session.err("auth-required", f"log in first: {self._how()} (/help lists commands)")
             else:
-                handler(args)
+                self._guarded(handler, args)
+
+    def _guarded(self, step, arg: str) -> None:
+        """Run one step of the dialogue; a store that cannot be written (disk full,
+        read-only) refuses that step with ``-ERR unavailable`` and the connection lives."""
+        try:
+            step(arg)
+        except sqlite3.Error as exc:
+            self.prompt = None
+            self.plugin.log.error("users store %s cannot be written (%s); a login or registration from %s was refused",
+                                  self.plugin.store.path, exc, self.ip)
+            self.session.err("unavailable", "the users store cannot be written; try again later")
 
     def _greet(self) -> None:
         last = self.plugin.store.last_user_from(self.ip)
@@ -196,7 +208,7 @@ class LoginDialogue:
             return
         user = None
         ok = False
-        checked = valid_name and password_problem(password, 0) is None
+        checked = valid_name and password_problem(password, 0, self.settings.max_password) is None
         if checked:
             user = plugin.store.user(key)
             try:
@@ -230,7 +242,7 @@ class LoginDialogue:
         if problem:
             session.err("bad-name", problem)
             return
-        bad = password_problem(password, self.settings.min_password)
+        bad = password_problem(password, self.settings.min_password, self.settings.max_password)
         if bad:
             token, text = bad
             if prompted:  # ask again, rather than take the next try for a name

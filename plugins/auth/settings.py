@@ -30,6 +30,8 @@ SCHEMA = Schema(
         "database": Field(str, default="auth.db", help="the users store (SQLite); relative to the state directory"),
         "allow_register": Field(bool, default=True, help="let clients create users with /register"),
         "min_password": Field(int, default=8, min=1, max=1024),
+        "max_password": Field(int, default=1024, min=8, max=65536,
+                              help="longer passwords are refused before anything is hashed"),
         "login_timeout": Field(float, default=30.0, min=0.1, help="seconds a client has to log in"),
         "max_attempts": Field(int, default=5, min=1, help="failed logins per name or address within attempt_window"),
         "attempt_window": Field(float, default=60.0, min=0.1),
@@ -50,6 +52,7 @@ class AuthSettings:
     database: str
     allow_register: bool
     min_password: int
+    max_password: int
     login_timeout: float
     max_attempts: int
     attempt_window: float
