@@ -1,7 +1,9 @@
 """Logging: connection lines, the log file, and the journal's priority prefixes."""
 
+import os
 import re
 import socket
+import time
 
 
 def test_connect_and_disconnect_lines_with_peer_bytes_and_duration(daemond_process):
@@ -35,3 +37,22 @@ def test_under_the_journal_lines_carry_syslog_priorities_and_no_timestamp(daemon
     assert not any(re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", line) for line in lines)
     # the log file keeps its timestamps
     assert re.search(r"^\d{4}-\d\d-\d\d ", (proc.config.parent / "state" / "daemond.log").read_text(), re.M)
+
+
+def test_logrotate_rename_is_followed_and_the_old_file_released(daemond_process):
+    proc = daemond_process({"e": {"plugins": ["echo"]}})
+    log_file = proc.config.parent / "state" / "daemond.log"
+    rotated = log_file.with_name("daemond.log.1")
+    log_file.rename(rotated)  # what logrotate does (without copytruncate)
+    with socket.create_connection(("127.0.0.1", proc.ports["e"]), timeout=5) as s:
+        s.sendall(b"after rotation")
+        assert s.recv(100) == b"after rotation"
+        local = "%s:%d" % s.getsockname()[:2]
+    deadline = time.monotonic() + 5
+    while not (log_file.exists() and f"connect e {local}" in log_file.read_text()):
+        assert time.monotonic() < deadline, "no new log file"
+        time.sleep(0.05)
+    assert f"connect e {local}" not in rotated.read_text()
+    fds = [os.readlink(f"/proc/{proc.proc.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{proc.proc.pid}/fd")]
+    assert str(rotated) not in fds and not any(f.endswith("(deleted)") for f in fds)
+    assert proc.terminate() == 0
