@@ -72,7 +72,7 @@ def find_daemond(explicit: str | None) -> str:
 
 
 class Daemon:
-    def __init__(self, daemond: str, argon2: dict, max_hashing: int):
+    def __init__(self, daemond: str, argon2: dict, max_hashing: int | None, switch_interval: float | None):
         self.dir = Path(tempfile.mkdtemp(prefix="daemond-authbench-"))
         self.ports = {"login": free_port(), "echo": free_port(), "hog": free_port()}
         config = {
@@ -85,6 +85,8 @@ class Daemon:
             },
             "plugins": {"auth": {"argon2": argon2, "max_hashing": max_hashing, "max_attempts": 1_000_000}},
         }
+        if switch_interval is not None:
+            config["tuning"] = {"switch_interval": switch_interval}
         path = self.dir / "daemond.yaml"
         path.write_text(yaml.safe_dump(config))
         self.stderr = open(self.dir / "stderr.log", "wb")
@@ -94,10 +96,11 @@ class Daemon:
         while True:
             if self.proc.poll() is not None:
                 raise SystemExit(f"daemond exited {self.proc.returncode}: {(self.dir / 'stderr.log').read_text()}")
-            try:
-                socket.create_connection((HOST, self.ports["echo"]), timeout=1).close()
-                break
-            except OSError:
+            try:  # ready when our login listener greets (a free port may be taken meanwhile: then daemond exits)
+                with socket.create_connection((HOST, self.ports["login"]), timeout=5) as sock:
+                    if read_line(sock, bytearray()).startswith("+OK") and self.proc.poll() is None:
+                        break
+            except (OSError, EOFError):
                 if time.monotonic() > deadline:
                     raise SystemExit("daemond did not start within 30 s") from None
                 time.sleep(0.05)
@@ -202,7 +205,7 @@ def ping(port: int, duration: float, gap: float) -> list[float]:
 
 def percentile(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 # -- one configuration ---------------------------------------------------------------------
@@ -237,9 +240,10 @@ def summarize(label: str, rounds: list[dict]) -> dict:
     return {"label": label, "median": median, "rounds": rounds}
 
 
-def run_config(daemond: str, argon2: dict, max_hashing: int, args, control: bool) -> list[dict]:
+def run_config(daemond: str, argon2: dict, max_hashing: int | None, switch_interval: float | None, args,
+               control: bool) -> list[dict]:
     """Rounds of the login storm (and of the GIL-holding control, with --control) on one daemon."""
-    daemon = Daemon(daemond, argon2, max_hashing)
+    daemon = Daemon(daemond, argon2, max_hashing, switch_interval)
     login = f"/login bench {PASSWORD}\n".encode()
     logins, hogs = [], []
     try:
@@ -252,9 +256,11 @@ def run_config(daemond: str, argon2: dict, max_hashing: int, args, control: bool
                 hogs.append(measure(daemon, daemon.ports["hog"], b"work\n", args))
     finally:
         daemon.stop()
-    rows = [summarize(f"argon2 logins, max_hashing {max_hashing}", logins)]
+    shown = f"auto ({len(os.sched_getaffinity(0)) // argon2.get('parallelism', 1) or 1})" if max_hashing is None else max_hashing
+    switch = "" if switch_interval is None else f", switch interval {switch_interval * 1000:g} ms"
+    rows = [summarize(f"argon2 logins, max_hashing {shown}{switch}", logins)]
     if hogs:
-        rows.append(summarize("control: 25 ms of GIL-holding Python per request", hogs))
+        rows.append(summarize(f"control: 25 ms of GIL-holding Python per request{switch}", hogs))
     return rows
 
 
@@ -263,8 +269,12 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per configuration; the median is shown (default 3)")
     parser.add_argument("--clients", type=int, default=16, help="login storm client threads (default 16)")
-    parser.add_argument("--max-hashing", default="4", help="comma-separated max_hashing values to compare (default 4)")
+    parser.add_argument("--max-hashing", default="auto",
+                        help="comma-separated max_hashing values to compare; auto: the plugin's default, one per CPU")
     parser.add_argument("--argon2", default=None, help='JSON argon2 params (default OWASP: {"time_cost": 2, "memory_cost": 19456, "parallelism": 1})')
+    parser.add_argument("--switch-interval", default="default",
+                        help="comma-separated GIL switch intervals in ms for the daemon (tuning.switch_interval); "
+                             "default: the daemon's own")
     parser.add_argument("--gap", type=float, default=1.0, help="ms between echo pings (default 1)")
     parser.add_argument("--quick", action="store_true", help="1 round of 1.5 s: checks it works, figures not worth quoting")
     parser.add_argument("--daemond", help="the daemond command (default: next to this python, then PATH)")
@@ -277,8 +287,10 @@ def main() -> int:
     daemond = find_daemond(args.daemond)
     argon2 = json.loads(args.argon2) if args.argon2 else dict(OWASP)
     load_before = os.getloadavg()[0]
-    results = [row for i, n in enumerate(args.max_hashing.split(","))
-               for row in run_config(daemond, argon2, int(n), args, control=args.control and i == 0)]
+    configs = [(None if n == "auto" else int(n), None if w == "default" else float(w) / 1000)
+               for w in args.switch_interval.split(",") for n in args.max_hashing.split(",")]
+    results = [row for i, (n, w) in enumerate(configs)
+               for row in run_config(daemond, argon2, n, w, args, control=args.control and (i == 0 or n is None))]
     load_after = os.getloadavg()[0]
 
     print(f"# auth bench: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")

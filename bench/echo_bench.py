@@ -461,13 +461,27 @@ class QuietWaiter:
         return busy
 
 
+DISTURBED_CORES = 0.25
+
+
+def disturbed(r: dict) -> bool:
+    return (other_cores(r) or 0.0) > DISTURBED_CORES
+
+
 def summarize_echo(rounds: list[dict]) -> dict:
-    good = [r for r in rounds if "rtt_per_s" in r]
+    measured = [r for r in rounds if "rtt_per_s" in r]
+    # Rounds during which other processes used > 0.25 cores are left out of
+    # the median, unless every round was disturbed.
+    clean = [r for r in measured if not disturbed(r)]
+    good = clean or measured
     return {
         "rounds": len(rounds),
+        "rounds_used": len(good),
+        "all_disturbed": bool(measured) and not clean,
         "failed_rounds": sum(1 for r in rounds if not r.get("ok")),
         "rtt_per_s": med([r.get("rtt_per_s") for r in good]),
-        "rtt_per_s_all": [r.get("rtt_per_s") for r in good],
+        "rtt_per_s_all": [r.get("rtt_per_s") for r in measured],
+        "disturbed_all": [disturbed(r) for r in measured],
         "p50_ns": med([r.get("lat_p50_ns") for r in good]),
         "p99_ns": med([r.get("lat_p99_ns") for r in good]),
         "loadgen_cpu_frac": med([r.get("loadgen_cpu_frac") for r in good]),
@@ -475,7 +489,7 @@ def summarize_echo(rounds: list[dict]) -> dict:
         "machine_idle_frac": med([r.get("machine_idle_frac") for r in good]),
         "machine_steal_frac": med([r.get("machine_steal_frac") for r in good]),
         "other_cores": med([other_cores(r) for r in good]),
-        "other_cores_max": max((v for v in (other_cores(r) for r in good) if v is not None),
+        "other_cores_max": max((v for v in (other_cores(r) for r in measured) if v is not None),
                                default=None),
         "first_error": next((r.get("first_error") or r.get("error")
                              for r in rounds if r.get("first_error") or r.get("error")), ""),
@@ -512,23 +526,28 @@ def summarize_idle(rounds: list[dict]) -> dict:
 
 
 def print_echo_table(sc: Scenario, summ: dict, servers: list[str], nrounds: int) -> list[str]:
-    out = [f"\n## {sc.title}  (median of {nrounds} round{'s' * (nrounds > 1)})", ""]
+    out = [f"\n## {sc.title}  (median of {nrounds} round{'s' * (nrounds > 1)}; "
+           "* = round disturbed by other load, left out)", ""]
     out.append(f"{'server':<13} {'rtt/s':>9} {'p50':>9} {'p99':>9} {'srv CPU':>8} "
-               f"{'lg CPU':>7} {'other':>6}  {'rtt/s per round':<34} notes")
+               f"{'lg CPU':>7} {'other':>6}  {'rtt/s per round':<48} notes")
     for name in servers:
         s = summ.get(name)
         if s is None:
             continue
-        rounds_s = " / ".join(fmt_int(v) for v in s["rtt_per_s_all"])
+        rounds_s = " / ".join(fmt_int(v) + ("*" if d else "")
+                              for v, d in zip(s["rtt_per_s_all"], s["disturbed_all"]))
         note = ""
         if s["failed_rounds"]:
             note = f"{s['failed_rounds']} round(s) with errors: {s['first_error']}; "
-        if (s["other_cores_max"] or 0) > 0.25:
-            note += f"disturbed by other load (up to {s['other_cores_max']:.1f} cores)"
+        if s["all_disturbed"]:
+            note += (f"ALL rounds disturbed by other load (up to "
+                     f"{s['other_cores_max']:.1f} cores): figures unreliable")
+        elif s["rounds_used"] < s["rounds"]:
+            note += f"median of {s['rounds_used']} undisturbed"
         out.append(f"{name:<13} {fmt_int(s['rtt_per_s']):>9} {fmt_ns(s['p50_ns']):>9} "
                    f"{fmt_ns(s['p99_ns']):>9} {fmt_pct(s['server_cpu_frac']):>8} "
                    f"{fmt_pct(s['loadgen_cpu_frac']):>7} {fmt_pct(s['other_cores']):>6}"
-                   f"  {rounds_s:<34} {note}")
+                   f"  {rounds_s:<48} {note}")
     d = summ.get("daemond")
     if d and d["rtt_per_s"]:
         parts = []
@@ -624,6 +643,8 @@ def parse_args(argv=None):
                          "(default 10, --quick 0 = off)")
     ap.add_argument("--daemond", default=None,
                     help="daemond executable (default: next to sys.executable, then PATH)")
+    ap.add_argument("--report", metavar="FILE",
+                    help="run nothing; print the tables again from a --json file")
     ap.add_argument("--json", nargs="?", const="", default=None, metavar="FILE",
                     help="also write all results as JSON (default file: "
                          "bench/results/echo-<timestamp>.json; relative names go there too)")
@@ -651,8 +672,42 @@ def parse_args(argv=None):
     return a
 
 
+def report_from_json(path: str) -> int:
+    """Print the tables again from a --json file (e.g. after changing the
+    summary rules, or to paste into the README)."""
+    p = Path(path)
+    if not p.exists() and (RESULTS / path).exists():
+        p = RESULTS / path
+    res = json.loads(p.read_text())
+    a = argparse.Namespace(**res["args"])
+    m = res["machine"]
+    print(f"date: {m['date']}")
+    print(f"machine: {m['nproc']} CPUs, {m['cpu_model']}, {m.get('mem_total', '?')}, "
+          f"Linux {m.get('kernel', '?')}; {m['python']}; load generator built with {m['cc']}")
+    print(f"echo runs: {a.duration:g} s measured after {a.warmup:g} s warm-up, {a.rounds} "
+          f"round(s), interleaved; idle: {a.idle_conns:,} conns, timeout "
+          f"{a.idle_timeout:g} s, {a.idle_rounds} round(s); total time {res.get('elapsed_s')} s")
+    seen = set()
+    for e in res["echo"].values():
+        seen.update(n for n, v in e["rounds"].items() if v)
+    seen.update(n for n, v in res.get("idle", {}).get("rounds", {}).items() if v)
+    servers = [n for n in ALL_SERVERS if n in seen]
+    lines: list[str] = []
+    for name, e in res["echo"].items():
+        summ = {n: summarize_echo(v) for n, v in e["rounds"].items() if v}
+        lines += print_echo_table(SCEN_BY_NAME[name], summ, servers, a.rounds)
+    if res.get("idle", {}).get("rounds"):
+        summ = {n: summarize_idle(v) for n, v in res["idle"]["rounds"].items() if v}
+        lines += print_idle_table(summ, servers, a)
+    for line in lines:
+        print(line)
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.report:
+        return report_from_json(args.report)
     t_start = time.monotonic()
     nofile = raise_nofile()
     if args.idle_conns + 100 > nofile[0] and "idle" in args.scenarios:
@@ -663,7 +718,7 @@ def main(argv=None) -> int:
     info = machine_info()
     info["busy_cores_before"] = round(machine_busy(1.0), 2)
 
-    servers = list(args.servers)
+    servers = sorted(set(args.servers), key=ALL_SERVERS.index)
     daemond = None
     skipped = {}
     if "daemond" in servers:
@@ -675,6 +730,9 @@ def main(argv=None) -> int:
             print("NOTE:", msg, flush=True)
             skipped["daemond"] = msg
             servers.remove("daemond")
+    if not servers:
+        print("nothing to run: no server left", file=sys.stderr)
+        return 2
     scenarios = [SCEN_BY_NAME[n] for n in args.scenarios]
     # keep the canonical order
     scenarios.sort(key=SCENARIOS.index)
@@ -830,7 +888,8 @@ def main(argv=None) -> int:
           "connections; p50/p99 = per-round-trip latency; srv CPU / lg CPU = CPU time "
           "of the server / load generator per wall second (100% = one core; softirq "
           "time is not included); other = CPU used by other processes on the machine "
-          "during the run (should be ~0%: if not, the figures are disturbed).")
+          "during the run (median; should be ~0%); rounds where it exceeded "
+          f"{DISTURBED_CORES:g} cores are marked * and left out of the medians.")
     if args.spin_us and any(s.conns == 1 for s in echo_scen):
         print(f"(1-connection runs: the load generator busy-polls for {args.spin_us:g} us, "
               "so its lg CPU is ~100% there by design.)")

@@ -23,8 +23,12 @@ __all__ = [
     "Schema",
     "Field",
     "ControlCommand",
+    "Argument",
     "CommandError",
     "PluginError",
+    "DaemonAPI",
+    "split_command",
+    "plain_text",
 ]
 
 
@@ -43,7 +47,15 @@ def __getattr__(name):
         from daemon import settings
 
         return getattr(settings, name)
-    if name in ("ControlCommand", "CommandError"):
+    if name in ("split_command", "plain_text"):
+        from daemon import lines
+
+        return getattr(lines, name)
+    if name == "DaemonAPI":
+        from daemon.api import DaemonAPI
+
+        return DaemonAPI
+    if name in ("ControlCommand", "Argument", "CommandError"):
         from daemon import commands
 
         return getattr(commands, name)

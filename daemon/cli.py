@@ -10,16 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import resource
-import signal
 import sys
-import threading
 
 from daemon import __version__
 
 log = logging.getLogger("daemond")
-
-#: Stack size for connection threads: thread-per-connection daemons hold thousands.
-THREAD_STACK_SIZE = 512 * 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,30 +57,33 @@ def run(args: argparse.Namespace) -> int:
             print(f"daemond: config has {len(exc.problems)} problem(s)", file=sys.stderr)
         return 1
     if args.check_config:
-        print(f"{path}: ok ({len(config.listeners)} listeners, plugins: {', '.join(config.plugins)})")
+        for warning in config.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(f"{path}: ok (listeners: {', '.join(config.listeners)}; plugins: {', '.join(config.plugins)})")
         return 0
-    return serve(config, loader, path)
+    return serve(config, loader, path, console=args.console)
 
 
-def serve(config, loader, path) -> int:
+def serve(config, loader, path, console: bool | None = None) -> int:
+    from daemon.control.console import Foreground, block_signals, want_console
     from daemon.server import Daemon, StartError
 
     _raise_fd_limit()
-    threading.stack_size(THREAD_STACK_SIZE)
     daemon = Daemon(config, loader)
+    # Listeners serve as soon as they are bound, before start() returns: a signal that comes
+    # meanwhile is held (blocked) until Foreground's handlers are in place, then delivered.
+    block_signals()  # and the daemon's threads leave SIGTERM/SIGINT/SIGHUP to the main thread
     try:
         daemon.start()
     except StartError as exc:
         print(f"daemond: {exc}", file=sys.stderr)
         return 1
-    log.info("using config file %s", path)
-    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
-    signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
-    signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
-    try:
-        daemon.wait()
-    finally:
-        daemon.stop()
+    # SIGTERM/SIGINT stop, SIGHUP reloads; with a console the main thread reads commands
+    with Foreground(daemon, console=want_console(console)) as foreground:
+        try:
+            foreground.run()
+        finally:
+            daemon.stop()
     return 0
 
 

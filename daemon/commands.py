@@ -25,11 +25,36 @@ from typing import Any
 
 
 class CommandError(Exception):
-    """Raise from a command to report failure: daemonctl prints the message and exits 1."""
+    """Raise from a command to report failure: daemonctl prints the message and exits 1.
+
+    ``details``: optional JSON-serialisable data for scripts (``--json`` shows it).
+    """
+
+    def __init__(self, message: str, details: Any = None):
+        super().__init__(message)
+        self.details = details
 
 
 class UsageError(CommandError):
     """The request's command or arguments are wrong (daemonctl exits 2)."""
+
+
+class ConfirmationNeeded(CommandError):
+    """The command asks a question first (``confirm``); the message is the question."""
+
+
+class ArgumentNeeded(UsageError):
+    """Raise from a command that needs an argument it was not given (a password).
+
+    daemonctl (on a terminal, or from its stdin for a ``secret`` argument) and
+    the console ask for it — without echo when the argument is ``secret`` — and
+    run the command again with it; elsewhere it is a usage error with ``message``.
+    """
+
+    def __init__(self, argument: str, message: str, prompt: str | None = None):
+        super().__init__(message)
+        self.argument = argument
+        self.prompt = prompt or argument
 
 
 @dataclass(frozen=True)
@@ -37,7 +62,11 @@ class Argument:
     """One argument of a command.
 
     ``flag=True``: a boolean option (``--yes``); otherwise a value, positional
-    unless ``option=True`` (then ``--name VALUE``). ``type`` converts the text.
+    unless ``option=True`` (then ``--name VALUE``). ``type`` converts the text
+    (raise ``ValueError`` to reject it). ``short``: a one-letter spelling on
+    the command line (``short="n"`` is ``-n``). ``secret``: a value asked for
+    without echo (see :class:`ArgumentNeeded`), never to be logged. In JSON
+    requests arguments go by ``name``.
     """
 
     name: str
@@ -48,6 +77,29 @@ class Argument:
     type: Callable[[str], Any] = str
     default: Any = None
     choices: tuple[str, ...] | None = None
+    short: str | None = None
+    secret: bool = False
+
+    @property
+    def spellings(self) -> tuple[str, ...]:
+        """How the argument is written on a command line (options and flags only)."""
+        if not (self.flag or self.option):
+            return ()
+        long = "--" + self.name.replace("_", "-")
+        return (f"-{self.short}", long) if self.short else (long,)
+
+    def usage(self) -> str:
+        if self.flag:
+            text = self.spellings[0]
+        elif self.option:
+            text = f"{self.spellings[0]} {self.name.upper()}"
+        else:
+            text = self.name.upper()
+        return text if self.required else f"[{text}]"
+
+
+class _HelpRequested(Exception):
+    pass
 
 
 @dataclass
@@ -58,10 +110,14 @@ class ControlCommand:
     dict of the arguments by name and returns the result: a string for people,
     or a JSON-serialisable dict/list (daemonctl prints it; ``--json`` passes it
     on). A generator result streams: each yielded string is sent as it comes,
-    until the client goes away (``logs -f``). Raise :class:`CommandError` for a
-    failure. ``confirm``: a question daemonctl asks on a terminal before
-    running (skipped with ``--yes``). ``plugin``: who provided it (set by the
-    daemon).
+    until the client goes away (``logs -f``); yield ``None`` at least once a
+    second while there is nothing to send, so that the front door can notice a
+    client that left or a daemon that stops (it then closes the generator).
+    Raise :class:`CommandError` for a failure. ``confirm``: a question
+    daemonctl and the console ask before running (``--yes`` skips it; a
+    request must carry ``"confirmed": true``). ``render(result)``: the
+    human-readable text of a result (default: :func:`render_result`).
+    ``plugin``: who provided it (set by the daemon).
     """
 
     name: str
@@ -70,6 +126,66 @@ class ControlCommand:
     args: tuple[Argument, ...] | list[Argument] = ()
     confirm: str | None = None
     plugin: str | None = None
+    render: Callable[[Any], str] | None = None
+
+    def usage(self) -> str:
+        """``logs [-n LINES] [-f]``"""
+        return " ".join([self.name, *(a.usage() for a in self.args)])
+
+    def help_text(self) -> str:
+        """The usage line, the help, and one line per argument."""
+        lines = [f"usage: {self.usage()}", "", self.help]
+        for arg in self.args:
+            spelled = ", ".join(arg.spellings) or arg.name.upper()
+            extra = f" (one of {', '.join(arg.choices)})" if arg.choices else ""
+            if arg.default not in (None, False):
+                extra += f" (default: {arg.default})"
+            if arg.secret:
+                extra += " (asked for if needed, without echo)"
+            lines.append(f"  {spelled:<18} {arg.help}{extra}")
+        return "\n".join(lines)
+
+    def text(self, result: Any) -> str:
+        """The human-readable text of a result of this command."""
+        return (self.render or render_result)(result)
+
+    def parse_argv(self, argv: list[str]) -> dict[str, Any]:
+        """Command-line words (``["-n", "5", "-f"]``) as raw arguments for :meth:`bind`.
+
+        ``-h``/``--help`` anywhere asks for the command's help instead.
+        """
+        by_spelling = {s: a for a in self.args for s in a.spellings}
+        positionals = [a for a in self.args if not (a.flag or a.option)]
+        raw: dict[str, Any] = {}
+        words = list(argv)
+        only_positionals = False
+        while words:
+            word = words.pop(0)
+            if not only_positionals and word == "--":
+                only_positionals = True
+                continue
+            if not only_positionals and word in ("-h", "--help"):
+                raise _HelpRequested
+            if not only_positionals and word.startswith("-") and len(word) > 1:
+                spelling, eq, value = word.partition("=")
+                arg = by_spelling.get(spelling)
+                if arg is None:
+                    raise UsageError(f"{self.name}: unknown option {spelling} (usage: {self.usage()})")
+                if arg.flag:
+                    if eq:
+                        raise UsageError(f"{self.name}: {spelling} takes no value")
+                    raw[arg.name] = True
+                    continue
+                if not eq:
+                    if not words:
+                        raise UsageError(f"{self.name}: {spelling} needs a value")
+                    value = words.pop(0)
+                raw[arg.name] = value
+                continue
+            if not positionals:
+                raise UsageError(f"{self.name}: unexpected argument {word!r} (usage: {self.usage()})")
+            raw[positionals.pop(0).name] = word
+        return raw
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -79,9 +195,11 @@ class ControlCommand:
             "confirm": self.confirm,
             "args": [
                 {"name": a.name, "help": a.help, "required": a.required, "flag": a.flag,
-                 "option": a.option, "choices": list(a.choices) if a.choices else None}
+                 "option": a.option, "choices": list(a.choices) if a.choices else None,
+                 "short": a.short, "spellings": list(a.spellings), "secret": a.secret}
                 for a in self.args
             ],
+            "usage": self.usage(),
         }
 
     def bind(self, raw: dict[str, Any] | None) -> dict[str, Any]:
@@ -145,3 +263,85 @@ class CommandRegistry:
     def run(self, name: str, raw_args: dict[str, Any] | None = None) -> Any:
         command = self.get(name)
         return command.run(command.bind(raw_args))
+
+    def prepare(self, name: str, *, args: dict[str, Any] | None = None, argv: list[str] | None = None,
+                confirmed: bool = False) -> Call:
+        """Check a request before running it — the one path both front doors take.
+
+        Arguments come as a dict by name (JSON requests), as command-line
+        words (the console, daemonctl), or both (words, plus what was asked
+        for after an :class:`ArgumentNeeded`). Raises :class:`UsageError`, or
+        :class:`ConfirmationNeeded` for a command with ``confirm`` unless
+        ``confirmed``. ``-h`` in ``argv`` prepares a call that returns the
+        command's help.
+        """
+        command = self.get(name)
+        if argv is not None:
+            try:
+                from_words = command.parse_argv(argv)
+            except _HelpRequested:
+                return Call(command, {}, help=True)
+            both = set(from_words) & set(args or {})
+            if both:
+                raise UsageError(f"{name}: {', '.join(sorted(both))} given both by name and as words")
+            args = {**from_words, **(args or {})}
+        bound = command.bind(args)
+        if command.confirm and not confirmed:
+            raise ConfirmationNeeded(command.confirm)
+        return Call(command, bound)
+
+
+@dataclass
+class Call:
+    """A checked request: run it (on the front door's thread), then render its result."""
+
+    command: ControlCommand
+    args: dict[str, Any]
+    help: bool = False
+
+    def run(self) -> Any:
+        if self.help:
+            return self.command.help_text()
+        return self.command.run(self.args)
+
+    def text(self, result: Any) -> str:
+        if self.help:
+            return result
+        return self.command.text(result)
+
+
+def render_result(result: Any, indent: str = "") -> str:
+    """A result as text for people: strings as they are, mappings as ``key: value`` lines."""
+    if result is None:
+        return ""
+    if isinstance(result, str):
+        return result
+    if isinstance(result, dict):
+        lines = []
+        for key, value in result.items():
+            if isinstance(value, (dict, list)) and value:
+                lines.append(f"{indent}{key}:")
+                lines.append(render_result(value, indent + "  "))
+            else:
+                lines.append(f"{indent}{key}: {_scalar(value)}")
+        return "\n".join(lines)
+    if isinstance(result, (list, tuple)):
+        lines = []
+        for item in result:
+            if isinstance(item, (dict, list)) and item:
+                lines.append(f"{indent}-")
+                lines.append(render_result(item, indent + "  "))
+            else:
+                lines.append(f"{indent}- {_scalar(item)}")
+        return "\n".join(lines)
+    return f"{indent}{_scalar(result)}"
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (dict, list)):
+        return "none"
+    return str(value)

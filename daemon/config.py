@@ -13,12 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daemon import yamlsource
+from daemon import paths, yamlsource
+from daemon.paths import SEARCH_PATH
 from daemon.settings import Field, Schema
 from daemon.yamlsource import Mark, Problem, ProblemList
-
-#: Where ``daemond`` looks for its config when ``-c`` is not given, after ``$DAEMOND_CONFIG``.
-SEARCH_PATH = (Path("etc/daemond.yaml"), Path("/etc/daemond/daemond.yaml"))
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -42,11 +40,13 @@ LISTENER_SCHEMA = Schema(
         "plugins": Field(list, items=str, min=1, help="plugins serving this listener, in order"),
         "max_connections": Field(int, default=1000, min=1, max=1_000_000),
         "max_per_ip": Field(int, default=None, nullable=True, min=1),
+        "max_unauthenticated_per_ip": Field(int, default=20, nullable=True, min=1,
+                                            help="connections not yet logged in from one address (login-gated listeners); null: no limit"),
         "idle_timeout": Field(float, default=300.0, min=0, help="seconds without input before a session is closed; 0 = never"),
         "max_line": Field(int, default=4096, min=16, max=16 * 1024 * 1024),
         "send_queue": Field(int, default=1024 * 1024, min=4096, help="bytes queued for a slow reader before it is cut"),
         "keepalive": Field(bool, default=True),
-        "backlog": Field(int, default=1024, min=1, max=65535),
+        "backlog": Field(int, default=4096, min=1, max=65535, help="capped by net.core.somaxconn"),
     }
 )
 
@@ -72,6 +72,18 @@ RELOAD_SCHEMA = Schema(
     }
 )
 
+TUNING_SCHEMA = Schema(
+    {
+        "switch_interval": Field(float, default=0.05, min=0.0001, max=10.0,
+                                 help="CPython's GIL switch interval (sys.setswitchinterval), seconds"),
+        "thread_stack_size": Field(int, default=512 * 1024, min=256 * 1024, max=64 * 1024 * 1024,
+                                   help="stack size of connection threads, bytes"),
+        "malloc_mmap_threshold": Field(int, default=128 * 1024, nullable=True, min=4096, max=32 * 1024 * 1024,
+                                       help="glibc: allocations this big or bigger are mmap'd and returned on free; "
+                                            "null: glibc's sliding default"),
+    }
+)
+
 TOP_SCHEMA = Schema(
     {
         "state_dir": Field(str, default=None, nullable=True),
@@ -80,6 +92,7 @@ TOP_SCHEMA = Schema(
         "logging": Field(dict, default=None, nullable=True),
         "control": Field(dict, default=None, nullable=True),
         "reload": Field(dict, default=None, nullable=True),
+        "tuning": Field(dict, default=None, nullable=True),
     }
 )
 
@@ -92,11 +105,12 @@ class ListenerConfig:
     plugins: tuple[str, ...]
     max_connections: int = 1000
     max_per_ip: int | None = None
+    max_unauthenticated_per_ip: int | None = 20
     idle_timeout: float = 300.0
     max_line: int = 4096
     send_queue: int = 1024 * 1024
     keepalive: bool = True
-    backlog: int = 1024
+    backlog: int = 4096
 
     @property
     def address(self) -> tuple[str, int]:
@@ -116,9 +130,14 @@ class Config:
     control_group: str | None = None
     reload_watch: bool = True
     reload_debounce: float = 0.25
+    switch_interval: float = 0.05
+    thread_stack_size: int = 512 * 1024
+    malloc_mmap_threshold: int | None = 128 * 1024
     digest: str = ""
     #: plugin name -> the LoadedPlugin, for every plugin a listener or ``plugins:`` names
     plugins: dict[str, Any] = field(default_factory=dict)
+    #: things worth telling the operator that do not stop the daemon
+    warnings: list[str] = field(default_factory=list)
 
     def resolve(self, path: str | os.PathLike) -> Path:
         """A path from the config: relative ones stand in the state directory."""
@@ -128,24 +147,16 @@ class Config:
 
 def find_config(explicit: str | None = None, environ=os.environ) -> Path:
     """The config to use: ``-c``, else ``$DAEMOND_CONFIG``, else the search path."""
-    if explicit:
-        return Path(explicit)
-    if environ.get("DAEMOND_CONFIG"):
-        return Path(environ["DAEMOND_CONFIG"])
-    for candidate in SEARCH_PATH:
-        if candidate.is_file():
-            return candidate
-    tried = ", ".join(str(p) for p in SEARCH_PATH)
+    found = paths.search_config(explicit, environ)
+    if found is not None:
+        return Path(found)
+    tried = ", ".join(SEARCH_PATH)
     raise ConfigError([Problem(None, f"no config file found (tried $DAEMOND_CONFIG, {tried}); use -c FILE")])
 
 
 def default_state_dir(environ=os.environ) -> Path:
     """``$STATE_DIRECTORY`` (systemd), else ``$XDG_STATE_HOME/daemond``, else ~/.local/state/daemond."""
-    if environ.get("STATE_DIRECTORY"):
-        # systemd may pass several, colon-separated; the first is ours
-        return Path(environ["STATE_DIRECTORY"].split(":")[0])
-    base = environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "daemond"
+    return Path(paths.default_state_dir(environ))
 
 
 def load_config(path: str | os.PathLike, loader, environ=os.environ) -> Config:
@@ -183,7 +194,8 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         return doc.value_marks.get(key, doc_mark) if hasattr(doc, "value_marks") else doc_mark
 
     sections = {}
-    for key, schema in (("logging", LOGGING_SCHEMA), ("control", CONTROL_SCHEMA), ("reload", RELOAD_SCHEMA)):
+    for key, schema in (("logging", LOGGING_SCHEMA), ("control", CONTROL_SCHEMA), ("reload", RELOAD_SCHEMA),
+                        ("tuning", TUNING_SCHEMA)):
         raw = top.get(key) if isinstance(top.get(key), dict) else None
         sections[key], found = schema.validate(raw, marks_of(key), key)
         problems.extend(found)
@@ -212,6 +224,8 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
                 listeners[name] = ListenerConfig(name=str(name), **{**values, "plugins": tuple(plugin_list)})
         problems.extend(_address_clashes(listeners, raw_listeners))
 
+    used_by_listeners = set(named_plugins)
+    warnings: list[str] = []
     plugin_sections = top.get("plugins") or {}
     for plugin in plugin_sections if isinstance(plugin_sections, dict) else ():
         key_marks = getattr(plugin_sections, "key_marks", {})
@@ -223,7 +237,10 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         try:
             loaded[plugin] = loader.load(plugin)
         except Exception as exc:  # PluginLoadError, or anything a broken plugin raises on import
-            problems.append(Problem(pmark, f"plugin {plugin!r}: {exc}"))
+            if plugin in used_by_listeners:
+                problems.append(Problem(pmark, f"plugin {plugin!r}: {exc}"))
+            else:  # only configured, no listener needs it: run without it, and say so
+                warnings.append(f"{pmark}: plugin {plugin!r} not loaded (no listener uses it): {exc}")
             continue
         raw = plugin_sections.get(plugin) if isinstance(plugin_sections, dict) else None
         smark = plugin_sections.value_marks.get(plugin, pmark) if hasattr(plugin_sections, "value_marks") else pmark
@@ -244,13 +261,7 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         problems.sort(key=lambda p: (p.mark.line, p.mark.column) if p.mark else (0, 0))
         raise ConfigError(problems)
 
-    state_dir_value = top.get("state_dir")
-    if state_dir_value:
-        state_dir = Path(os.path.expanduser(state_dir_value))
-        if not state_dir.is_absolute():
-            state_dir = (path.parent / state_dir).absolute()
-    else:
-        state_dir = default_state_dir(environ).absolute()
+    state_dir = Path(paths.state_dir(top.get("state_dir"), str(path), environ))
 
     logging_cfg = sections["logging"]
     if logging_cfg["file"]:
@@ -262,14 +273,7 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         log_path = None
 
     control_cfg = sections["control"]
-    if control_cfg["socket"]:
-        socket_path = Path(os.path.expanduser(control_cfg["socket"]))
-        if not socket_path.is_absolute():
-            socket_path = state_dir / socket_path
-    elif environ.get("RUNTIME_DIRECTORY"):
-        socket_path = Path(environ["RUNTIME_DIRECTORY"].split(":")[0]) / "control.sock"
-    else:
-        socket_path = state_dir / "control.sock"
+    socket_path = Path(paths.control_socket(control_cfg["socket"], str(state_dir), environ))
 
     return Config(
         path=path.absolute(),
@@ -283,8 +287,12 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         control_group=control_cfg["group"],
         reload_watch=sections["reload"]["watch"],
         reload_debounce=sections["reload"]["debounce"],
+        switch_interval=sections["tuning"]["switch_interval"],
+        thread_stack_size=sections["tuning"]["thread_stack_size"],
+        malloc_mmap_threshold=sections["tuning"]["malloc_mmap_threshold"],
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         plugins=loaded,
+        warnings=warnings,
     )
 
 

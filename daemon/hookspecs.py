@@ -242,8 +242,9 @@ def daemond_control_commands(daemon: DaemonAPI) -> list[ControlCommand] | None:
     **When:** at start and after each reload. **Thread:** main or reload.
 
     **Return:** a list of :class:`daemon.ControlCommand` — name, help text,
-    arguments and the function that runs it (on the control thread). A name
-    that is already taken is an error at start.
+    arguments and the function that runs it (on the control thread or the
+    console's). A name that is already taken is an error at start. Arguments,
+    confirmation questions and streaming results: ``docs/control.md``.
 
     **Call mode:** plain; every plugin's commands are registered.
     **If it raises:** the daemon exits 1 at start (reported failed at reload).

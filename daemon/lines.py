@@ -8,7 +8,10 @@ carries NUL) is reported and skipped. Neither ends the connection.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class LineError(Exception):
@@ -113,3 +116,8 @@ def split_command(line: str) -> tuple[str, str] | None:
 def plain_text(line: str) -> str:
     """The text of a plain line: ``//x`` stands for ``/x``."""
     return line[1:] if line.startswith("//") else line
+
+
+def shown(text: str) -> str:
+    """``text`` safe to send back to a terminal: C0, DEL and C1 controls written as ``\\xNN``."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from daemon.session import Session
+from daemon.session import Session, timeval
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.config import ListenerConfig
@@ -42,13 +42,15 @@ class Listener:
         self.daemon_api = daemon_api
         self.flusher = flusher
         self._sock: socket.socket | None = None
+        self.socket_rcvtimeo = 0.0  # the idle timeout accepted sockets inherit
         self.address: tuple[str, int] | None = None
-        # _lock guards _sessions, _per_ip, _paused, _stopping and the error counts;
+        # _lock guards _sessions, _per_ip, _unauth_per_ip, _paused, _stopping and the error counts;
         # _state (a Condition on it) wakes the accepting thread out of a pause.
         self._lock = threading.Lock()
         self._state = threading.Condition(self._lock)
         self._sessions: dict[int, Session] = {}
         self._per_ip: Counter[str] = Counter()
+        self._unauth_per_ip: Counter[str] = Counter()  # sessions not yet logged in, on login-gated chains
         self._paused = False
         self._stopping = False
         self.errors: Counter[str] = Counter()
@@ -76,6 +78,9 @@ class Listener:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if host in ("::", "") else 1)
             sock.bind(sockaddr)
+            if port == 0:
+                sock = _pin_port(sock, family)
+            self._set_inherited_options(sock, config)
             sock.listen(config.backlog)
         except OSError as exc:
             sock.close()
@@ -83,6 +88,19 @@ class Listener:
                    errno.EADDRNOTAVAIL: "address not available on this machine"}.get(exc.errno, exc.strerror or str(exc))
             raise BindError(f"listener {self.name!r}: cannot listen on {_fmt(host, port)}: {why}") from None
         return sock
+
+    def _set_inherited_options(self, sock: socket.socket, config: ListenerConfig) -> None:
+        """Options Linux copies from a listening socket to each accepted one."""
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1 if config.keepalive else 0)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(config.idle_timeout))
+        self.socket_rcvtimeo = config.idle_timeout
+
+    def update(self, config: ListenerConfig) -> None:
+        """New settings for new connections (a reload); the address is changed with rebind()."""
+        if self._sock is not None and (config.keepalive, config.idle_timeout) != (self.config.keepalive, self.config.idle_timeout):
+            self._set_inherited_options(self._sock, config)
+        self.config = config
 
     def rebind(self, config: ListenerConfig) -> None:
         """Move to a new address (a reload): bind the new socket first, then retire the old one.
@@ -168,9 +186,17 @@ class Listener:
         with self._lock:
             if self._sessions.pop(session.id, None) is not None:
                 host = session.peer[0]
-                self._per_ip[host] -= 1
-                if self._per_ip[host] <= 0:
-                    del self._per_ip[host]
+                _decrement(self._per_ip, host)
+                if session.counted_unauthenticated:
+                    session.counted_unauthenticated = False
+                    _decrement(self._unauth_per_ip, host)
+
+    def session_logged_in(self, session: Session) -> None:
+        """A logged-in session no longer counts against max_unauthenticated_per_ip."""
+        with self._lock:
+            if session.counted_unauthenticated:
+                session.counted_unauthenticated = False
+                _decrement(self._unauth_per_ip, session.peer[0])
 
     def count_error(self, plugin: str | None) -> None:
         with self._lock:
@@ -205,16 +231,22 @@ class Listener:
     def _admit(self, conn: socket.socket, addr) -> None:
         config = self.config
         host = addr[0]
+        gated = self.chain.login_gated and config.max_unauthenticated_per_ip is not None
         with self._lock:
             why = None
             if len(self._sessions) >= config.max_connections:
                 why = f"listener is full ({config.max_connections} connections)"
             elif config.max_per_ip is not None and self._per_ip[host] >= config.max_per_ip:
                 why = f"too many connections from {host} ({config.max_per_ip})"
+            elif gated and self._unauth_per_ip[host] >= config.max_unauthenticated_per_ip:
+                why = f"too many connections not logged in from {host} ({config.max_unauthenticated_per_ip})"
             if why is None:
                 session = Session(conn, addr, self)
                 self._sessions[session.id] = session
                 self._per_ip[host] += 1
+                if gated:
+                    session.counted_unauthenticated = True
+                    self._unauth_per_ip[host] += 1
                 self.accepted += 1
             else:
                 self.refused += 1
@@ -232,12 +264,40 @@ class Listener:
             conn.close()
 
     def _refuse(self, conn: socket.socket, why: str) -> None:
-        if self.chain.line_mode:
+        if self.chain.line_mode or self.chain.login_gated:  # a login dialogue is in lines, whatever follows it
             try:
                 conn.send(f"-ERR too-many-connections {why}\n".encode(), socket.MSG_DONTWAIT)
             except OSError:
                 pass
         conn.close()
+
+
+def _pin_port(sock: socket.socket, family: int) -> socket.socket:
+    """A socket bound by number to the port the kernel just picked for ``sock`` (which is closed).
+
+    Linux releases an ephemeral port when a listening socket is shut down (pause), so
+    listen() again (resume) would pick another one; a port bound by number is kept.
+    Both sockets are bound at once (SO_REUSEADDR, neither listening): the port is never free.
+    """
+    pinned = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        pinned.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            v6only = sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+            pinned.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
+        pinned.bind(sock.getsockname())
+    except OSError:
+        pinned.close()
+        raise
+    finally:
+        sock.close()
+    return pinned
+
+
+def _decrement(counter: Counter[str], key: str) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
 
 
 def _fmt(host: str, port: int) -> str:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = "daemond"
+#: libraries whose log records go through daemond's handlers (same format, journal priorities)
+LIBRARIES = ("watchdog",)
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 _SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
@@ -71,9 +73,35 @@ class MemoryHandler(logging.Handler):
 
         return unsubscribe
 
+    def tail_and_follow(self, n: int, callback: Callable[[str], None]) -> tuple[list[str], Callable[[], None]]:
+        """The last ``n`` lines and a subscription for the next ones, with no line lost or seen twice between."""
+        with self.lock:  # an RLock: tail() and follow() take it again
+            return self.tail(n), self.follow(callback)
+
     def clear(self) -> None:
         with self.lock:
             self.lines.clear()
+
+
+class PromptAwareHandler(logging.StreamHandler):
+    """stderr, keeping the console usable: while someone is typing at the prompt, a log
+    line clears the prompt's line, prints, and draws the prompt and what was typed again."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        #: set by the console while it waits for input: returns the text to redraw
+        self.prompt: Callable[[], str] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prompt = self.prompt
+        if prompt is None:
+            super().emit(record)
+            return
+        try:
+            self.stream.write("\r\x1b[K" + self.format(record) + self.terminator + prompt())
+            self.flush()
+        except Exception:
+            self.handleError(record)
 
 
 class PrivateWatchedFileHandler(logging.handlers.WatchedFileHandler):
@@ -107,16 +135,25 @@ class LogService:
             if self.memory not in self.logger.handlers:
                 self.logger.addHandler(self.memory)
             if stderr and self.stderr_handler is None:
-                self.stderr_handler = logging.StreamHandler(sys.stderr)
+                self.stderr_handler = PromptAwareHandler(sys.stderr)
                 if os.environ.get("JOURNAL_STREAM"):
                     self.stderr_handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
                 else:
                     self.stderr_handler.setFormatter(formatter)
                 self.logger.addHandler(self.stderr_handler)
+            for name in LIBRARIES:
+                library = logging.getLogger(name)
+                library.setLevel(logging.WARNING)
+                library.propagate = not stderr
+                for handler in (self.memory, self.stderr_handler):
+                    if handler is not None and handler not in library.handlers:
+                        library.addHandler(handler)
             current = Path(self.file_handler.baseFilename) if self.file_handler else None
             if file != current:
                 if self.file_handler is not None:
                     self.logger.removeHandler(self.file_handler)
+                    for name in LIBRARIES:
+                        logging.getLogger(name).removeHandler(self.file_handler)
                     self.file_handler.close()
                     self.file_handler = None
                 if file is not None:
@@ -124,12 +161,21 @@ class LogService:
                     self.file_handler = PrivateWatchedFileHandler(str(file), encoding="utf-8")
                     self.file_handler.setFormatter(formatter)
                     self.logger.addHandler(self.file_handler)
+                    for name in LIBRARIES:
+                        logging.getLogger(name).addHandler(self.file_handler)
 
     def tail(self, n: int) -> list[str]:
         return self.memory.tail(n)
 
     def follow(self, callback: Callable[[str], None]) -> Callable[[], None]:
         return self.memory.follow(callback)
+
+    def tail_and_follow(self, n: int, callback: Callable[[str], None]) -> tuple[list[str], Callable[[], None]]:
+        return self.memory.tail_and_follow(n, callback)
+
+    @property
+    def file(self) -> Path | None:
+        return Path(self.file_handler.baseFilename) if self.file_handler is not None else None
 
     def clear(self) -> None:
         """Empty the log file in place and the in-memory lines; never unlinks."""
@@ -152,6 +198,8 @@ class LogService:
             for handler in (self.file_handler, self.stderr_handler, self.memory):
                 if handler is not None:
                     self.logger.removeHandler(handler)
+                    for name in LIBRARIES:
+                        logging.getLogger(name).removeHandler(handler)
                     handler.close()
             self.file_handler = None
             self.stderr_handler = None

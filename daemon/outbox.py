@@ -45,6 +45,7 @@ class Outbox:
         self._queued = 0
         self._closed = False
         self._interrupted = False  # wait_below() gives up (the session is being closed)
+        self._handed_over = False  # ever given to the flusher (so close() must take it back)
         self.bytes_sent = 0
         self.error: OSError | None = None
 
@@ -94,6 +95,7 @@ class Outbox:
                 self._on_overflow()
             return False
         if first:
+            self._handed_over = True
             self._flusher.watch(self)
         return True
 
@@ -145,7 +147,8 @@ class Outbox:
             self._queue.clear()
             self._queued = 0
             self._drained.notify_all()
-        self._flusher.forget(self)
+        if self._handed_over:  # most sessions never queue: closing them costs the flusher nothing
+            self._flusher.forget(self)
 
     def _fail(self, exc: OSError) -> None:  # with _lock held
         self.error = exc

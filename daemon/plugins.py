@@ -96,6 +96,9 @@ class LoadedPlugin:
     def status(self, daemon) -> list[dict[str, Any]]:
         return [r for r in self.own.hook.daemond_status(daemon=daemon) if r]
 
+    def control_commands(self, daemon) -> list[Any]:
+        return [c for result in self.own.hook.daemond_control_commands(daemon=daemon) if result for c in result]
+
 
 class PluginLoader:
     """Finds plugins by name and loads each once (per daemon)."""
@@ -122,12 +125,17 @@ class PluginLoader:
             dist = getattr(ep, "dist", None)
             source = "built-in" if dist is not None and dist.name == "daemond" else "entry point"
             version = dist.version if dist is not None else "?"
-        elif "." in name or ":" in name:
+        else:
             module_name, _, attr = name.partition(":")
             try:
                 obj = _import_local(module_name)
                 if attr:
                     obj = getattr(obj, attr)
+            except ModuleNotFoundError as exc:
+                if exc.name == module_name.split(".")[0] and "." not in name and ":" not in name:
+                    known = ", ".join(self.available()) or "none installed"
+                    raise PluginLoadError(f"unknown plugin (known: {known}; or give a dotted module path)") from None
+                raise PluginLoadError(f"cannot import {name!r}: {exc}") from exc
             except ImportError as exc:
                 raise PluginLoadError(f"cannot import {name!r}: {exc}") from exc
             except AttributeError as exc:
@@ -136,9 +144,6 @@ class PluginLoader:
                 raise PluginLoadError(f"failed to import {name!r}: {exc.__class__.__name__}: {exc}") from exc
             source = "path"
             version = str(getattr(importlib.import_module(module_name), "__version__", "?"))
-        else:
-            known = ", ".join(self.available()) or "none installed"
-            raise PluginLoadError(f"unknown plugin (known: {known}; or give a dotted module path)")
         if isinstance(obj, type):
             try:
                 obj = obj()
@@ -205,6 +210,9 @@ class Chain:
         self.on_line = self.hook.daemond_line_received
         self.on_data = _direct_caller(self.hook.daemond_data_received, ("session", "data"))
         self.has_data_handler = bool(self.hook.daemond_data_received.get_hookimpls())
+        #: True when a plugin gates the listener behind a login (it sets ``daemond_login_gate = True``):
+        #: the listener then caps connections not yet logged in per address
+        self.login_gated = any(getattr(p.obj, "daemond_login_gate", False) for p in self.plugins)
 
     def plugin_for(self, code) -> str | None:
         """The plugin whose hook implementation has this code object (to blame an exception)."""

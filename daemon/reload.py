@@ -26,11 +26,22 @@ from watchdog.observers import Observer
 from daemon.config import Config, ConfigError, load_config
 from daemon.listener import BindError, Listener
 from daemon.plugins import Chain, PluginLoadError
+from daemon.tuning import apply_tuning
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.server import Daemon
 
 log = logging.getLogger("daemond.reload")
+
+
+class _QuietStop(logging.Filter):
+    """watchdog logs an ERROR when an inotify event races Observer.stop(); it is harmless."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in str(record.msg)
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_QuietStop())
 
 # Changes to these need a restart: the running daemon keeps the old values.
 _RESTART_ONLY = (("state_dir", "state directory"), ("control_socket", "control socket path"),
@@ -54,6 +65,8 @@ def reload_daemon(daemon: Daemon, source: str) -> dict[str, Any]:
         except ConfigError as exc:
             report["errors"] = [str(p) for p in exc.problems]
         else:
+            for warning in new.warnings:
+                log.warning("%s", warning)
             report["changes"], report["errors"] = apply_config(daemon, new)
             report["ok"] = not report["errors"]
     finally:
@@ -147,7 +160,7 @@ def apply_config(daemon: Daemon, new: Config) -> tuple[list[str], list[str]]:
             listener.chain = chain
             changes.append(f"listener {name} plugins now {', '.join(lc.plugins)}")
         if lc != old_lc:
-            listener.config = lc
+            listener.update(lc)
             settings_changed = [f for f in lc.__dataclass_fields__ if f not in ("host", "port", "plugins", "name")
                                 and getattr(lc, f) != getattr(old_lc, f)]
             if settings_changed:
@@ -160,6 +173,11 @@ def apply_config(daemon: Daemon, new: Config) -> tuple[list[str], list[str]]:
         except OSError as exc:
             errors.append(f"cannot open log file {new.log_file}: {exc.strerror or exc}")
             new = replace(new, log_file=old.log_file)
+    if (new.switch_interval, new.thread_stack_size, new.malloc_mmap_threshold) != \
+            (old.switch_interval, old.thread_stack_size, old.malloc_mmap_threshold):
+        apply_tuning(new)
+        changes.append(f"tuning: switch_interval {new.switch_interval}s, thread_stack_size {new.thread_stack_size}, "
+                       f"malloc_mmap_threshold {new.malloc_mmap_threshold}")
     if (new.reload_watch, new.reload_debounce) != (old.reload_watch, old.reload_debounce):
         changes.append(f"reload.watch is {'on' if new.reload_watch else 'off'}")
 

@@ -16,7 +16,10 @@ from typing import Any
 
 from daemon import __version__
 from daemon.api import DaemonAPI
+from daemon.commands import CommandRegistry, ControlCommand
 from daemon.config import Config
+from daemon.control.core_commands import core_commands
+from daemon.control.server import ControlError, ControlServer
 from daemon.listener import BindError, Listener
 from daemon.logs import LogService
 from daemon.notify import Notifier
@@ -24,6 +27,7 @@ from daemon.outbox import Flusher
 from daemon.plugins import Chain, LoadedPlugin, PluginError, PluginLoader, PluginLoadError, register_all
 from daemon.reload import Reloader, reload_daemon
 from daemon.session import Session
+from daemon.tuning import apply_tuning
 
 log = logging.getLogger("daemond")
 
@@ -44,6 +48,9 @@ class Daemon:
         self.flusher = Flusher()
         self.notifier = Notifier()
         self.listeners: dict[str, Listener] = {}
+        #: every control command, core and plugins'; the control socket and the console run them
+        self.commands = CommandRegistry()
+        self.control: ControlServer | None = None
         #: listeners a reload removed; their sessions may still be finishing
         self.retired: list[Listener] = []
         self.reloader: Reloader | None = None
@@ -67,8 +74,11 @@ class Daemon:
             self.logs.setup(config.log_level, config.log_file, config.log_buffer, stderr=self._log_to_stderr)
         except OSError as exc:
             raise StartError(f"cannot open log file {config.log_file}: {exc.strerror or exc}") from None
-        log.info("daemond %s starting (pid %d) with config %s", __version__, os.getpid(), config.path)
+        log.info("daemond %s starting (pid %d) with config file %s", __version__, os.getpid(), config.path)
         log.info("state directory %s", config.state_dir)
+        for warning in config.warnings:
+            log.warning("%s", warning)
+        apply_tuning(config)
         started_plugins = False
         try:
             try:
@@ -86,11 +96,18 @@ class Daemon:
                 except BindError as exc:
                     raise StartError(str(exc)) from None
                 self.listeners[lc.name] = listener
+            self._register_commands()
+            try:
+                self.control = ControlServer(self.commands, config.control_socket, config.control_group)
+                self.control.bind()
+            except ControlError as exc:
+                raise StartError(str(exc)) from None
             self.flusher.start()
             for listener in self.listeners.values():
                 listener.start()
                 host, port = listener.address
                 log.info("listening on %s:%d (%s) with plugins %s", host, port, listener.name, ", ".join(listener.chain.names))
+            self.control.start()
         except BaseException:
             self._abandon_start(started_plugins)
             raise
@@ -108,13 +125,34 @@ class Daemon:
         with self._lock:
             listeners = list(self.listeners.values())
         reloader_ok = self.reloader is None or self.reloader.is_alive()
-        return self.flusher.is_alive() and reloader_ok and all(lst.is_alive() for lst in listeners)
+        control_ok = self.control is not None and self.control.is_alive()
+        return self.flusher.is_alive() and reloader_ok and control_ok and all(lst.is_alive() for lst in listeners)
 
     def status_line(self) -> str:
         """A short human line for systemd's STATUS=."""
         conns = sum(lst.connection_count() for lst in self.listeners.values())
         paused = ", paused" if self._paused else ""
         return f"{len(self.listeners)} listeners, {conns} connections{paused}"
+
+    def _register_commands(self) -> None:
+        """The core's control commands, then each plugin's (``daemond_control_commands``)."""
+        for command in core_commands(self):
+            self.commands.register(command)
+        for name, plugin in self.config.plugins.items():
+            self.register_plugin_commands(name, plugin)
+
+    def register_plugin_commands(self, name: str, plugin) -> None:
+        """Register one plugin's control commands (at start, and for a plugin a reload loads); raises StartError."""
+        provided: list = []
+        self._plugin_call(name, "provide control commands", lambda: provided.extend(plugin.control_commands(self.api)))
+        for command in provided:
+            if not isinstance(command, ControlCommand):
+                raise StartError(f"plugin {name!r}: daemond_control_commands returned {command!r}, not a ControlCommand")
+            command.plugin = name
+            try:
+                self.commands.register(command)
+            except ValueError as exc:
+                raise StartError(f"plugin {name!r}: {exc}") from None
 
     def _prepare_state_dir(self) -> None:
         state_dir = self.config.state_dir
@@ -156,6 +194,8 @@ class Daemon:
         self.listeners.clear()
         if self.flusher.is_alive():
             self.flusher.stop()
+        if self.control is not None:
+            self.control.stop()
         if started_plugins and self.pm is not None:
             self._safe_hook("daemond_stopped")
         self._state = "stopped"
@@ -211,6 +251,7 @@ class Daemon:
             log.warning("%d sessions did not end in time", len(left))
         self._safe_hook("daemond_stopped")
         self.flusher.stop()
+        self.control.stop()  # last: `daemonctl stop` sees its connection close when all is done
         self._state = "stopped"
         self.notifier.close()
         log.info("stopped after %.2fs (%d sessions closed)", time.monotonic() - begun, len(sessions))
@@ -261,6 +302,11 @@ class Daemon:
 
     def plugin_added(self, plugin: LoadedPlugin) -> None:
         """A reload loaded ``plugin`` for the first time (it is registered and started)."""
+        try:
+            self.register_plugin_commands(plugin.name, plugin)
+        except StartError:
+            self.commands.unregister_plugin(plugin.name)
+            raise
         log.info("plugin %s (%s %s) loaded", plugin.name, plugin.source, plugin.version)
 
     # -- what the control commands use ---------------------------------------
@@ -295,6 +341,17 @@ class Daemon:
         log.warning("resumed: accepting connections again")
         self.notifier.status(self.status_line())
         return f"resumed {len(self.listeners)} listeners"
+
+    def plugin_list(self) -> list[dict[str, Any]]:
+        """Every loaded plugin: where it came from, who uses it, how often it raised."""
+        with self._lock:
+            listeners = list(self.listeners.values())
+        return [
+            {"name": name, "version": plugin.version, "source": plugin.source, "module": plugin.module,
+             "listeners": [lst.name for lst in listeners if name in lst.chain.names],
+             "errors": sum(lst.errors.get(name, 0) for lst in listeners + self.retired)}
+            for name, plugin in self.config.plugins.items()
+        ]
 
     def status(self) -> dict[str, Any]:
         with self._lock:
@@ -335,4 +392,5 @@ class Daemon:
                 for lst in listeners
             ],
             "plugins": plugins,
+            "control": self.control.status() if self.control is not None else None,
         }

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from daemon.lines import BadEncoding, LineFramer, TooLong, split_command
+from daemon.lines import BadEncoding, LineFramer, TooLong, shown, split_command
 from daemon.outbox import Outbox
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,6 +30,15 @@ log = logging.getLogger("daemond.session")
 SEND_HIGH_WATER = 256 * 1024
 _RECV_SIZE = 65536
 _ids = itertools.count(1)
+
+
+def timeval(seconds: float) -> bytes:
+    """A ``struct timeval`` for SO_RCVTIMEO (0 = no timeout)."""
+    sec = int(seconds)
+    usec = int((seconds - sec) * 1_000_000)
+    if seconds and not (sec or usec):
+        usec = 1
+    return struct.pack("ll", sec, usec)
 
 
 class SessionEnd(Exception):
@@ -72,6 +81,8 @@ class Session:
         self._end_reason: str | None = None  # set by close() from any thread
         self._started = time.monotonic()
         self.thread: threading.Thread | None = None
+        #: counted in the listener's not-logged-in count per address (guarded by the listener's lock)
+        self.counted_unauthenticated = False
 
     # -- what plugins call -------------------------------------------------
 
@@ -146,6 +157,7 @@ class Session:
         Called by a login plugin (the built-in ``auth``) after it verified the user.
         """
         self.user = user
+        self._listener.session_logged_in(self)
         log.info("login %s %s user=%s", self.listener, self.peer_str, user)
         self.chain.hook.daemond_session_login(session=self, user=user)
 
@@ -197,25 +209,18 @@ class Session:
             self._finish(self._end_reason or reason)
 
     def _setup(self) -> None:
-        sock = self.sock
-        if self.settings.keepalive:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._set_rcvtimeo(self.settings.idle_timeout)
+        # Keepalive, TCP_NODELAY and the idle timeout (SO_RCVTIMEO) were set on the
+        # listening socket and Linux copies them to accepted ones, so a new session
+        # makes no syscall before its first recv().
+        self._rcvtimeo = self._listener.socket_rcvtimeo
         log.info("connect %s %s", self.listener, self.peer_str)
 
     def _set_rcvtimeo(self, seconds: float) -> None:
         # A kernel receive timeout keeps the socket blocking (one syscall per
         # recv) where socket.settimeout() would add a poll() before each one.
-        if seconds == self._rcvtimeo:
-            return
-        sec = int(seconds)
-        usec = int((seconds - sec) * 1_000_000)
-        if seconds and not (sec or usec):
-            usec = 1
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", sec, usec))
-        self._rcvtimeo = seconds
+        if seconds != self._rcvtimeo:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(seconds))
+            self._rcvtimeo = seconds
 
     def _serve_bytes(self) -> None:
         on_data = self.chain.on_data
@@ -293,7 +298,7 @@ class Session:
                     self.send_line(f"HELP {usage} - {text}")
             self.ok(f"{len(seen)} commands")
             return
-        self.err("unknown-command", f"{name} (try /help)")
+        self.err("unknown-command", f"{shown(name)} (try /help)")  # never an escape back to a terminal
 
     def _overflowed(self) -> None:
         log.warning("send queue exceeded: %s %s user=%s has more than %d bytes unread; disconnecting",

@@ -15,6 +15,7 @@ joining all its threads — when the test ends.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -134,6 +135,36 @@ class RunningDaemon:
     def client(self, listener: str, **kwargs) -> LineClient:
         host, port = self.address(listener)
         return LineClient(host, port, **kwargs)
+
+    @property
+    def control_socket(self) -> Path:
+        return self.config.control_socket
+
+    def control(self, command: str, *argv: str, confirmed: bool = False, timeout: float = 10.0, **args) -> dict:
+        """Run a control command over the control socket, as daemonctl does; the final reply.
+
+        ``d.control("logs", "-n", "5")`` sends words; ``d.control("logs", lines=5)``
+        sends arguments by name. Stream lines, if any, are in ``reply["streamed"]``.
+        """
+        message: dict[str, Any] = {"command": command, "confirmed": confirmed}
+        if argv:
+            message["argv"] = list(argv)
+        if args:
+            message["args"] = args
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(self.control_socket))
+            sock.sendall(json.dumps(message).encode() + b"\n")
+            streamed = []
+            with sock.makefile("rb") as replies:
+                for line in replies:
+                    reply = json.loads(line)
+                    if "stream" in reply:
+                        streamed.append(reply["stream"])
+                    elif "ok" in reply:
+                        reply["streamed"] = streamed
+                        return reply
+        raise EOFError(f"the daemon closed the control connection without a reply to {command!r}")
 
     def stop(self) -> None:
         self.daemon.stop()

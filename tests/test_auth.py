@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argon2
 import pytest
+
 from tests.auth_support import TOKEN, connect, logged_in_as, plugin_of, register, session_of, start
 
 # -- 1. the greeting -------------------------------------------------------------------
@@ -79,7 +80,7 @@ def test_registration_can_be_closed(daemond_factory):
     client, greeting = connect(d)
     assert "/register" not in greeting
     assert client.command("/register bob password-1")[1].startswith("-ERR registration-closed ")
-    lines, final = client.command("/help")
+    lines, _ = client.command("/help")
     assert not any("/register" in line for line in lines)
     # the prompt flow does not offer registration, and does not tell unknown names from known ones
     assert client.command("bob")[1] == "+OK password for bob?"
@@ -182,7 +183,8 @@ def test_before_login_only_auth_commands_work(daemond_factory):
     client, _ = connect(d)
     lines, final = client.command("/help")
     assert [line.split(" - ")[0] for line in lines] == [
-        "HELP /login NAME PASSWORD", "HELP /register NAME PASSWORD", "HELP /login-token TOKEN", "HELP /help", "HELP /quit"]
+        "HELP /login NAME PASSWORD", "HELP /register NAME PASSWORD", "HELP /login-token TOKEN", "HELP /help",
+        "HELP /quit"]
     assert final.startswith("+OK 5 commands")
     for line in ("/msg bob hi", "/join #x", "/nick x"):
         assert client.command(line)[1].startswith("-ERR auth-required log in first")

@@ -10,12 +10,12 @@ import threading
 import argon2
 import pytest
 import yaml
-from tests.auth_support import CHEAP_ARGON2, auth_settings, connect, plugin_of, register, start
 
 from daemon.server import StartError
 from plugins.auth.passwords import OWASP_MINIMUM, Argon2Params, Hasher
 from plugins.auth.settings import SCHEMA, AuthSettings
 from plugins.auth.store import StoreError, UserStore
+from tests.auth_support import CHEAP_ARGON2, auth_settings, connect, plugin_of, register, start
 
 
 def mode(path):
@@ -122,6 +122,14 @@ def test_default_argon2_parameters_are_owasp_strength():
     assert not settings.argon2.weaker_than_owasp()
     params = argon2.extract_parameters(Hasher(settings.argon2, 1).hash("password-1"))
     assert (params.type, params.time_cost, params.memory_cost, params.parallelism) == (argon2.Type.ID, 2, 19456, 1)
+
+
+def test_by_default_one_hash_runs_per_cpu():
+    cpus = len(os.sched_getaffinity(0))
+    assert AuthSettings.from_section({}).max_hashing == cpus
+    two_lanes = AuthSettings.from_section({"argon2": {"parallelism": 2, "memory_cost": 19456}})
+    assert two_lanes.max_hashing == max(1, cpus // 2)
+    assert AuthSettings.from_section({"max_hashing": 7}).max_hashing == 7
 
 
 def test_partial_argon2_settings_keep_the_other_defaults():
@@ -291,3 +299,14 @@ def test_auth_named_first_at_a_reload_opens_its_store(daemond_factory):
     client.send(b"hi\n")
     assert client.read_line() == "hi"
     client.close()
+
+
+def test_a_login_whose_user_was_deleted_meanwhile_is_refused_cleanly(tmp_path):
+    store = UserStore(tmp_path / "auth.db")
+    store.add_user("alice", "alice", "hash", 1.0)
+    assert store.record_login("alice", "127.0.0.1", 2.0, token=("digest", 99.0)) is True
+    store.clear()
+    assert store.record_login("alice", "127.0.0.1", 3.0, token=("digest2", 99.0)) is False
+    assert store.counts(0) == {"users": 0, "tokens": 0}
+    assert store.last_user_from("127.0.0.1") is None
+    store.close()

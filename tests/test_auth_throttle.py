@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from tests.auth_support import connect, plugin_of, register, start
-
 from plugins.auth.throttle import Throttle
+from tests.auth_support import connect, plugin_of, register, start
 
 BAD = "-ERR bad-credentials wrong name or password"
 

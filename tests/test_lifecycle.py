@@ -29,6 +29,11 @@ def connect_retry(port, timeout=15):
 
 def test_bare_daemond_from_a_clone_serves_echo_on_9090(tmp_path):
     """The README's promise: after install, a bare `daemond` in the clone just works."""
+    for port in (9090, 9091):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.fail(f"something already listens on 127.0.0.1:{port} (a daemond you started?): "
+                            "stop it before running the tests")
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "xdg")}
     env.pop("DAEMOND_CONFIG", None)
     env.pop("STATE_DIRECTORY", None)
@@ -43,7 +48,7 @@ def test_bare_daemond_from_a_clone_serves_echo_on_9090(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 0, out
-    assert "using config file etc/daemond.yaml" in out
+    assert f"with config file {REPO / 'etc' / 'daemond.yaml'}" in out
     assert (tmp_path / "xdg" / "daemond" / "daemond.log").exists()
 
 
@@ -165,3 +170,34 @@ def test_line_protocol_framing_errors_keep_the_connection(daemond_factory):
         assert "HELP TEXT - any plain line is shouted back" in lines
         assert c.command("/quit")[1] == "+OK bye"
         assert c.expect_closed() == b""
+
+
+def test_a_plugin_that_fails_to_import(daemond_process, tmp_path):
+    """Reported with its name and the error; fatal only if a listener needs it."""
+    proc = daemond_process({"e": {"plugins": ["echo"]}}, plugins={"tests.plugins.broken_import": {}})
+    assert "plugin 'tests.plugins.broken_import' not loaded (no listener uses it)" in proc.stderr()
+    assert "No module named 'daemond_no_such_dependency'" in proc.stderr()
+    assert proc.terminate() == 0
+    proc = daemond_process({"e": {"plugins": ["echo", "tests.plugins.broken_import"]}}, ready=False)
+    assert proc.proc.wait(15) == 1
+    assert "plugin 'tests.plugins.broken_import': cannot import 'tests.plugins.broken_import': " \
+           "No module named 'daemond_no_such_dependency'" in proc.stderr()
+    assert "Traceback" not in proc.stderr()
+
+
+def test_tuning_sets_the_gil_switch_interval_and_reload_changes_it(daemond_factory):
+    import sys as _sys
+
+    import yaml
+
+    before = _sys.getswitchinterval()
+    try:
+        d = daemond_factory({"e": {"plugins": ["echo"]}}, tuning={"switch_interval": 0.02}, reload={"watch": False})
+        assert _sys.getswitchinterval() == pytest.approx(0.02)
+        doc = yaml.safe_load(d.config_path.read_text())
+        doc["tuning"]["switch_interval"] = 0.08
+        d.config_path.write_text(yaml.safe_dump(doc))
+        report = d.daemon.reload()
+        assert report["ok"] and _sys.getswitchinterval() == pytest.approx(0.08)
+    finally:
+        _sys.setswitchinterval(before)

@@ -184,6 +184,8 @@ def test_sighup_reloads(daemond_process):
     assert not _can_connect(port_b)  # watch is off
     proc.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: _can_connect(port_b), 3, "listener after SIGHUP")
+    # the listener is up before the reload's outcome is logged
+    wait_for(lambda: reloads(proc), 3, "the reload's log line")
     assert reloads(proc) == [("signal", "applied")]
     assert proc.terminate() == 0
 

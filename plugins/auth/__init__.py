@@ -41,6 +41,9 @@ __all__ = ["AuthPlugin"]
 class AuthPlugin:
     """One per daemon: the users store, the hasher, the throttles and the counters."""
 
+    #: tells the core that connections here must log in (max_unauthenticated_per_ip applies)
+    daemond_login_gate = True
+
     def __init__(self):
         self.settings = AuthSettings.from_section({})
         self.hasher: Hasher | None = None

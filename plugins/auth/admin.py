@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from daemon import CommandError, ControlCommand
-from daemon.commands import Argument
+from daemon.commands import Argument, ArgumentNeeded
 from plugins.auth.rules import name_key, name_problem, password_problem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,7 +28,8 @@ def control_commands(plugin: AuthPlugin) -> list[ControlCommand]:
                        lambda args: users(plugin, args), args=(
                            Argument("action", "list, add, del or passwd", required=True, choices=USER_ACTIONS),
                            Argument("name", "the user to add, delete or change"),
-                           Argument("password", "the new password (add, passwd); daemonctl asks for it", option=True),
+                           Argument("password", "the new password (add, passwd); daemonctl asks for it", option=True,
+                                    secret=True),
                        )),
     ]
 
@@ -63,8 +64,9 @@ def users(plugin: AuthPlugin, args: dict[str, Any]) -> Any:
         plugin.log.info("auth: deleted user %s (operator)", name)
         return f"deleted {name} and their tokens"
     if password is None:
-        raise CommandError(f"users {action}: give the password (daemonctl asks for it)")
-    bad = password_problem(password, plugin.settings.min_password)
+        raise ArgumentNeeded("password", f"users {action}: give the password (daemonctl asks for it)",
+                             prompt=f"password for {name}")
+    bad = password_problem(password, plugin.settings.min_password, plugin.settings.max_password)
     if bad:
         raise CommandError(bad[1])
     if action == "add":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import sqlite3
 import time
 from typing import TYPE_CHECKING
 
@@ -52,7 +53,7 @@ class LoginDialogue:
             line = self._read_line()
             command = split_command(line)
             if command is None:
-                self._plain_line(plain_text(line).strip())
+                self._guarded(self._plain_line, plain_text(line).strip())
                 continue
             self.prompt = None  # a command cancels a pending prompt
             name, args = command
@@ -60,7 +61,18 @@ class LoginDialogue:
             if handler is None:
                 self.session.err("auth-required", f"log in first: {self._how()} (/help lists commands)")
             else:
-                handler(args)
+                self._guarded(handler, args)
+
+    def _guarded(self, step, arg: str) -> None:
+        """Run one step of the dialogue; a store that cannot be written (disk full,
+        read-only) refuses that step with ``-ERR unavailable`` and the connection lives."""
+        try:
+            step(arg)
+        except sqlite3.Error as exc:
+            self.prompt = None
+            self.plugin.log.error("users store %s cannot be written (%s); a login or registration from %s was refused",
+                                  self.plugin.store.path, exc, self.ip)
+            self.session.err("unavailable", "the users store cannot be written; try again later")
 
     def _greet(self) -> None:
         last = self.plugin.store.last_user_from(self.ip)
@@ -88,7 +100,8 @@ class LoginDialogue:
 
     def _timeout(self) -> None:
         self.plugin.count("timeouts")
-        self.plugin.log.info("login timeout: %s did not log in within %gs", self.session.peer_str, self.settings.login_timeout)
+        self.plugin.log.info("login timeout: %s did not log in within %gs", self.session.peer_str,
+                             self.settings.login_timeout)
         self.session.err("timeout", f"not logged in within {self.settings.login_timeout:g}s; closing")
         raise SessionEnd("timeout")
 
@@ -127,7 +140,9 @@ class LoginDialogue:
                                "; address now throttled" if blocked else "")
             session.err("bad-token", "unknown or expired token; log in with your password")
             return
-        plugin.store.record_login(user.key, self.ip, now)
+        if not plugin.store.record_login(user.key, self.ip, now):
+            session.err("bad-token", "unknown or expired token; log in with your password")
+            return
         plugin.count("logins")
         plugin.log.info("login %s from %s (token)", user.name, self.ip)
         session.ok(f"logged in as {user.name}")
@@ -166,7 +181,8 @@ class LoginDialogue:
         # like any other, so that the prompt does not tell which names exist.
         if self.settings.allow_register and not self.plugin.store.exists(name_key(text)):
             self.prompt = ("register", text)
-            self.session.ok(f"{text} is a new name; choose a password (at least {self.settings.min_password} characters)")
+            minimum = self.settings.min_password
+            self.session.ok(f"{text} is a new name; choose a password (at least {minimum} characters)")
         else:
             self.prompt = ("login", text)
             self.session.ok(f"password for {text}?")
@@ -192,7 +208,8 @@ class LoginDialogue:
             return
         user = None
         ok = False
-        if valid_name and password_problem(password, 0) is None:
+        checked = valid_name and password_problem(password, 0, self.settings.max_password) is None
+        if checked:
             user = plugin.store.user(key)
             try:
                 ok = plugin.hasher.verify(user.hash if user else None, password, timeout=self._left())
@@ -203,8 +220,10 @@ class LoginDialogue:
             blocked = plugin.addresses.failure(self.ip)
             if key is not None:
                 blocked = plugin.names.failure(key) or blocked
-            plugin.log.warning("login failed: %s from %s (%s)%s", key or "(invalid name)", self.ip,
-                               "wrong password" if user else "no such user", "; now throttled" if blocked else "")
+            why = ("invalid name" if key is None else "password too long" if not checked
+                   else "wrong password" if user else "no such user")
+            plugin.log.warning("login failed: %s from %s (%s)%s", key or "-", self.ip, why,
+                               "; now throttled" if blocked else "")
             session.err("bad-credentials", "wrong name or password")
             return
         plugin.names.success(key)
@@ -223,7 +242,7 @@ class LoginDialogue:
         if problem:
             session.err("bad-name", problem)
             return
-        bad = password_problem(password, self.settings.min_password)
+        bad = password_problem(password, self.settings.min_password, self.settings.max_password)
         if bad:
             token, text = bad
             if prompted:  # ask again, rather than take the next try for a name
@@ -250,7 +269,11 @@ class LoginDialogue:
         plugin = self.plugin
         now = plugin.clock()
         token = secrets.token_urlsafe(32)
-        plugin.store.record_login(key, self.ip, now, new_hash, token=(token_digest(token), now + self.settings.token_ttl))
+        expires = now + self.settings.token_ttl
+        if not plugin.store.record_login(key, self.ip, now, new_hash, token=(token_digest(token), expires)):
+            plugin.log.warning("login %s from %s abandoned: the user was deleted meanwhile", name, self.ip)
+            self.session.err("bad-credentials", "wrong name or password")
+            return
         plugin.count("logins")
         plugin.log.info("login %s from %s (%s)", name, self.ip, how)
         verb = "registered and logged in as" if how == "register" else "logged in as"

@@ -7,7 +7,8 @@ import re
 NAME_PATTERN = r"[A-Za-z0-9_.-]{1,32}"
 _NAME = re.compile(NAME_PATTERN, re.ASCII)
 
-#: Longer passwords are refused before hashing: argon2 would take them, but nobody types them.
+#: The default of the max_password setting: longer passwords are refused before hashing
+#: (argon2 would take them, but nobody types them).
 MAX_PASSWORD = 1024
 
 
@@ -23,10 +24,10 @@ def name_problem(name: str) -> str | None:
     return f"names are 1-32 characters of A-Z a-z 0-9 _ . - (pattern {NAME_PATTERN})"
 
 
-def password_problem(password: str, min_length: int) -> tuple[str, str] | None:
+def password_problem(password: str, min_length: int, max_length: int = MAX_PASSWORD) -> tuple[str, str] | None:
     """``(token, text)`` saying why ``password`` cannot be set, or None."""
-    if len(password) > MAX_PASSWORD:
-        return "bad-password", f"passwords are at most {MAX_PASSWORD} characters"
+    if len(password) > max_length:
+        return "bad-password", f"passwords are at most {max_length} characters"
     if len(password) < min_length:
         return "weak-password", f"passwords need at least {min_length} characters"
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,8 @@ SCHEMA = Schema(
         "database": Field(str, default="auth.db", help="the users store (SQLite); relative to the state directory"),
         "allow_register": Field(bool, default=True, help="let clients create users with /register"),
         "min_password": Field(int, default=8, min=1, max=1024),
+        "max_password": Field(int, default=1024, min=8, max=65536,
+                              help="longer passwords are refused before anything is hashed"),
         "login_timeout": Field(float, default=30.0, min=0.1, help="seconds a client has to log in"),
         "max_attempts": Field(int, default=5, min=1, help="failed logins per name or address within attempt_window"),
         "attempt_window": Field(float, default=60.0, min=0.1),
@@ -36,7 +39,8 @@ SCHEMA = Schema(
         "token_ttl": Field(float, default=86400.0, min=1.0, help="seconds a login token stays valid"),
         "argon2": Field(dict, default=dict(OWASP_MINIMUM), check=_check_argon2,
                         help="argon2id time_cost, memory_cost (KiB), parallelism"),
-        "max_hashing": Field(int, default=4, min=1, max=256, help="password hashes computed at once"),
+        "max_hashing": Field(int, default=None, nullable=True, min=1, max=256,
+                             help="hashes computed at once; null: one per CPU (divided by argon2 parallelism)"),
     }
 )
 
@@ -48,6 +52,7 @@ class AuthSettings:
     database: str
     allow_register: bool
     min_password: int
+    max_password: int
     login_timeout: float
     max_attempts: int
     attempt_window: float
@@ -60,4 +65,12 @@ class AuthSettings:
     def from_section(cls, section: dict[str, Any]) -> AuthSettings:
         values = {**SCHEMA.defaults(), **section}
         values["argon2"] = Argon2Params(**{**OWASP_MINIMUM, **values["argon2"]})
+        if values["max_hashing"] is None:
+            values["max_hashing"] = default_max_hashing(values["argon2"].parallelism)
         return cls(**values)
+
+
+def default_max_hashing(parallelism: int) -> int:
+    """One hash per CPU this process may run on: a hash with parallelism 1 keeps one CPU busy,
+    so more at once only adds memory (memory_cost each) and makes every login slower."""
+    return max(1, len(os.sched_getaffinity(0)) // parallelism)

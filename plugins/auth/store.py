@@ -90,7 +90,8 @@ class UserStore:
             with self._transaction():
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
-                    raise StoreError(f"{self.path}: written by a newer daemond (schema {version}, this one knows {SCHEMA_VERSION})")
+                    raise StoreError(f"{self.path}: written by a newer daemond (schema {version}, "
+                                     f"this one knows {SCHEMA_VERSION})")
                 for statement in SCHEMA:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -138,7 +139,8 @@ class UserStore:
 
     def users(self) -> list[User]:
         with self._lock:
-            rows = self._db.execute("SELECT key, name, hash, created, last_login, last_ip FROM users ORDER BY key").fetchall()
+            rows = self._db.execute("SELECT key, name, hash, created, last_login, last_ip FROM users "
+                                    "ORDER BY key").fetchall()
         return [User(*row) for row in rows]
 
     def exists(self, key: str) -> bool:
@@ -146,20 +148,23 @@ class UserStore:
             return self._db.execute("SELECT 1 FROM users WHERE key = ?", (key,)).fetchone() is not None
 
     def record_login(self, key: str, ip: str, now: float, new_hash: str | None = None,
-                     token: tuple[str, float] | None = None) -> None:
+                     token: tuple[str, float] | None = None) -> bool:
         """Note a login, in one transaction with its new token ``(digest, expires)`` and a
-        rehashed password (when the hashing parameters changed)."""
+        rehashed password (when the hashing parameters changed). False if the user is gone
+        (deleted, or clear-auth, since the password was checked)."""
         with self._lock, self._transaction() as db:
+            if not db.execute("UPDATE users SET last_login = ?, last_ip = ? WHERE key = ?", (now, ip, key)).rowcount:
+                return False
             if token:
                 db.execute("DELETE FROM tokens WHERE expires <= ?", (now,))
                 db.execute("INSERT INTO tokens (digest, user_key, created, expires) VALUES (?, ?, ?, ?)",
                            (token[0], key, now, token[1]))
             if new_hash:
                 db.execute("UPDATE users SET hash = ? WHERE key = ?", (new_hash, key))
-            db.execute("UPDATE users SET last_login = ?, last_ip = ? WHERE key = ?", (now, ip, key))
             db.execute("INSERT INTO seen_ips (ip, user_key, seen) VALUES (?, ?, ?) "
                        "ON CONFLICT(ip) DO UPDATE SET user_key = excluded.user_key, seen = excluded.seen",
                        (ip, key, now))
+        return True
 
     def set_hash(self, key: str, password_hash: str) -> bool:
         """Change a password; the user's tokens are revoked. False if no such user."""

@@ -1,0 +1,94 @@
+"""Shared helpers for the robustness suite: process figures from /proc, waiting, bulk clients."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+#: for daemond subprocesses, so they can import test plugins (tests.plugins.*)
+ENV = {"PYTHONPATH": str(ROOT)}
+#: cheap argon2id parameters: the suite logs in hundreds of users
+CHEAP_ARGON2 = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ProcStats:
+    rss: int  # bytes
+    threads: int
+    fds: int
+
+
+def proc_stats(pid: int | None = None) -> ProcStats:
+    """RSS, thread count and open file descriptors of a process, read from /proc."""
+    pid = pid or os.getpid()
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return ProcStats(rss=int(fields["VmRSS"].split()[0]) * 1024, threads=int(fields["Threads"]),
+                     fds=len(os.listdir(f"/proc/{pid}/fd")))
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something true; returns it, or the last value at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def loopback(i: int) -> str:
+    """The i-th extra loopback address, 127.0.0.2 onwards (Linux routes all of 127/8 to lo)."""
+    return f"127.0.0.{2 + i}"
+
+
+def connect(address: tuple[str, int], source: str | None = None, timeout: float = 10.0) -> socket.socket:
+    return socket.create_connection(address, timeout=timeout, source_address=(source, 0) if source else None)
+
+
+def recv_all(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """Everything until the peer closes (or resets)."""
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def run_threads(target, count: int, *args) -> list:
+    """Run ``target(i, *args)`` on ``count`` threads, join them all; returns results, re-raising the first error."""
+    results: list = [None] * count
+    errors: list[BaseException] = []
+
+    def body(i):
+        try:
+            results[i] = target(i, *args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(i,), name=f"test-client-{i}") for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def measured(item: int, text: str) -> None:
+    """Print a figure for docs/reliability.md (see it with ``pytest -s tests/robustness | grep MEASURED``)."""
+    print(f"\nMEASURED item {item}: {text}", flush=True)

@@ -1,0 +1,102 @@
+"""Item 17: kill -9 at random moments during registrations, messages and clear-auth loses nothing acknowledged."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+from tests.conftest import DaemonProcess
+from tests.robustness.helpers import CHEAP_ARGON2
+from daemon.testing import write_config
+
+ROUNDS = 4
+
+
+def test_kill_9_at_random_moments_keeps_both_databases_sound_and_every_acknowledged_write(tmp_path):
+    # Bound: none to configure: SQLite WAL with one transaction per registration and
+    # per message. 4 rounds on one state directory, each killed 0.3-1.5 s in; every
+    # round's daemon must open what the last one left.
+    rng = random.Random(9)
+    state = tmp_path / "state"
+    plugins = {"auth": {"argon2": CHEAP_ARGON2, "max_attempts": 100_000}, "chat": {"rate": 0}}
+    registered: set[str] = set()  # names acknowledged since the last clear-auth finished
+    messages: set[str] = set()
+    total_registrations = 0
+    clears = []
+    for round_no in range(ROUNDS):
+        config = write_config(tmp_path / f"round{round_no}", {"chat": {"plugins": ["auth", "chat"],
+                                                                    "max_unauthenticated_per_ip": None}},
+                              plugins, state_dir=str(state))
+        proc = DaemonProcess(config)
+        try:
+            proc.wait_ready(1)
+        except BaseException:
+            proc.kill()
+            raise
+        lock = threading.Lock()  # guards the two sets and the counter while the workers run
+        cleared_at = [None]
+
+        def worker(w):
+            nonlocal total_registrations
+            for i in range(100_000):
+                name = f"r{round_no}w{w}n{i}"
+                started = time.monotonic()
+                try:
+                    with proc.client("chat", timeout=5) as c:
+                        c.read_line()
+                        if not c.command(f"/register {name} password-{i}")[1].startswith("+OK registered"):
+                            continue
+                        with lock:
+                            total_registrations += 1
+                            if cleared_at[0] is None or started > cleared_at[0]:
+                                registered.add(name)
+                        if c.command(f"/me says {name}")[1] == "+OK":
+                            with lock:
+                                messages.add(f"says {name}")
+                except (OSError, EOFError, TimeoutError):
+                    return  # killed
+
+        def clear():
+            time.sleep(rng.uniform(0.1, 0.6))
+            result = subprocess.run([sys.executable, "-m", "plugins.auth", "-c", str(config), "clear-auth", "--yes"],
+                                    capture_output=True, text=True, timeout=30)
+            clears.append(result.returncode)
+            if result.returncode == 0:
+                with lock:
+                    cleared_at[0] = time.monotonic()
+                    registered.clear()
+
+        threads = [threading.Thread(target=worker, args=(w,), name=f"test-kill9-{w}") for w in range(4)]
+        threads.append(threading.Thread(target=clear, name="test-clear-auth"))
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(rng.uniform(0.3, 1.5))
+        finally:
+            proc.kill()  # SIGKILL
+            for t in threads:
+                t.join(30)
+        for db in ("auth.db", "chat.db"):
+            conn = sqlite3.connect(state / db)
+            try:
+                assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)], (round_no, db)
+            finally:
+                conn.close()
+        conn = sqlite3.connect(state / "auth.db")
+        try:
+            stored = {row[0] for row in conn.execute("SELECT name FROM users")}
+        finally:
+            conn.close()
+        assert registered <= stored, (round_no, sorted(registered - stored)[:5])
+        conn = sqlite3.connect(state / "chat.db")
+        try:
+            history = {row[0] for row in conn.execute("SELECT text FROM messages")}
+        finally:
+            conn.close()
+        assert messages <= history, (round_no, sorted(messages - history)[:5])
+    assert total_registrations >= 100, total_registrations  # the kills really hit a busy daemon
+    assert clears.count(0) >= ROUNDS // 2, clears  # clear-auth ran while the daemon was busy
