@@ -20,6 +20,8 @@ FAKE_LOGIN = "tests.plugins.fakelogin"
 ENV = {"PYTHONPATH": str(ROOT)}
 #: cheap argon2id parameters: the chat tests log in hundreds of users
 CHEAP_ARGON2 = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
+#: top-level config for in-process daemons: no config watcher (the reload tests reload explicitly)
+IN_PROCESS = {"reload": {"watch": False}}
 
 
 def listener(plugins=PLUGINS, **extra) -> dict:
@@ -138,6 +140,24 @@ def collect(clients: list[LineClient], wanted, timeout: float = 30.0) -> list[li
     return got
 
 
+def messages_at_least(count: int):
+    """A ``wanted`` for :func:`collect`: true once a client has ``count`` ``MSG`` lines.
+
+    It counts only the lines it has not seen yet: ``collect`` asks after every
+    read, and recounting thousands of lines each time made the order test slow.
+    """
+    seen: dict[int, int] = {}
+    found: dict[int, int] = {}
+
+    def wanted(i: int, lines: list[str]) -> bool:
+        start = seen.get(i, 0)
+        found[i] = found.get(i, 0) + sum(line.startswith("MSG ") for line in lines[start:])
+        seen[i] = len(lines)
+        return found[i] >= count
+
+    return wanted
+
+
 def _split(buf: bytearray, into: list[str]) -> None:
     end = buf.rfind(b"\n")
     if end < 0:
@@ -177,7 +197,7 @@ def chat(daemond_factory):
 
     def start(listener_extra: dict | None = None, plugins=PLUGINS, **chat_settings) -> Room:
         running = daemond_factory(listener(plugins, **(listener_extra or {})), settings(**chat_settings),
-                                  reload={"watch": False})
+                                  **IN_PROCESS)
         room = Room(running)
         rooms.append(room)
         return room

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from tests.chatkit import Room, collect, listener, login, settings, small_receive_buffer_client
+from tests.chatkit import (
+    IN_PROCESS, Room, collect, listener, login, messages_at_least, settings, small_receive_buffer_client,
+)
 
 SENDERS = 20
 PER_SENDER = 200
@@ -21,11 +23,8 @@ def test_all_receivers_see_one_global_order_which_is_the_history(chat):
             sender.send(b"".join(f"s{i:02d} says {n}\n".encode() for n in range(chunk, chunk + 20)))
     total = SENDERS * PER_SENDER
 
-    def complete(i, lines):
-        return sum(line.startswith("MSG ") for line in lines) >= total
-
     seen = [[line for line in lines if line.startswith("MSG ")]
-            for lines in collect(receivers, complete, timeout=60)]
+            for lines in collect(receivers, messages_at_least(total), timeout=60)]
     first = seen[0]
     assert len(first) == total
     for other in seen[1:]:
@@ -37,10 +36,7 @@ def test_all_receivers_see_one_global_order_which_is_the_history(chat):
     assert final == f"+OK {total}"
     assert [re.sub(r"^HIST \S+ ", "MSG ", line) for line in lines] == first  # the order of the history
     # the senders got everyone's messages but their own, in the same order too
-    def others_complete(i, lines):
-        return sum(x.startswith("MSG ") for x in lines) >= total - PER_SENDER
-
-    for i, lines in enumerate(collect(senders, others_complete)):
+    for i, lines in enumerate(collect(senders, messages_at_least(total - PER_SENDER))):
         assert [x for x in lines if x.startswith("MSG ")] == [x for x in first if not x.startswith(f"MSG s{i:02d} ")]
 
 
@@ -53,7 +49,7 @@ def test_a_client_that_never_reads_is_cut_and_the_others_get_everything(daemond_
     # to 4 MiB for a loopback socket before anything is queued, so each round
     # sends 2 MB (50 lines of 40 kB) and the chatters read each round as it comes.
     listeners = {"chat": listener(max_line=65536)["chat"], "slow": listener(send_queue=16384, max_line=65536)["chat"]}
-    running = daemond_factory(listeners, settings())
+    running = daemond_factory(listeners, settings(), **IN_PROCESS)
     room = Room(running)
     stalled = small_receive_buffer_client(running, "slow")
     login(stalled, "stalled", wait=False)
@@ -62,7 +58,7 @@ def test_a_client_that_never_reads_is_cut_and_the_others_get_everything(daemond_
     for n in range(rounds):
         for i, client in enumerate(clients):
             client.send_line(f"c{i:02d} {n} {padding}")
-        fresh = collect(clients, lambda i, lines: sum(x.startswith("MSG ") for x in lines) >= chatters - 1)
+        fresh = collect(clients, messages_at_least(chatters - 1))
         for i, lines in enumerate(fresh):
             got[i] += lines
     for i, lines in enumerate(collect(clients, lambda i, lines: "PART stalled" in got[i] + lines, timeout=10)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from tests.chatkit import FAKE_LOGIN, assert_nothing_pending, collect, login, password
+from tests.chatkit import FAKE_LOGIN, IN_PROCESS, assert_nothing_pending, collect, login, password
 
 
 HIST = re.compile(r"HIST (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (\S+) (.*)")
@@ -242,7 +242,7 @@ def test_a_second_login_can_replace_the_first_session(chat):
 
 
 def test_lines_before_login_are_refused_by_chat_alone(daemond_factory):
-    running = daemond_factory({"chat": {"plugins": ["chat"]}}, {"chat": {"rate": 0}})
+    running = daemond_factory({"chat": {"plugins": ["chat"]}}, {"chat": {"rate": 0}}, **IN_PROCESS)
     clients = [running.client("chat") for _ in range(3)]
     try:
         for client in clients:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from tests.chatkit import CHEAP_ARGON2, Room, collect, listener
+from tests.chatkit import CHEAP_ARGON2, IN_PROCESS, Room, collect, listener
 
 
 def rewrite(running, mutate) -> dict:
@@ -42,7 +42,7 @@ def test_a_reload_applies_motd_replay_and_limits_live_and_keeps_the_room(chat):
 
 
 def test_chat_named_first_at_a_reload_opens_its_history(daemond_factory):
-    running = daemond_factory({"echo": {"plugins": ["echo"]}}, reload={"watch": False})
+    running = daemond_factory({"echo": {"plugins": ["echo"]}}, **IN_PROCESS)
     assert not (running.config.state_dir / "chat.db").exists()
 
     def add_chat(doc):
