@@ -42,7 +42,8 @@ class Room:
         self.db = sqlite3.connect(db)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, ts REAL, kind TEXT, name TEXT, text TEXT)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS messages "
+                        "(seq INTEGER PRIMARY KEY, ts REAL, kind TEXT, name TEXT, text TEXT)")
         self.seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0]
 
     def fan_out(self, data: bytes, skip: asyncio.StreamWriter | None) -> None:

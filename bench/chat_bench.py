@@ -9,6 +9,7 @@ daemond/asyncio ratio. See bench/README-chat.md for what is measured and why.
     python bench/chat_bench.py                  # full run
     python bench/chat_bench.py --quick          # smoke run: small and short
     python bench/chat_bench.py --scenarios steady,idle --rounds 3 --json out.json
+    python bench/chat_bench.py --pin --scenarios steady   # server on CPU 0, load on CPU 1
 
 Scenarios:
 
@@ -63,6 +64,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: ``--pin``: the server on CPU 0, the load generator on CPU 1 (``taskset``)
+PIN: dict[str, list[str]] = {"server": [], "loadgen": []}
+
+
 class Server:
     name = "?"
 
@@ -80,8 +85,9 @@ class Server:
     def start(self) -> None:
         self.port = free_port()
         self.log = open(self.workdir / f"{self.name}.log", "ab")
-        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=self.env(), cwd=self.workdir, start_new_session=True)
+        self.proc = subprocess.Popen(PIN["server"] + self.argv(), stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=self.env(), cwd=self.workdir,
+                                     start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -182,9 +188,10 @@ class Scenario:
 def run(server: Server, scenario: Scenario) -> dict:
     server.start()
     try:
-        argv = [str(LOADGEN_BIN), "127.0.0.1", str(server.port), scenario.mode, "-n", str(scenario.clients),
-                "-s", str(scenario.senders), "-m", str(scenario.messages), "-r", str(scenario.rate),
-                "-i", str(scenario.interval), "-t", str(scenario.timeout), "-w"]
+        argv = PIN["loadgen"] + [
+            str(LOADGEN_BIN), "127.0.0.1", str(server.port), scenario.mode, "-n", str(scenario.clients),
+            "-s", str(scenario.senders), "-m", str(scenario.messages), "-r", str(scenario.rate),
+            "-i", str(scenario.interval), "-t", str(scenario.timeout), "-w"]
         gen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             ready = gen.stdout.readline().split()
@@ -267,8 +274,12 @@ def main() -> int:
     parser.add_argument("--idle-users", type=int, default=10_000)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of the steady scenario")
     parser.add_argument("--quick", action="store_true", help="200 users, 2,000 idle, 1 round, 3 s")
+    parser.add_argument("--pin", action="store_true",
+                        help="run the server on CPU 0 and the load generator on CPU 1 (taskset)")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
+    if args.pin:
+        PIN.update(server=["taskset", "-c", "0"], loadgen=["taskset", "-c", "1"])
     if args.quick:
         args.rounds, args.users, args.idle_users, args.duration = 1, 200, 2000, 3.0
     build_loadgen()
@@ -290,11 +301,13 @@ def main() -> int:
                     workdir.mkdir(exist_ok=True)
                     result = run(classes[name](workdir), scenario)
                     per_server[name].append(result)
-                    print(f"# {scenario.name} round {round_no + 1} {name}: {json.dumps(result)}", file=sys.stderr, flush=True)
+                    print(f"# {scenario.name} round {round_no + 1} {name}: {json.dumps(result)}",
+                          file=sys.stderr, flush=True)
             all_results[scenario.name] = per_server
             print(table(scenario.name, per_server))
             print()
-    print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; medians of {args.rounds} rounds")
+    print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; medians of {args.rounds} rounds"
+          + ("; server pinned to CPU 0, load generator to CPU 1" if args.pin else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(all_results, indent=1))
     return 0

@@ -148,7 +148,10 @@ def _split(buf: bytearray, into: list[str]) -> None:
 
 def small_receive_buffer_client(server, listener_name: str = "chat") -> LineClient:
     """A client whose kernel receive buffer is as small as Linux allows (for a reader that stalls)."""
-    host, port = server.address(listener_name) if hasattr(server, "address") else ("127.0.0.1", server.ports[listener_name])
+    if hasattr(server, "address"):  # in-process daemon
+        host, port = server.address(listener_name)
+    else:  # daemond subprocess
+        host, port = "127.0.0.1", server.ports[listener_name]
     client = LineClient.__new__(LineClient)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: fixes the window

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from daemon.testing import LineClient, write_config
+from tests.chatkit import chat  # noqa: F401 - the chat tests' fixture
 
 BIN = Path(sys.executable).parent
 

@@ -6,7 +6,7 @@ import signal
 import sqlite3
 import stat
 
-from tests.chatkit import ENV, Room, chat, collect, history_rows, listener, settings  # noqa: F401 - chat is a fixture
+from tests.chatkit import ENV, Room, collect, history_rows, listener, settings
 
 
 def test_history_is_bounded_by_history_limit(chat):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.chatkit import Room, chat, collect, listener, login, settings, small_receive_buffer_client  # noqa: F401 - chat is a fixture
+from tests.chatkit import Room, collect, listener, login, settings, small_receive_buffer_client
 
 SENDERS = 20
 PER_SENDER = 200
@@ -37,7 +37,10 @@ def test_all_receivers_see_one_global_order_which_is_the_history(chat):
     assert final == f"+OK {total}"
     assert [re.sub(r"^HIST \S+ ", "MSG ", line) for line in lines] == first  # the order of the history
     # the senders got everyone's messages but their own, in the same order too
-    for i, lines in enumerate(collect(senders, lambda i, lines: sum(x.startswith("MSG ") for x in lines) >= total - PER_SENDER)):
+    def others_complete(i, lines):
+        return sum(x.startswith("MSG ") for x in lines) >= total - PER_SENDER
+
+    for i, lines in enumerate(collect(senders, others_complete)):
         assert [x for x in lines if x.startswith("MSG ")] == [x for x in first if not x.startswith(f"MSG s{i:02d} ")]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from tests.chatkit import FAKE_LOGIN, assert_nothing_pending, chat, collect, login, password  # noqa: F401 - chat is a fixture
+from tests.chatkit import FAKE_LOGIN, assert_nothing_pending, collect, login, password
 
 
 HIST = re.compile(r"HIST (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (\S+) (.*)")

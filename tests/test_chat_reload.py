@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from tests.chatkit import CHEAP_ARGON2, Room, chat, collect, listener  # noqa: F401 - chat is a fixture
+from tests.chatkit import CHEAP_ARGON2, Room, collect, listener
 
 
 def rewrite(running, mutate) -> dict:

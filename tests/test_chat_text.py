@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.chatkit import chat, collect  # noqa: F401 - chat is a fixture
+from tests.chatkit import collect
 
 from plugins.chat.text import sanitize
 

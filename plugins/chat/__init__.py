@@ -37,7 +37,7 @@ SCHEMA = Schema({
                       help="a user over the rate: make them wait, or disconnect them"),
     "max_history_request": Field(int, default=1000, min=1, max=100_000, help="the most /history returns"),
     "announce_limit": Field(int, default=None, nullable=True, min=0,
-                            help="JOIN and PART are sent only while the room has at most this many users; null: always"),
+                            help="JOIN and PART go out only while the room has at most this many users; null: always"),
 })
 
 COMMANDS = [
@@ -147,7 +147,8 @@ class ChatPlugin:
             session.err("already-connected", f"{user} is already connected; closing")
             raise SessionEnd("duplicate") from None
         if old is not None:
-            self.log.info("%s logged in again from %s; closing the session from %s", user, session.peer_str, old.peer_str)
+            self.log.info("%s logged in again from %s; closing the session from %s",
+                          user, session.peer_str, old.peer_str)
             old.write(f"NOTICE replaced: {user} logged in from {session.peer_str}\n".encode("utf-8"))
             old.close("replaced")
 
