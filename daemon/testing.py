@@ -166,6 +166,18 @@ class RunningDaemon:
                         return reply
         raise EOFError(f"the daemon closed the control connection without a reply to {command!r}")
 
+    def reconfigure(self, mutate) -> dict:
+        """Edit the config file (``mutate(doc)`` changes the parsed YAML in place) and reload it.
+
+        Returns the reload's report; fails the test if the reload was refused.
+        """
+        doc = yaml.safe_load(self.config_path.read_text())
+        mutate(doc)
+        self.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        report = self.daemon.reload()
+        assert report["ok"], report
+        return report
+
     def stop(self) -> None:
         self.daemon.stop()
 

@@ -258,13 +258,8 @@ def test_kill_9_during_a_burst_of_registrations_loses_nothing_committed(daemond_
     assert not missing, f"{len(missing)} registrations answered +OK were lost: {sorted(missing)[:5]}"
 
 
-def rewrite(running, mutate):
-    doc = yaml.safe_load(running.config_path.read_text())
-    mutate(doc)
-    running.config_path.write_text(yaml.safe_dump(doc))
-    report = running.daemon.reload()
-    assert report["ok"], report
-    return report
+def rewrite(running, mutate) -> dict:
+    return running.reconfigure(mutate)
 
 
 def test_a_reload_applies_new_settings_to_new_connections_and_keeps_the_store(daemond_factory):

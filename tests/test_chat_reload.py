@@ -8,12 +8,7 @@ from tests.chatkit import CHEAP_ARGON2, IN_PROCESS, Room, collect, listener
 
 
 def rewrite(running, mutate) -> dict:
-    doc = yaml.safe_load(running.config_path.read_text())
-    mutate(doc)
-    running.config_path.write_text(yaml.safe_dump(doc))
-    report = running.daemon.reload()
-    assert report["ok"], report
-    return report
+    return running.reconfigure(mutate)
 
 
 def test_a_reload_applies_motd_replay_and_limits_live_and_keeps_the_room(chat):

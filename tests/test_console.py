@@ -121,8 +121,15 @@ def test_logs_follow_at_the_console_ends_with_ctrl_c(console):
     console.term.expect(PROMPT)
     console.term.write("logs -f -n 0\n")
     console.term.expect("logs -f -n 0")
-    socket.create_connection(("127.0.0.1", port), timeout=5).close()
-    console.term.expect("connect e 127.0.0.1:")  # streamed as it is logged
+    # The terminal echoes the command before the daemon has subscribed to the log:
+    # connect until a connection's line streams past (each try is a fresh line).
+    for attempt in range(40):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        try:
+            console.term.expect("connect e 127.0.0.1:", timeout=0.5)  # streamed as it is logged
+            break
+        except AssertionError:
+            assert attempt < 39, "no log line was streamed"
     console.term.write("\x03")  # Ctrl-C ends the stream, not the daemon
     console.term.expect(PROMPT)
     assert "): running" in console.run("status")
