@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import yaml
-
 from tests.chatkit import CHEAP_ARGON2, IN_PROCESS, Room, collect, listener
 
 
