@@ -56,7 +56,7 @@ def test_ready_reloading_stopping_from_the_daemon_process(daemond_process, tmp_p
 def test_no_notifications_without_notify_socket(daemond_process):
     proc = daemond_process({"a": {"plugins": ["echo"]}})
     assert proc.terminate() == 0
-    assert "notify" not in proc.stderr().lower()
+    assert "sd_notify" not in proc.stderr() and "NOTIFY_SOCKET" not in proc.stderr()
 
 
 def test_watchdog_pings_stop_when_a_listener_thread_dies(daemond_factory, tmp_path, monkeypatch):
