@@ -39,6 +39,17 @@ def test_under_the_journal_lines_carry_syslog_priorities_and_no_timestamp(daemon
     assert re.search(r"^\d{4}-\d\d-\d\d ", (proc.config.parent / "state" / "daemond.log").read_text(), re.M)
 
 
+def open_paths(pid):
+    """What the process's descriptors point at; one may close while we look (a client's socket)."""
+    paths = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            paths.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            pass
+    return paths
+
+
 def test_logrotate_rename_is_followed_and_the_old_file_released(daemond_process):
     proc = daemond_process({"e": {"plugins": ["echo"]}})
     log_file = proc.config.parent / "state" / "daemond.log"
@@ -53,6 +64,6 @@ def test_logrotate_rename_is_followed_and_the_old_file_released(daemond_process)
         assert time.monotonic() < deadline, "no new log file"
         time.sleep(0.05)
     assert f"connect e {local}" not in rotated.read_text()
-    fds = [os.readlink(f"/proc/{proc.proc.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{proc.proc.pid}/fd")]
+    fds = open_paths(proc.proc.pid)
     assert str(rotated) not in fds and not any(f.endswith("(deleted)") for f in fds)
     assert proc.terminate() == 0
