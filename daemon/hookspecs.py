@@ -151,12 +151,17 @@ def daemond_session_open(session: Session) -> None:
 def daemond_session_login(session: Session, user: str) -> None:
     """A user has logged in on this session.
 
-    **When:** called by a login plugin (the built-in ``auth``) right after it
-    set ``session.user``. **Thread:** the connection's own. Use it to greet the
-    user or to add the session to a room.
+    **When:** called by a login plugin (the built-in ``auth``) through
+    ``session.login(user)``, with ``session.user`` already set and *before*
+    the login command's final ``+OK``: lines you send here (a greeting, a
+    replay) are data lines of that reply. **Thread:** the connection's own.
+    Use it to greet the user or to add the session to a room.
 
     **Call mode:** plain, in list order. **If it raises:** the connection
-    ends, as for any session hook.
+    ends, as for any session hook, and the login plugin sends no ``+OK``. To
+    refuse a login, send ``session.err(token, text)`` — the login's one reply —
+    and raise :class:`~daemon.SessionEnd` (chat does, for a name that is
+    already connected).
     """
 
 

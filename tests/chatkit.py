@@ -37,22 +37,18 @@ def password(name: str) -> str:
     return f"pw-of-{name.lower()}"
 
 
-def login(client: LineClient, name: str, wait: bool = True) -> list[str]:
-    """Log ``client`` in as ``name`` (registering it if new); what chat sent after the login.
+def login(client: LineClient, name: str) -> list[str]:
+    """Log ``client`` in as ``name`` (registering it if new); what chat sent with the login.
 
-    Chat's lines (motd, replay) follow the login's ``+OK``; a ``/who`` after it
-    is answered only once they are all sent, so its data lines are exactly them.
+    Chat's lines (motd, replay) are data lines of the login's reply: they come
+    before its final ``+OK``, so the reply's data lines are exactly them.
     """
     greeting = client.read_line()
     assert greeting.startswith("+OK"), greeting
     lines, final = client.command(f"/register {name} {password(name)}")
     if final.startswith("-ERR name-taken"):
         lines, final = client.command(f"/login {name} {password(name)}")
-    assert final.startswith("+OK") and not lines, (lines, final)
-    if not wait:
-        return []
-    lines, final = client.command("/who")
-    assert final.startswith("+OK"), final
+    assert final.startswith("+OK"), (lines, final)
     return lines
 
 

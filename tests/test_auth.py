@@ -306,8 +306,10 @@ def test_plugins_after_auth_see_the_user_and_get_the_lines_behind_the_login(daem
     client, _ = connect(d)
     assert client.command("/nick x")[1].startswith("-ERR auth-required ")  # nothing reached the probe
     client.send(b"/login alice password-1\nhello there\n")
+    # daemond_session_login runs (session.user already set) before the login's final +OK,
+    # so what a plugin sends there is a data line of the reply
+    assert client.read_line() == "EVENT login Alice Alice"
     assert client.read_line().startswith("+OK logged in as Alice token=")
-    assert client.read_line() == "EVENT login Alice Alice"  # daemond_session_login, session.user already set
     assert client.read_line() == "EVENT open Alice"  # the next plugin's session_open runs after login
     assert client.read_line() == "+OK Alice said hello there"
     assert client.command("/login bob x") == ([], "+OK Alice said /login bob x")  # auth is out of the way

@@ -52,7 +52,7 @@ def test_a_client_that_never_reads_is_cut_and_the_others_get_everything(daemond_
     running = daemond_factory(listeners, settings(), **IN_PROCESS)
     room = Room(running)
     stalled = small_receive_buffer_client(running, "slow")
-    login(stalled, "stalled", wait=False)
+    login(stalled, "stalled")
     clients = room.people(*[f"c{i:02d}" for i in range(chatters)])
     got: list[list[str]] = [[] for _ in clients]
     for n in range(rounds):

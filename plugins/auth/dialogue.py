@@ -145,8 +145,8 @@ class LoginDialogue:
             return
         plugin.count("logins")
         plugin.log.info("login %s from %s (token)", user.name, self.ip)
+        session.login(user.name)  # first: a plugin may still refuse (-ERR) and end the session
         session.ok(f"logged in as {user.name}")
-        session.login(user.name)
 
     def _help(self, args: str) -> None:
         entries = [("/login NAME PASSWORD", "log in")]
@@ -277,5 +277,5 @@ class LoginDialogue:
         plugin.count("logins")
         plugin.log.info("login %s from %s (%s)", name, self.ip, how)
         verb = "registered and logged in as" if how == "register" else "logged in as"
+        self.session.login(name)  # first: a plugin may still refuse (-ERR) and end the session
         self.session.ok(f"{verb} {name} token={token}")
-        self.session.login(name)

@@ -24,7 +24,7 @@ def test_a_stalled_reader_is_cut_at_send_queue_while_1kib_x_100_per_s_reaches_ev
     log_file = d.config.parent / "state" / "daemond.log"
     before = proc_stats(d.proc.pid)
     stalled = small_receive_buffer_client(d, "slow")
-    login(stalled, "stalled", wait=False)
+    login(stalled, "stalled")
     room = Room(d)
     senders = room.people(*[f"s{i}" for i in range(SENDERS)])
     readers = [room.connect(f"r{i}") for i in range(5)]
