@@ -194,12 +194,17 @@ def _fmt(address) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+#: events that cannot change the content: reading the file to hash it causes them, so
+#: reacting to them would re-read the file at every debounce period, forever
+_READ_ONLY_EVENTS = {"opened", "closed_no_write"}
+
+
 class _ConfigEvents(FileSystemEventHandler):
     def __init__(self, reloader: Reloader):
         self._reloader = reloader
 
     def on_any_event(self, event) -> None:
-        if event.is_directory:
+        if event.is_directory or event.event_type in _READ_ONLY_EVENTS:
             return
         target = self._reloader.path
         for path in (event.src_path, getattr(event, "dest_path", "")):
@@ -247,6 +252,9 @@ class Reloader:
                 return
             self._observer = observer
             log.info("watching %s for changes", self.path)
+            # an edit saved before the watch began would otherwise go unseen until the next one:
+            # look once now (unchanged content is recognised by its hash and ignored)
+            self.file_changed()
         elif not watch and self._observer is not None:
             self._stop_observer()
             log.info("no longer watching %s", self.path)

@@ -174,6 +174,26 @@ def test_burst_of_saves_is_one_reload_and_touch_is_none(daemond_process):
     assert proc.terminate() == 0
 
 
+def test_reading_the_config_is_not_a_change(daemond_process):
+    """The daemon hashes the file after each event; that read must not count as an event itself
+    (watchdog reports opens and closes), or it would re-read its config forever."""
+    proc = daemond_process({"a": {"plugins": ["echo"]}}, reload={"debounce": 0.05})
+    path = proc.config
+    path.write_text(path.read_text() + "# an edit\n")
+    wait_for(lambda: reloads(proc), 5, "the reload")
+    for _ in range(3):
+        path.read_text()  # anyone reading it, the daemon included
+
+    def looks() -> int:
+        return proc.stderr().count("content did not change")
+
+    time.sleep(0.5)
+    before = looks()
+    time.sleep(1.0)  # 20 debounce periods
+    assert looks() == before, proc.stderr()
+    assert proc.terminate() == 0
+
+
 def test_sighup_reloads(daemond_process):
     proc = daemond_process({"a": {"plugins": ["echo"]}}, reload={"watch": False})
     port_b = free_port()
