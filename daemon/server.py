@@ -115,6 +115,7 @@ class Daemon:
         self._state = "running"
         self.reloader = Reloader(self)
         self.reloader.start()
+        log.info("ready: %s", self.status_line())
         self.notifier.ready(self.status_line())
         self.notifier.start_watchdog(self.healthy)
 

@@ -19,6 +19,14 @@ from tests.chatkit import chat  # noqa: F401 - the chat tests' fixture
 BIN = Path(sys.executable).parent
 
 
+def pytest_configure(config):
+    # Run as a background job of a shell without job control (as CI may run us), this process
+    # inherits SIGINT ignored, and so would every daemond and daemonctl the tests start: their
+    # Ctrl-C tests would then wait in vain. A handler here is reset to the default at exec.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def installed(command: str) -> str:
     """The path of an installed console script in this venv."""
     path = BIN / command
@@ -63,7 +71,8 @@ class DaemonProcess:
         while time.monotonic() < deadline:
             text = self.stderr()
             self.ports = {m.group(3): int(m.group(2)) for m in _LISTEN.finditer(text)}
-            if len(self.ports) >= listeners:
+            # "ready:" comes once everything, the config watcher included, has started
+            if len(self.ports) >= listeners and "daemond: ready: " in text:
                 return self
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemond exited {self.proc.returncode}:\n{text}")
