@@ -1,8 +1,8 @@
 """Item 23: property-based fuzzing of the line framer, and a stateful chat session against a model.
 
 Bounded for CI: each test has a fixed ``max_examples`` and no deadline; the
-whole file takes well under 30 s on 2 cores. (The control request parser is on
-another branch: its fuzz target belongs with it.)
+whole file takes well under 30 s on 2 cores. The control request parser's fuzz
+targets are in test_fuzz_control.py.
 """
 
 from __future__ import annotations
