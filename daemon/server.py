@@ -81,6 +81,13 @@ class Daemon:
         apply_tuning(config)
         started_plugins = False
         try:
+            # First, so that a second daemond on the same state directory says so (the control
+            # socket is live) before its plugins open shared files or its listeners fail to bind.
+            try:
+                self.control = ControlServer(self.commands, config.control_socket, config.control_group)
+                self.control.bind()
+            except ControlError as exc:
+                raise StartError(str(exc)) from None
             try:
                 self.pm = register_all(list(config.plugins.values()))
             except PluginLoadError as exc:
@@ -97,11 +104,6 @@ class Daemon:
                     raise StartError(str(exc)) from None
                 self.listeners[lc.name] = listener
             self._register_commands()
-            try:
-                self.control = ControlServer(self.commands, config.control_socket, config.control_group)
-                self.control.bind()
-            except ControlError as exc:
-                raise StartError(str(exc)) from None
             self.flusher.start()
             for listener in self.listeners.values():
                 listener.start()
