@@ -314,3 +314,25 @@ def test_plugins_after_auth_see_the_user_and_get_the_lines_behind_the_login(daem
     assert client.read_line() == "+OK Alice said hello there"
     assert client.command("/login bob x") == ([], "+OK Alice said /login bob x")  # auth is out of the way
     client.close()
+
+
+# -- hashing off the hot path ------------------------------------------------------------------------
+
+
+def test_hashes_run_on_a_few_low_priority_threads_that_end_with_the_daemon(daemond_factory):
+    import os
+    import threading
+
+    d = start(daemond_factory, max_hashing=2)
+    clients = [register(d, f"user{i}", "password-1")[0] for i in range(4)]
+    hashers = [t for t in threading.enumerate() if t.name.startswith("argon2")]
+    assert 1 <= len(hashers) <= 2  # the cap on hashes at once is the pool's size
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    # only the hashing threads are niced: the kernel runs connection threads first while they hash
+    assert {os.getpriority(os.PRIO_PROCESS, t.native_id) for t in hashers} == {min(19, ours + 10)}
+    sessions = [t for t in threading.enumerate() if t.name.startswith("conn-login-")]
+    assert len(sessions) == 4 and {os.getpriority(os.PRIO_PROCESS, t.native_id) for t in sessions} == {ours}
+    for client in clients:
+        client.close()
+    d.stop()
+    assert not any(t.is_alive() for t in hashers)

@@ -75,7 +75,9 @@ class AuthPlugin:
         if self.store is not None and new.database != old.database:
             self.log.warning("auth: database changed to %s; it takes effect at the next restart", new.database)
         if self.hasher is None or (new.argon2, new.max_hashing) != (self.hasher.params, self.hasher.max_concurrent):
-            self.hasher = Hasher(new.argon2, new.max_hashing)
+            old_hasher, self.hasher = self.hasher, Hasher(new.argon2, new.max_hashing)
+            if old_hasher is not None:
+                old_hasher.close(wait=False)  # hashes under way finish; its threads then end
             if new.argon2.weaker_than_owasp():
                 owasp = "m={memory_cost},t={time_cost},p={parallelism}".format(**OWASP_MINIMUM)
                 self.log.warning("auth: argon2 parameters %s are weaker than OWASP's minimum (%s); "
@@ -96,6 +98,8 @@ class AuthPlugin:
 
     @hookimpl
     def daemond_stopped(self, daemon) -> None:
+        if self.hasher is not None:
+            self.hasher.close()
         if self.store is not None:
             self.store.close()
             self.store = None

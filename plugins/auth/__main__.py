@@ -80,7 +80,11 @@ def _run(plugin: AuthPlugin, args: argparse.Namespace) -> int:
         from plugins.auth.passwords import Hasher
 
         plugin.hasher = Hasher(plugin.settings.argon2, plugin.settings.max_hashing)
-    result = users(plugin, {"action": args.action, "name": args.name, "password": password})
+    try:
+        result = users(plugin, {"action": args.action, "name": args.name, "password": password})
+    finally:
+        if plugin.hasher is not None:
+            plugin.hasher.close()
     print(json.dumps(result, indent=2) if not isinstance(result, str) else result)
     return 0
 

@@ -1,18 +1,21 @@
-"""Password hashing: argon2id through argon2-cffi, with a cap on hashes at once.
+"""Password hashing: argon2id through argon2-cffi, on a few low-priority threads.
 
-Each argon2 hash holds ``memory_cost`` KiB for its whole run, so a login storm
-could otherwise take the daemon's memory with it: a semaphore lets at most
-``max_concurrent`` hashes run, and the others wait their turn (with a
-deadline). argon2-cffi releases the GIL while hashing, so the connections that
-are not logging in keep being served.
+Each argon2 hash holds ``memory_cost`` KiB and a CPU for its whole run, so a
+login storm could otherwise take the daemon's memory and CPUs with it. Hashes
+run on a small pool of ``max_concurrent`` threads (the others wait their turn
+in its queue, with a deadline), and those threads lower their own scheduling
+priority (``nice``), so that while they hash, the kernel still runs every
+thread that serves an ordinary connection first. argon2-cffi releases the GIL
+while hashing, so the pool never holds up Python code either.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import secrets
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 import argon2
@@ -20,6 +23,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 #: OWASP's minimum for argon2id (Password Storage Cheat Sheet): m=19 MiB, t=2, p=1.
 OWASP_MINIMUM = {"time_cost": 2, "memory_cost": 19456, "parallelism": 1}
+
+
+#: how much the hashing threads lower their priority (nice 0 → 10: the kernel gives a CPU-bound
+#: nice-10 thread about a tenth of what an equal nice-0 one gets while both want the CPU)
+HASHING_NICE = 10
+
+log = logging.getLogger("daemond.plugin.auth")
 
 
 class HasherBusy(Exception):
@@ -48,15 +58,24 @@ class Hasher:
         self.max_concurrent = max_concurrent
         self._ph = argon2.PasswordHasher(time_cost=params.time_cost, memory_cost=params.memory_cost,
                                          parallelism=params.parallelism, type=argon2.Type.ID)
-        # _slots caps how many argon2 computations run at once (each holds memory_cost KiB)
-        self._slots = threading.BoundedSemaphore(max_concurrent)
+        # _pool_lock guards _pool: max_concurrent threads cap how many argon2 computations
+        # run at once (each holds memory_cost KiB); made at the first hash, ended by close()
+        self._pool_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
         # Verified in place of a user's hash when the name is unknown, so that
         # "no such user" costs exactly what "wrong password" costs.
         self.dummy_hash = self._ph.hash(secrets.token_urlsafe(24))
 
+    def close(self, wait: bool = True) -> None:
+        """Let queued hashes finish, then end the pool's threads (joined if ``wait``).
+        A later hash starts a new pool."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=wait)
+
     def hash(self, password: str, timeout: float | None = None) -> str:
-        with self._slot(timeout):
-            return self._ph.hash(password)
+        return self._run(self._ph.hash, timeout, password)
 
     def verify(self, stored_hash: str | None, password: str, timeout: float | None = None) -> bool:
         """True if ``password`` matches ``stored_hash``.
@@ -64,12 +83,14 @@ class Hasher:
         ``None`` (no such user) verifies against the dummy hash — the same
         work — and is always False.
         """
-        with self._slot(timeout):
-            try:
-                ok = self._ph.verify(stored_hash or self.dummy_hash, password)
-            except (VerificationError, InvalidHashError):
-                return False
+        ok = self._run(self._verify, timeout, stored_hash or self.dummy_hash, password)
         return ok and stored_hash is not None
+
+    def _verify(self, stored_hash: str, password: str) -> bool:
+        try:
+            return self._ph.verify(stored_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
     def needs_rehash(self, stored_hash: str) -> bool:
         """True when ``stored_hash`` was made with other parameters than ours."""
@@ -78,11 +99,29 @@ class Hasher:
         except (InvalidHashError, ValueError):
             return True
 
-    @contextmanager
-    def _slot(self, timeout: float | None) -> Iterator[None]:
-        if not self._slots.acquire(timeout=None if timeout is None else max(timeout, 0.0)):
-            raise HasherBusy()
+    def _run(self, work, timeout: float | None, *args):
+        """Run ``work`` on the pool; HasherBusy if it has not *started* within ``timeout``."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_concurrent, thread_name_prefix="argon2",
+                                                initializer=_lower_priority)
+            pool = self._pool
         try:
-            yield
-        finally:
-            self._slots.release()
+            future = pool.submit(work, *args)
+        except RuntimeError:  # close() won the race: this one hash runs here
+            return work(*args)
+        try:
+            return future.result(timeout=None if timeout is None else max(timeout, 0.0))
+        except FutureTimeout:
+            if future.cancel():  # still queued: give up on it
+                raise HasherBusy() from None
+            return future.result()  # already hashing: it ends within one hash's time
+
+
+def _lower_priority() -> None:
+    """Pool thread initializer: nice this thread only (Linux: a thread id is a process id here)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                       min(19, os.getpriority(os.PRIO_PROCESS, 0) + HASHING_NICE))
+    except OSError as exc:  # e.g. a seccomp filter without setpriority: hash at normal priority
+        log.debug("auth: cannot lower the hashing threads' priority: %s", exc)
