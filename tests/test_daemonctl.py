@@ -320,11 +320,13 @@ def test_auth_users_and_clear_auth_through_daemonctl(daemond_factory):
     with d.client("login") as carol:
         carol.read_line()
         assert carol.command("/login carol carol-password-1")[1].startswith("+OK logged in as carol")
+        assert re.fullmatch(r"carol  created \S+Z  last login \S+Z from 127\.0\.0\.1\n", ctl(d, "users", "list").stdout)
         cleared = ctl(d, "clear-auth", "--yes")  # while carol is connected
         assert cleared.returncode == 0 and cleared.stdout.startswith("deleted 1 users")
         carol.send_line("still connected")
         assert carol.read_line() == "still connected"
     assert json.loads(ctl(d, "--json", "users", "list").stdout)["result"] == []
+    assert ctl(d, "users", "list").stdout == "no users\n"  # not an empty screen
     assert "carol-password-1" not in d.config.log_file.read_text()
 
 

@@ -25,7 +25,7 @@ def control_commands(plugin: AuthPlugin) -> list[ControlCommand]:
         ControlCommand("clear-auth", "delete every user and login token at once (logged-in users stay connected)",
                        lambda args: clear_auth(plugin), confirm="Delete every user and token?"),
         ControlCommand("users", "manage users: list | add NAME | del NAME | passwd NAME",
-                       lambda args: users(plugin, args), args=(
+                       lambda args: users(plugin, args), render=render_users, args=(
                            Argument("action", "list, add, del or passwd", required=True, choices=USER_ACTIONS),
                            Argument("name", "the user to add, delete or change"),
                            Argument("password", "the new password (add, passwd); daemonctl asks for it", option=True,
@@ -80,6 +80,16 @@ def users(plugin: AuthPlugin, args: dict[str, Any]) -> Any:
         raise CommandError(f"no user {name}")
     plugin.log.info("auth: changed the password of %s (operator); their tokens are revoked", name)
     return f"changed the password of {name}; their login tokens no longer work"
+
+
+def render_users(result: Any) -> str:
+    """``users list`` as one line per user (``no users`` for none); other actions' text as is."""
+    if not isinstance(result, list):
+        return str(result)
+    if not result:
+        return "no users"
+    return "\n".join(f"{u['name']}  created {u['created']}  last login {u['last_login'] or 'never'}"
+                     + (f" from {u['last_ip']}" if u["last_ip"] else "") for u in result)
 
 
 def _iso(when: float | None) -> str | None:
