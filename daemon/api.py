@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from daemon.tuning import native_cpus
+
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.server import Daemon
     from daemon.session import Session
@@ -52,6 +54,13 @@ class DaemonAPI:
     def sessions(self, listener: str | None = None) -> list[Session]:
         """The connected sessions, of one listener or all."""
         return self._daemon.sessions(listener)
+
+    def native_cpus(self) -> set[int] | None:
+        """The CPUs for threads of yours that run native code without the GIL (a hashing or
+        compression pool): every CPU but the one the daemon keeps its Python threads on
+        (``tuning.pin_threads``). Move such threads there with ``os.sched_setaffinity(0, cpus)``.
+        None: no such split (pinning off, or one CPU) — leave them where they are."""
+        return native_cpus()
 
     def request_stop(self) -> None:
         """Ask the daemon to shut down gracefully (returns at once)."""

@@ -81,6 +81,10 @@ TUNING_SCHEMA = Schema(
         "malloc_mmap_threshold": Field(int, default=128 * 1024, nullable=True, min=4096, max=32 * 1024 * 1024,
                                        help="glibc: allocations this big or bigger are mmap'd and returned on free; "
                                             "null: glibc's sliding default"),
+        "pin_threads": Field(bool, default=True,
+                             help="keep the threads that run Python (listeners, connections) on one CPU"),
+        "cpu": Field(int, default=None, nullable=True, min=0, max=4095,
+                     help="that CPU; null: the last one the process may use"),
     }
 )
 
@@ -133,6 +137,8 @@ class Config:
     switch_interval: float = 0.05
     thread_stack_size: int = 512 * 1024
     malloc_mmap_threshold: int | None = 128 * 1024
+    pin_threads: bool = True
+    cpu: int | None = None
     digest: str = ""
     #: plugin name -> the LoadedPlugin, for every plugin a listener or ``plugins:`` names
     plugins: dict[str, Any] = field(default_factory=dict)
@@ -290,6 +296,8 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         switch_interval=sections["tuning"]["switch_interval"],
         thread_stack_size=sections["tuning"]["thread_stack_size"],
         malloc_mmap_threshold=sections["tuning"]["malloc_mmap_threshold"],
+        pin_threads=sections["tuning"]["pin_threads"],
+        cpu=sections["tuning"]["cpu"],
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         plugins=loaded,
         warnings=warnings,

@@ -20,6 +20,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from daemon.session import Session, timeval
+from daemon.tuning import pin_this_thread
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.config import ListenerConfig
@@ -212,6 +213,7 @@ class Listener:
     # -- the accepting thread ---------------------------------------------------
 
     def _accept_loop(self, sock: socket.socket) -> None:
+        pin_this_thread()  # the session threads started here inherit the CPU (daemon/tuning.py)
         while True:
             try:
                 conn, addr = sock.accept()

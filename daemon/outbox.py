@@ -19,6 +19,8 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
+from daemon.tuning import pin_this_thread
+
 log = logging.getLogger("daemond.outbox")
 
 _DONTWAIT = socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0)
@@ -210,6 +212,7 @@ class Flusher:
         os.close(self._wake_w)
 
     def _run(self) -> None:
+        pin_this_thread()
         watched: dict[int, Outbox] = {}
         while True:
             with self._lock:

@@ -45,7 +45,8 @@ logging.getLogger("watchdog.observers.inotify").addFilter(_QuietStop())
 
 # Changes to these need a restart: the running daemon keeps the old values.
 _RESTART_ONLY = (("state_dir", "state directory"), ("control_socket", "control socket path"),
-                 ("control_group", "control socket group"))
+                 ("control_group", "control socket group"), ("pin_threads", "tuning.pin_threads"),
+                 ("cpu", "tuning.cpu"))
 
 
 def reload_daemon(daemon: Daemon, source: str) -> dict[str, Any]:

@@ -78,7 +78,7 @@ class Daemon:
         log.info("state directory %s", config.state_dir)
         for warning in config.warnings:
             log.warning("%s", warning)
-        apply_tuning(config)
+        apply_tuning(config, starting=True)
         started_plugins = False
         try:
             # First, so that a second daemond on the same state directory says so (the control

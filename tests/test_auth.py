@@ -319,7 +319,7 @@ def test_plugins_after_auth_see_the_user_and_get_the_lines_behind_the_login(daem
 # -- hashing off the hot path ------------------------------------------------------------------------
 
 
-def test_hashes_run_on_a_few_low_priority_threads_that_end_with_the_daemon(daemond_factory):
+def test_hashes_run_on_a_few_low_priority_threads_elsewhere_that_end_with_the_daemon(daemond_factory):
     import os
     import threading
 
@@ -332,6 +332,11 @@ def test_hashes_run_on_a_few_low_priority_threads_that_end_with_the_daemon(daemo
     assert {os.getpriority(os.PRIO_PROCESS, t.native_id) for t in hashers} == {min(19, ours + 10)}
     sessions = [t for t in threading.enumerate() if t.name.startswith("conn-login-")]
     assert len(sessions) == 4 and {os.getpriority(os.PRIO_PROCESS, t.native_id) for t in sessions} == {ours}
+    # and on the CPUs the daemon leaves for native work, away from the one its Python threads share
+    native = d.daemon.api.native_cpus()
+    allowed = os.sched_getaffinity(0)
+    assert native == (allowed - {max(allowed)} if len(allowed) > 1 else None)
+    assert all(os.sched_getaffinity(t.native_id) == (native or allowed) for t in hashers)
     for client in clients:
         client.close()
     d.stop()

@@ -130,6 +130,8 @@ def test_by_default_one_hash_runs_per_cpu():
     two_lanes = AuthSettings.from_section({"argon2": {"parallelism": 2, "memory_cost": 19456}})
     assert two_lanes.max_hashing == max(1, cpus // 2)
     assert AuthSettings.from_section({"max_hashing": 7}).max_hashing == 7
+    # in a daemon: one per CPU left for native work (the Python threads keep one to themselves)
+    assert AuthSettings.from_section({}, {0, 1, 2}).max_hashing == 3
 
 
 def test_partial_argon2_settings_keep_the_other_defaults():

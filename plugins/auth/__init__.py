@@ -70,12 +70,14 @@ class AuthPlugin:
 
     @hookimpl
     def daemond_configure(self, settings: dict[str, Any], daemon) -> None:
-        new = AuthSettings.from_section(settings)
+        cpus = daemon.native_cpus()
+        new = AuthSettings.from_section(settings, cpus)
         old, self.log = self.settings, daemon.logger("auth")
         if self.store is not None and new.database != old.database:
             self.log.warning("auth: database changed to %s; it takes effect at the next restart", new.database)
-        if self.hasher is None or (new.argon2, new.max_hashing) != (self.hasher.params, self.hasher.max_concurrent):
-            old_hasher, self.hasher = self.hasher, Hasher(new.argon2, new.max_hashing)
+        if self.hasher is None or (new.argon2, new.max_hashing, cpus) != \
+                (self.hasher.params, self.hasher.max_concurrent, self.hasher.cpus):
+            old_hasher, self.hasher = self.hasher, Hasher(new.argon2, new.max_hashing, cpus)
             if old_hasher is not None:
                 old_hasher.close(wait=False)  # hashes under way finish; its threads then end
             if new.argon2.weaker_than_owasp():

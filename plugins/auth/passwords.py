@@ -3,10 +3,12 @@
 Each argon2 hash holds ``memory_cost`` KiB and a CPU for its whole run, so a
 login storm could otherwise take the daemon's memory and CPUs with it. Hashes
 run on a small pool of ``max_concurrent`` threads (the others wait their turn
-in its queue, with a deadline), and those threads lower their own scheduling
-priority (``nice``), so that while they hash, the kernel still runs every
-thread that serves an ordinary connection first. argon2-cffi releases the GIL
-while hashing, so the pool never holds up Python code either.
+in its queue, with a deadline). Those threads move to the CPUs the daemon
+leaves for native work (``daemon.native_cpus()``: every CPU but the one its
+Python threads are kept on), and lower their own scheduling priority
+(``nice``), so that while they hash, the kernel still runs every thread that
+serves an ordinary connection first. argon2-cffi releases the GIL while
+hashing, so the pool never holds up Python code either.
 """
 
 from __future__ import annotations
@@ -53,9 +55,10 @@ class Argon2Params:
 class Hasher:
     """Hashes and verifies passwords with one set of argon2id parameters."""
 
-    def __init__(self, params: Argon2Params, max_concurrent: int):
+    def __init__(self, params: Argon2Params, max_concurrent: int, cpus: set[int] | None = None):
         self.params = params
         self.max_concurrent = max_concurrent
+        self.cpus = cpus  # where the pool's threads run; None: where the thread that starts them does
         self._ph = argon2.PasswordHasher(time_cost=params.time_cost, memory_cost=params.memory_cost,
                                          parallelism=params.parallelism, type=argon2.Type.ID)
         # _pool_lock guards _pool: max_concurrent threads cap how many argon2 computations
@@ -104,7 +107,7 @@ class Hasher:
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.max_concurrent, thread_name_prefix="argon2",
-                                                initializer=_lower_priority)
+                                                initializer=_hashing_thread, initargs=(self.cpus,))
             pool = self._pool
         try:
             future = pool.submit(work, *args)
@@ -118,10 +121,13 @@ class Hasher:
             return future.result()  # already hashing: it ends within one hash's time
 
 
-def _lower_priority() -> None:
-    """Pool thread initializer: nice this thread only (Linux: a thread id is a process id here)."""
+def _hashing_thread(cpus: set[int] | None) -> None:
+    """Pool thread initializer: move to ``cpus`` and nice this thread only (on Linux a thread
+    id is a process id for these calls)."""
     try:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
                        min(19, os.getpriority(os.PRIO_PROCESS, 0) + HASHING_NICE))
-    except OSError as exc:  # e.g. a seccomp filter without setpriority: hash at normal priority
-        log.debug("auth: cannot lower the hashing threads' priority: %s", exc)
+    except OSError as exc:  # e.g. a seccomp filter without these calls: hash where and as we are
+        log.debug("auth: cannot move or lower the hashing threads: %s", exc)

@@ -40,7 +40,8 @@ SCHEMA = Schema(
         "argon2": Field(dict, default=dict(OWASP_MINIMUM), check=_check_argon2,
                         help="argon2id time_cost, memory_cost (KiB), parallelism"),
         "max_hashing": Field(int, default=None, nullable=True, min=1, max=256,
-                             help="hashes computed at once; null: one per CPU (divided by argon2 parallelism)"),
+                             help="hashes computed at once; null: one per CPU left for hashing "
+                                  "(divided by argon2 parallelism)"),
     }
 )
 
@@ -62,15 +63,16 @@ class AuthSettings:
     max_hashing: int
 
     @classmethod
-    def from_section(cls, section: dict[str, Any]) -> AuthSettings:
+    def from_section(cls, section: dict[str, Any], cpus: set[int] | None = None) -> AuthSettings:
+        """``cpus``: where hashes run (the daemon's ``native_cpus()``); None: every CPU."""
         values = {**SCHEMA.defaults(), **section}
         values["argon2"] = Argon2Params(**{**OWASP_MINIMUM, **values["argon2"]})
         if values["max_hashing"] is None:
-            values["max_hashing"] = default_max_hashing(values["argon2"].parallelism)
+            values["max_hashing"] = default_max_hashing(values["argon2"].parallelism, cpus)
         return cls(**values)
 
 
-def default_max_hashing(parallelism: int) -> int:
-    """One hash per CPU this process may run on: a hash with parallelism 1 keeps one CPU busy,
+def default_max_hashing(parallelism: int, cpus: set[int] | None = None) -> int:
+    """One hash per CPU hashing may use: a hash with parallelism 1 keeps one CPU busy,
     so more at once only adds memory (memory_cost each) and makes every login slower."""
-    return max(1, len(os.sched_getaffinity(0)) // parallelism)
+    return max(1, len(cpus or os.sched_getaffinity(0)) // parallelism)
