@@ -256,7 +256,10 @@ def run_config(daemond: str, argon2: dict, max_hashing: int | None, switch_inter
                 hogs.append(measure(daemon, daemon.ports["hog"], b"work\n", args))
     finally:
         daemon.stop()
-    shown = f"auto ({len(os.sched_getaffinity(0)) // argon2.get('parallelism', 1) or 1})" if max_hashing is None else max_hashing
+    # the plugin's default: one per CPU the daemon leaves for hashing (all but its Python CPU)
+    cpus = len(os.sched_getaffinity(0))
+    native = cpus - 1 if cpus > 1 else cpus
+    shown = f"auto ({max(1, native // argon2.get('parallelism', 1))})" if max_hashing is None else max_hashing
     switch = "" if switch_interval is None else f", switch interval {switch_interval * 1000:g} ms"
     rows = [summarize(f"argon2 logins, max_hashing {shown}{switch}", logins)]
     if hogs:
@@ -270,7 +273,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per configuration; the median is shown (default 3)")
     parser.add_argument("--clients", type=int, default=16, help="login storm client threads (default 16)")
     parser.add_argument("--max-hashing", default="auto",
-                        help="comma-separated max_hashing values to compare; auto: the plugin's default, one per CPU")
+                        help="comma-separated max_hashing values to compare; auto: the plugin's default, "
+                             "one per CPU left for hashing")
     parser.add_argument("--argon2", default=None, help='JSON argon2 params (default OWASP: {"time_cost": 2, "memory_cost": 19456, "parallelism": 1})')
     parser.add_argument("--switch-interval", default="default",
                         help="comma-separated GIL switch intervals in ms for the daemon (tuning.switch_interval); "
