@@ -214,14 +214,26 @@ class Chain:
         #: the listener then caps connections not yet logged in per address
         self.login_gated = any(getattr(p.obj, "daemond_login_gate", False) for p in self.plugins)
 
-    def plugin_for(self, code) -> str | None:
-        """The plugin whose hook implementation has this code object (to blame an exception)."""
-        for hook_name in ("daemond_session_open", "daemond_session_login", "daemond_line_received",
-                          "daemond_data_received", "daemond_session_close", "daemond_line_commands"):
-            for impl in getattr(self.hook, hook_name).get_hookimpls():
-                if getattr(impl.function, "__code__", None) is code:
-                    return impl.plugin_name
-        return None
+    def blame(self, exc: BaseException) -> str | None:
+        """The plugin whose session hook raised ``exc`` (None if none of them is in its traceback)."""
+        return blame(exc, [getattr(self.hook, name) for name in _SESSION_HOOKS])
+
+
+_SESSION_HOOKS = ("daemond_session_open", "daemond_session_login", "daemond_line_received",
+                  "daemond_data_received", "daemond_session_close", "daemond_line_commands")
+
+
+def blame(exc: BaseException, hooks) -> str | None:
+    """The plugin to blame for ``exc``: the one whose implementation of one of ``hooks`` is the
+    innermost such frame in its traceback."""
+    plugin_of = {impl.function.__code__: impl.plugin_name for hook in hooks for impl in hook.get_hookimpls()
+                 if hasattr(impl.function, "__code__")}
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        found = plugin_of.get(tb.tb_frame.f_code, found)
+        tb = tb.tb_next
+    return found
 
 
 def _direct_caller(hook, argnames: tuple[str, ...]):

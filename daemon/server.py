@@ -24,7 +24,7 @@ from daemon.listener import BindError, Listener
 from daemon.logs import LogService
 from daemon.notify import Notifier
 from daemon.outbox import Flusher
-from daemon.plugins import Chain, LoadedPlugin, PluginError, PluginLoader, PluginLoadError, register_all
+from daemon.plugins import Chain, LoadedPlugin, PluginError, PluginLoader, PluginLoadError, blame, register_all
 from daemon.reload import Reloader, reload_daemon
 from daemon.session import Session
 from daemon.tuning import apply_tuning
@@ -172,24 +172,13 @@ class Daemon:
         try:
             call()
         except PluginError as exc:  # the operator's to fix: one line, no traceback
-            culprit = name or self._blame(exc, f"daemond_{what}") or "?"
+            culprit = name or blame(exc, [getattr(self.pm.hook, f"daemond_{what}")]) or "?"
             log.error("plugin %s failed to %s: %s", culprit, what, exc)
             raise StartError(f"plugin {culprit!r} failed to {what}: {exc}") from None
         except Exception as exc:
-            culprit = name or self._blame(exc, f"daemond_{what}") or "?"
+            culprit = name or blame(exc, [getattr(self.pm.hook, f"daemond_{what}")]) or "?"
             log.error("plugin %s failed to %s", culprit, what, exc_info=True)
             raise StartError(f"plugin {culprit!r} failed to {what}: {exc.__class__.__name__}: {exc}") from None
-
-    def _blame(self, exc: BaseException, hook_name: str) -> str | None:
-        codes = set()
-        tb = exc.__traceback__
-        while tb is not None:
-            codes.add(tb.tb_frame.f_code)
-            tb = tb.tb_next
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-            if getattr(impl.function, "__code__", None) in codes:
-                return impl.plugin_name
-        return None
 
     def _abandon_start(self, started_plugins: bool) -> None:
         for listener in self.listeners.values():

@@ -201,7 +201,7 @@ class Session:
             log.debug("session %s %s: %s", self.listener, self.peer_str, exc)
         except Exception as exc:
             reason = "error"
-            plugin = self._blame(exc)
+            plugin = self.chain.blame(exc)
             self._listener.count_error(plugin)
             log.error("plugin %s raised in listener %s (%s); closing this connection",
                       plugin or "?", self.listener, self.peer_str, exc_info=True)
@@ -304,18 +304,6 @@ class Session:
         log.warning("send queue exceeded: %s %s user=%s has more than %d bytes unread; disconnecting",
                     self.listener, self.peer_str, self.user or "-", self.settings.send_queue)
         self.abort("overflow")
-
-    def _blame(self, exc: BaseException) -> str | None:
-        tb = exc.__traceback__
-        codes = []
-        while tb is not None:
-            codes.append(tb.tb_frame.f_code)
-            tb = tb.tb_next
-        for code in reversed(codes):
-            name = self.chain.plugin_for(code)
-            if name:
-                return name
-        return None
 
     def _finish(self, reason: str) -> None:
         try:
