@@ -51,33 +51,35 @@ class LineClient:
 
     def read_line(self, timeout: float | None = None) -> str:
         """The next line without its ending; raises EOFError when the server closed."""
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no line within {timeout or self.timeout}s (have {self._buf[:200]!r})")
-            self.sock.settimeout(left)
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError(f"connection closed (unterminated: {self._buf[:200]!r})")
-            self._buf += chunk
+        if not self._fill(lambda: b"\n" in self._buf, timeout):
+            raise EOFError(f"connection closed (unterminated: {self._buf[:200]!r})")
         line, _, self._buf = self._buf.partition(b"\n")
         return line.decode("utf-8").removesuffix("\r")
 
     def read_bytes(self, n: int, timeout: float | None = None) -> bytes:
         """Exactly ``n`` bytes (what is left over from line reads first); raises EOFError when the server closed."""
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while len(self._buf) < n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no {n} bytes within {timeout or self.timeout}s (have {len(self._buf)})")
-            self.sock.settimeout(left)
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError(f"connection closed after {len(self._buf)} of {n} bytes")
-            self._buf += chunk
+        if not self._fill(lambda: len(self._buf) >= n, timeout):
+            raise EOFError(f"connection closed after {len(self._buf)} of {n} bytes")
         data, self._buf = self._buf[:n], self._buf[n:]
         return data
+
+    def _fill(self, enough, timeout: float | None) -> bool:
+        """Receive into the buffer until ``enough()``; False if the server closed first
+        (a reset counts as a close). TimeoutError at the deadline."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while not enough():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"nothing more within {timeout or self.timeout}s (have {self._buf[:200]!r})")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                return False
+            if not chunk:
+                return False
+            self._buf += chunk
+        return True
 
     def reply(self, timeout: float | None = None) -> tuple[list[str], str]:
         """Lines up to and including the final ``+OK``/``-ERR`` line: (data lines, final line)."""
@@ -95,21 +97,12 @@ class LineClient:
 
     def expect_closed(self, timeout: float | None = None) -> bytes:
         """Read until the server closes; returns what came before the close."""
-        deadline = time.monotonic() + (timeout or self.timeout)
-        data = self._buf
-        self._buf = b""
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("connection still open")
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except ConnectionResetError:
-                return data
-            if not chunk:
-                return data
-            data += chunk
+        try:
+            self._fill(lambda: False, timeout)
+        except TimeoutError:
+            raise TimeoutError("connection still open") from None
+        data, self._buf = self._buf, b""
+        return data
 
 
 class RunningDaemon:
