@@ -25,7 +25,7 @@ from watchdog.observers import Observer
 
 from daemon.config import Config, ConfigError, load_config
 from daemon.listener import BindError, Listener
-from daemon.plugins import Chain, PluginLoadError
+from daemon.plugins import Chain, PluginError, PluginLoadError
 from daemon.tuning import apply_tuning
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -117,6 +117,8 @@ def apply_config(daemon: Daemon, new: Config) -> tuple[list[str], list[str]]:
                 changes.append(f"plugin {name} settings changed")
             except Exception as exc:
                 log.error("plugin %s rejected its new settings", name, exc_info=True)
+                if not isinstance(exc, PluginError):  # a deliberate refusal is not a fault
+                    daemon.count_plugin_error(name)
                 errors.append(f"plugin {name!r} rejected its new settings: {exc.__class__.__name__}: {exc}")
     for name in old.plugins:
         if name not in new.plugins:

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 from daemon import __version__
@@ -60,8 +61,10 @@ class Daemon:
         self.started_at: float = 0.0
         self._log_to_stderr = log_to_stderr
         self._stop_requested = threading.Event()
-        # _lock guards listeners (add/remove), _paused and _state
+        # _lock guards listeners (add/remove), _paused, _state and _hook_errors
         self._lock = threading.RLock()
+        #: exceptions plugins raised outside sessions (status, control commands, stop hooks)
+        self._hook_errors: Counter[str] = Counter()
         self._paused = False
         self._state = "new"  # new → running → stopping → stopped
 
@@ -84,7 +87,8 @@ class Daemon:
             # First, so that a second daemond on the same state directory says so (the control
             # socket is live) before its plugins open shared files or its listeners fail to bind.
             try:
-                self.control = ControlServer(self.commands, config.control_socket, config.control_group)
+                self.control = ControlServer(self.commands, config.control_socket, config.control_group,
+                                             on_plugin_error=self.count_plugin_error)
                 self.control.bind()
             except ControlError as exc:
                 raise StartError(str(exc)) from None
@@ -250,10 +254,24 @@ class Daemon:
         self.logs.close()
 
     def _safe_hook(self, name: str) -> None:
+        hook = getattr(self.pm.hook, name)
         try:
-            getattr(self.pm.hook, name)(daemon=self.api)
-        except Exception:
-            log.error("a plugin raised in %s", name, exc_info=True)
+            hook(daemon=self.api)
+        except Exception as exc:
+            plugin = blame(exc, [hook])
+            self.count_plugin_error(plugin)
+            log.error("plugin %s raised in %s", plugin or "?", name, exc_info=True)
+
+    def count_plugin_error(self, plugin: str | None) -> None:
+        """Count an exception a plugin raised outside a session (shown in status and plugins)."""
+        with self._lock:
+            self._hook_errors[plugin or "?"] += 1
+
+    def _errors_of(self, plugin: str, listeners: list[Listener]) -> int:
+        """Every exception counted against ``plugin``: in sessions, and outside them."""
+        with self._lock:
+            outside = self._hook_errors.get(plugin, 0)
+        return outside + sum(lst.errors.get(plugin, 0) for lst in listeners + self.retired)
 
     # -- reload ---------------------------------------------------------------
 
@@ -341,7 +359,7 @@ class Daemon:
         return [
             {"name": name, "version": plugin.version, "source": plugin.source, "module": plugin.module,
              "listeners": [lst.name for lst in listeners if name in lst.chain.names],
-             "errors": sum(lst.errors.get(name, 0) for lst in listeners + self.retired)}
+             "errors": self._errors_of(name, listeners)}
             for name, plugin in self.config.plugins.items()
         ]
 
@@ -351,13 +369,15 @@ class Daemon:
         plugins = {}
         for name, plugin in self.config.plugins.items():
             entry: dict[str, Any] = {"version": plugin.version, "source": plugin.source,
-                                     "errors": sum(lst.errors.get(name, 0) for lst in listeners),
+                                     "errors": 0,
                                      "listeners": [lst.name for lst in listeners if name in lst.chain.names]}
             try:
                 for extra in plugin.status(self.api):
                     entry.update(extra)
             except Exception as exc:
                 entry["status_error"] = f"{exc.__class__.__name__}: {exc}"
+                self.count_plugin_error(name)
+            entry["errors"] = self._errors_of(name, listeners)
             plugins[name] = entry
         return {
             "version": __version__,

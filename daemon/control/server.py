@@ -28,7 +28,7 @@ import stat
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -58,8 +58,11 @@ class ControlError(Exception):
 class ControlServer:
     """The control socket and the threads serving it. Owned by the Daemon: bind, start, stop."""
 
-    def __init__(self, commands: CommandRegistry, path: Path, group: str | None = None):
+    def __init__(self, commands: CommandRegistry, path: Path, group: str | None = None,
+                 on_plugin_error: Callable[[str | None], None] | None = None):
         self.commands = commands
+        #: told the plugin (None: the core) whose command raised unexpectedly, to count it
+        self.on_plugin_error = on_plugin_error
         self.path = Path(path)
         self.group = group
         self._gid = _resolve_group(group) if group else None
@@ -366,6 +369,7 @@ class ControlClient:
                 reply = _argument_needed(self.server.commands, name, exc, rid)
             except Exception as exc:
                 reply = _error_reply(exc, name, rid)
+                self._count_if_internal(reply, name)
             if items is not None:
                 self.stream(items, name, rid)
             else:
@@ -385,6 +389,7 @@ class ControlClient:
                     break
                 except Exception as exc:
                     final = _error_reply(exc, name, rid)
+                    self._count_if_internal(final, name)
                     break
                 if self._peer_gone():
                     return
@@ -397,6 +402,15 @@ class ControlClient:
             if close is not None:
                 close()
         self.send(final)
+
+    def _count_if_internal(self, reply: dict[str, Any], name: str) -> None:
+        if reply["error"]["code"] == protocol.INTERNAL and self.server.on_plugin_error is not None:
+            try:
+                plugin = self.server.commands.get(name).plugin
+            except UsageError:  # unregistered meanwhile (a reload dropped its plugin)
+                return
+            if plugin is not None:
+                self.server.on_plugin_error(plugin)
 
     def _peer_gone(self) -> bool:
         """True once the client has closed (POLLHUP); a client that only shut down its

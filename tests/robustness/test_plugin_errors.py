@@ -1,4 +1,4 @@
-"""Item 22: a plugin raising in any session hook ends only that connection, and status counts it."""
+"""Item 22: a plugin raising in any session hook ends only that connection, and status counts it; outside sessions, nothing breaks and it is counted too."""
 
 from __future__ import annotations
 
@@ -60,3 +60,40 @@ def test_a_plugin_raising_in_daemond_data_received_ends_only_that_connection_and
         assert wait_until(lambda: d.daemon.status()["plugins"]["tests.plugins.databomb"]["errors"] == 1)
         bystander.send(b"two")
         assert bystander.read_bytes(3) == b"two"
+
+
+def test_a_plugin_raising_outside_sessions_is_counted_and_harms_nothing(daemond_factory, caplog):
+    # The daemon-wide hooks: status, a control command, configure at a reload, stopping and
+    # stopped. Each raise is logged, counted against the plugin in status, and the daemon, its
+    # control socket and its connections carry on (and it still stops cleanly).
+    from tests.plugins import widebomb
+
+    widebomb.ARMED = {"daemond_status", "command", "daemond_stopping", "daemond_stopped"}
+    try:
+        d = daemond_factory({"e": {"plugins": ["echo", "tests.plugins.widebomb"]}}, reload={"watch": False})
+        name = "tests.plugins.widebomb"
+        with d.client("e") as client:
+            status = d.control("status")
+            assert status["ok"] and status["result"]["plugins"][name]["status_error"].startswith("Boom: ")
+            failed = d.control("widebomb")
+            assert failed["error"]["code"] == "internal" and "Boom" in failed["error"]["message"]
+            report = _reload_with(d, {name: {"explode": True}})
+            assert not report["ok"] and any("Boom" in e for e in report["errors"]), report
+            client.send(b"still echoing")
+            assert client.read_bytes(13) == b"still echoing"
+            counted = d.control("status")["result"]["plugins"][name]["errors"]
+            assert counted == 4, counted  # status (this call too), the command, the reload's configure
+        d.stop()
+        assert "plugin tests.plugins.widebomb raised in daemond_stopping" in caplog.text
+        assert "plugin tests.plugins.widebomb raised in daemond_stopped" in caplog.text
+    finally:
+        widebomb.ARMED = set()
+
+
+def _reload_with(d, plugins: dict) -> dict:
+    import yaml
+
+    doc = yaml.safe_load(d.config_path.read_text())
+    doc.setdefault("plugins", {}).update(plugins)
+    d.config_path.write_text(yaml.safe_dump(doc))
+    return d.daemon.reload()
