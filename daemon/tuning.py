@@ -61,8 +61,9 @@ def apply_tuning(config: Config, starting: bool = False) -> None:
     if starting:
         _python_cpus = choose_cpus(config.pin_threads, config.cpu)
         if _python_cpus:
-            log.info("threads running Python kept on CPU %s; %s left for native work",
-                     _cpu_list(_python_cpus), _cpu_list(native_cpus() or set()) or "none")
+            native = native_cpus()
+            log.info("threads running Python kept on CPU %s; native work (password hashing) on %s",
+                     _cpu_list(_python_cpus), f"CPU {_cpu_list(native)}" if native else "the same CPU")
 
 
 def allowed_cpus() -> set[int]:

@@ -207,12 +207,14 @@ def test_bad_lines_are_answered_and_the_connection_lives(chat):
 def test_a_second_login_of_a_connected_name_is_refused(chat):
     room = chat()
     alice, bob, carol = room.people("alice", "bob", "carol")
+    logins = room.server.daemon.status()["plugins"]["auth"]["logins"]
     intruder = room.server.client("chat")
     intruder.read_line()
     # chat refuses the login before auth answers it: the one reply is the -ERR, then the close
     assert intruder.command(f"/login ALICE {password('alice')}") == (
         [], "-ERR already-connected alice is already connected; closing")
     assert intruder.expect_closed() == b""
+    assert room.server.daemon.status()["plugins"]["auth"]["logins"] == logins  # not counted as a login
     # the first alice is untouched, and nobody saw a JOIN or a PART
     alice.send_line("still me")
     assert bob.read_line() == "MSG alice still me"

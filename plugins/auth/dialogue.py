@@ -143,9 +143,9 @@ class LoginDialogue:
         if not plugin.store.record_login(user.key, self.ip, now):
             session.err("bad-token", "unknown or expired token; log in with your password")
             return
-        plugin.count("logins")
         plugin.log.info("login %s from %s (token)", user.name, self.ip)
         session.login(user.name)  # first: a plugin may still refuse (-ERR) and end the session
+        plugin.count("logins")
         session.ok(f"logged in as {user.name}")
 
     def _help(self, args: str) -> None:
@@ -274,8 +274,8 @@ class LoginDialogue:
             plugin.log.warning("login %s from %s abandoned: the user was deleted meanwhile", name, self.ip)
             self.session.err("bad-credentials", "wrong name or password")
             return
-        plugin.count("logins")
         plugin.log.info("login %s from %s (%s)", name, self.ip, how)
         verb = "registered and logged in as" if how == "register" else "logged in as"
         self.session.login(name)  # first: a plugin may still refuse (-ERR) and end the session
+        plugin.count("logins")  # only a login every plugin accepted
         self.session.ok(f"{verb} {name} token={token}")
