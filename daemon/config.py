@@ -174,14 +174,17 @@ def load_config(path: str | os.PathLike, loader, environ=os.environ) -> Config:
     path = Path(path)
     shown = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError([Problem(None, f"{shown}: config file not found")]) from None
     except PermissionError:
         raise ConfigError([Problem(None, f"{shown}: cannot read config file: permission denied")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(None, f"{shown}: cannot read config file: {exc}")]) from None
-    return parse_config(text, path, loader, environ)
+    config = parse_config(text, path, loader, environ)
+    config.digest = hashlib.sha256(raw).hexdigest()  # of the bytes, as the reloader hashes them
+    return config
 
 
 def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:

@@ -152,3 +152,14 @@ def test_config_search_order(tmp_path, monkeypatch):
     assert find_config(None, environ={}) == Path("etc/daemond.yaml")
     assert find_config(None, environ={"DAEMOND_CONFIG": "/a.yaml"}) == Path("/a.yaml")
     assert find_config("/b.yaml", environ={"DAEMOND_CONFIG": "/a.yaml"}) == Path("/b.yaml")
+
+
+def test_the_digest_is_of_the_file_bytes_as_the_reloader_hashes_them(tmp_path):
+    # A config saved with CRLF line endings must not look changed to the reloader at every start.
+    import hashlib
+
+    path = tmp_path / "daemond.yaml"
+    path.write_bytes(b"state_dir: state\r\nlisteners:\r\n  e: {port: 0, plugins: [echo]}\r\n")
+    config = load_config(path, PluginLoader())
+    assert config.digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert config.listeners["e"].plugins == ("echo",)
