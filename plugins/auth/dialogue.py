@@ -69,6 +69,8 @@ class LoginDialogue:
         try:
             step(arg)
         except sqlite3.Error as exc:
+            if self.session.user is not None:
+                raise  # logged in already: it failed in a later plugin's login hook, not in our store
             self.prompt = None
             self.plugin.log.error("users store %s cannot be written (%s); a login or registration from %s was refused",
                                   self.plugin.store.path, exc, self.ip)

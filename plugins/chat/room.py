@@ -55,8 +55,8 @@ class Room:
             old = self._members.get(key)
             if old is not None and not replace:
                 raise AlreadyConnected(name)
-            self._members[key] = session
             backlog = "".join(e.hist_line() + "\n" for e in self.history.recent(replay, self._delivered_seq))
+            self._members[key] = session  # only once the replay could be read
             if greeting or backlog:
                 session.write(greeting + backlog.encode("utf-8"))
             # a replaced user never left, so the others hear nothing
