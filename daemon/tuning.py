@@ -47,7 +47,8 @@ log = logging.getLogger("daemond.tuning")
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt() parameter number
 
 #: The CPUs the daemon's Python threads are kept on (None: wherever the kernel likes). Written
-#: once by apply_tuning() at start-up, before the daemon's threads exist; read by them.
+#: by apply_tuning() when a daemon starts, before its threads exist; read by them. One value per
+#: process: two daemons started in one process (tests do) share the last one's.
 _python_cpus: set[int] | None = None
 
 
@@ -77,15 +78,15 @@ def allowed_cpus() -> set[int]:
 def choose_cpus(pin: bool, cpu: int | None) -> set[int] | None:
     """The CPU for Python threads: ``cpu``, or the last allowed one; None when there is no choice."""
     allowed = allowed_cpus()
-    if not pin or len(allowed) < 2:
+    if not pin:
         return None
-    if cpu is None:
-        return {max(allowed)}
-    if cpu not in allowed:
+    if cpu is not None and allowed and cpu not in allowed:
         log.warning("tuning.cpu: CPU %d is not one this process may use (%s); threads are not pinned",
                     cpu, _cpu_list(allowed))
         return None
-    return {cpu}
+    if len(allowed) < 2:
+        return None
+    return {max(allowed) if cpu is None else cpu}
 
 
 def pin_this_thread() -> None:

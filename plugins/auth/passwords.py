@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -61,19 +62,22 @@ class Hasher:
         self.cpus = cpus  # where the pool's threads run; None: where the thread that starts them does
         self._ph = argon2.PasswordHasher(time_cost=params.time_cost, memory_cost=params.memory_cost,
                                          parallelism=params.parallelism, type=argon2.Type.ID)
-        # _pool_lock guards _pool: max_concurrent threads cap how many argon2 computations
-        # run at once (each holds memory_cost KiB); made at the first hash, ended by close()
+        # _pool_lock guards _pool and _closed: max_concurrent threads cap how many argon2
+        # computations run at once (each holds memory_cost KiB); made at the first hash,
+        # ended by close()
         self._pool_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
         # Verified in place of a user's hash when the name is unknown, so that
         # "no such user" costs exactly what "wrong password" costs.
         self.dummy_hash = self._ph.hash(secrets.token_urlsafe(24))
 
     def close(self, wait: bool = True) -> None:
-        """Let queued hashes finish, then end the pool's threads (joined if ``wait``).
-        A later hash starts a new pool."""
+        """Let queued hashes finish, then end the pool's threads (joined if ``wait``). A hash
+        asked for later (a straggler still holding this hasher after a reload replaced it)
+        runs on the caller's thread."""
         with self._pool_lock:
-            pool, self._pool = self._pool, None
+            pool, self._pool, self._closed = self._pool, None, True
         if pool is not None:
             pool.shutdown(wait=wait)
 
@@ -105,14 +109,20 @@ class Hasher:
     def _run(self, work, timeout: float | None, *args):
         """Run ``work`` on the pool; HasherBusy if it has not *started* within ``timeout``."""
         with self._pool_lock:
+            if self._closed:
+                return work(*args)
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.max_concurrent, thread_name_prefix="argon2",
                                                 initializer=_hashing_thread, initargs=(self.cpus,))
             pool = self._pool
         try:
             future = pool.submit(work, *args)
-        except RuntimeError:  # close() won the race: this one hash runs here
-            return work(*args)
+        except RuntimeError:
+            with self._pool_lock:
+                closed = self._closed
+            if not closed:
+                raise  # a broken pool is a bug to see, not a reason to hash without a cap
+            return work(*args)  # close() won the race: this one hash runs here
         try:
             return future.result(timeout=None if timeout is None else max(timeout, 0.0))
         except FutureTimeout:
@@ -122,12 +132,14 @@ class Hasher:
 
 
 def _hashing_thread(cpus: set[int] | None) -> None:
-    """Pool thread initializer: move to ``cpus`` and nice this thread only (on Linux a thread
-    id is a process id for these calls)."""
+    """Pool thread initializer: move to ``cpus`` and nice this thread only. Linux only: there a
+    thread id is a process id for these calls (elsewhere it could name another process)."""
+    if not sys.platform.startswith("linux"):
+        return
     try:
         if cpus:
             os.sched_setaffinity(0, cpus)
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
                        min(19, os.getpriority(os.PRIO_PROCESS, 0) + HASHING_NICE))
-    except OSError as exc:  # e.g. a seccomp filter without these calls: hash where and as we are
+    except Exception as exc:  # e.g. a seccomp filter without these calls: hash where and as we are
         log.debug("auth: cannot move or lower the hashing threads: %s", exc)
