@@ -44,6 +44,8 @@ from pathlib import Path
 
 import yaml
 
+from common import find_daemond  # bench/common.py (the script's own directory is on sys.path)
+
 HOST = "127.0.0.1"
 BENCH = Path(__file__).resolve().parent
 PASSWORD = "bench-password-1"
@@ -57,18 +59,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return sock.getsockname()[1]
-
-
-def find_daemond(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    beside = Path(sys.executable).parent / "daemond"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("daemond")
-    if not found:
-        sys.exit("auth_bench: daemond not found; install daemond in this environment or pass --daemond PATH")
-    return found
 
 
 class Daemon:
@@ -288,7 +278,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.duration, args.rounds = 1.5, 1
-    daemond = find_daemond(args.daemond)
+    daemond = find_daemond(args.daemond) or sys.exit(
+        "auth_bench: daemond not found; install daemond in this environment or pass --daemond PATH")
     argon2 = json.loads(args.argon2) if args.argon2 else dict(OWASP)
     load_before = os.getloadavg()[0]
     configs = [(None if n == "auto" else int(n), None if w == "default" else float(w) / 1000)

@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import find_daemond  # bench/common.py (the script's own directory is on sys.path)
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LOADGEN_SRC = HERE / "chat_loadgen.c"
@@ -143,7 +145,8 @@ class Daemond(Server):
                 "backlog": 4096, "plugins": ["tests.plugins.fakelogin", "chat"]}},
             "plugins": {"chat": {"rate": 0, "replay": 0, "announce_limit": ANNOUNCE_LIMIT}},
         }, indent=1))
-        return [daemond_command(), "-c", str(config), "--no-console"]
+        return [find_daemond() or sys.exit("daemond is not installed: pip install -e . first"),
+                "-c", str(config), "--no-console"]
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": str(ROOT)}  # for the name-only login plugin
@@ -158,16 +161,6 @@ class Asyncio(Server):
             path.unlink()
         return [sys.executable, str(BASELINE), "127.0.0.1", str(self.port),
                 "--announce-limit", str(ANNOUNCE_LIMIT), "--db", str(db)]
-
-
-def daemond_command() -> str:
-    candidate = Path(sys.executable).parent / "daemond"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("daemond")
-    if not found:
-        sys.exit("daemond is not installed: pip install -e . first")
-    return found
 
 
 # -- one run -------------------------------------------------------------------

@@ -38,6 +38,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import find_daemond  # bench/common.py (the script's own directory is on sys.path)
+
 BENCH = Path(__file__).resolve().parent
 LOADGEN_SRC = BENCH / "loadgen.c"
 LOADGEN_BIN = BENCH / "loadgen.bin"
@@ -172,15 +174,6 @@ def build_loadgen() -> Path:
         print("building load generator:", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return LOADGEN_BIN
-
-
-def find_daemond(explicit: str | None) -> str | None:
-    if explicit:
-        return explicit if Path(explicit).exists() or shutil.which(explicit) else None
-    cand = Path(sys.executable).parent / "daemond"
-    if cand.exists():
-        return str(cand)
-    return shutil.which("daemond")
 
 
 # ------------------------------------------------------------------ servers
