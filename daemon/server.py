@@ -368,17 +368,16 @@ class Daemon:
             listeners = list(self.listeners.values())
         plugins = {}
         for name, plugin in self.config.plugins.items():
-            entry: dict[str, Any] = {"version": plugin.version, "source": plugin.source,
-                                     "errors": 0,
-                                     "listeners": [lst.name for lst in listeners if name in lst.chain.names]}
+            extras: dict[str, Any] = {}
             try:
                 for extra in plugin.status(self.api):
-                    entry.update(extra)
+                    extras.update(extra)
             except Exception as exc:
-                entry["status_error"] = f"{exc.__class__.__name__}: {exc}"
-                self.count_plugin_error(name)
-            entry["errors"] = self._errors_of(name, listeners)
-            plugins[name] = entry
+                extras["status_error"] = f"{exc.__class__.__name__}: {exc}"
+                self.count_plugin_error(name)  # before the count below, which then includes it
+            plugins[name] = {"version": plugin.version, "source": plugin.source,
+                             "errors": self._errors_of(name, listeners),
+                             "listeners": [lst.name for lst in listeners if name in lst.chain.names], **extras}
         return {
             "version": __version__,
             "pid": os.getpid(),
