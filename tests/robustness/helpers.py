@@ -35,6 +35,21 @@ def proc_stats(pid: int | None = None) -> ProcStats:
                      fds=len(os.listdir(f"/proc/{pid}/fd")))
 
 
+def major_faults(pid: int | None = None) -> int:
+    """Page faults that had to read from disk (``majflt`` in /proc/PID/stat): code or files the
+    kernel had evicted. A stall they cause is the machine's, not the daemon's logic."""
+    fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[9])
+
+
+def cpu_wait_seconds() -> tuple[float, float]:
+    """Machine-wide (iowait, steal) CPU seconds so far, from /proc/stat: time the CPUs waited
+    for the disk, and time the hypervisor gave them to someone else."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[5]) / tick, int(fields[8]) / tick
+
+
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
     """Poll ``predicate`` until it returns something true; returns it, or the last value at the deadline."""
     deadline = time.monotonic() + timeout

@@ -8,6 +8,9 @@ Environment (defaults in brackets): DAEMOND_SOAK_SECONDS [3600], DAEMOND_SOAK_CL
 DAEMOND_SOAK_RATE [10] messages a second across the room (each goes to every other
 client: 200 clients x 10 msg/s is ~2000 deliveries a second), DAEMOND_SOAK_WINDOW [60]
 seconds per sample, DAEMOND_SOAK_REPORT [unset] a file for the samples as JSON.
+Each sample also says what the machine did in its window (major page faults of daemond
+and of this test, machine-wide I/O wait and steal seconds), so that a latency spike can
+be told apart from a stall of the machine.
 The figures go into docs/reliability.md.
 """
 
@@ -24,7 +27,7 @@ import time
 import pytest
 
 from tests.chatkit import Room, listener, settings
-from tests.robustness.helpers import MIB, proc_stats
+from tests.robustness.helpers import MIB, cpu_wait_seconds, major_faults, proc_stats
 
 SECONDS = float(os.environ.get("DAEMOND_SOAK_SECONDS", 3600))
 CLIENTS = int(os.environ.get("DAEMOND_SOAK_CLIENTS", 200))
@@ -86,6 +89,9 @@ def test_soak_a_busy_room_keeps_memory_threads_fds_and_latency_flat(daemond_proc
         t.start()
     samples = []
     started = time.monotonic()
+    # per window, what the machine did beside us: a latency spike with disk reads of evicted
+    # pages, I/O wait or steal in the same window points at the machine, not the daemon
+    before = (major_faults(d.proc.pid), major_faults(), *cpu_wait_seconds())
     try:
         while time.monotonic() - started < SECONDS:
             time.sleep(min(WINDOW, SECONDS - (time.monotonic() - started)))
@@ -93,9 +99,13 @@ def test_soak_a_busy_room_keeps_memory_threads_fds_and_latency_flat(daemond_proc
             with lock:
                 window, latencies[:] = list(latencies), []
                 count = delivered[0]
+            now = (major_faults(d.proc.pid), major_faults(), *cpu_wait_seconds())
+            moved, before = [b - a for a, b in zip(before, now)], now
             samples.append({"t": round(time.monotonic() - started), "rss_mib": round(st.rss / MIB, 1),
                             "threads": st.threads, "fds": st.fds, "delivered": count,
-                            "p99_ms": round(statistics.quantiles(window, n=100)[98] * 1e3, 2) if len(window) > 100 else None})
+                            "p99_ms": round(statistics.quantiles(window, n=100)[98] * 1e3, 2) if len(window) > 100 else None,
+                            "daemon_majflt": moved[0], "test_majflt": moved[1],
+                            "iowait_s": round(moved[2], 2), "steal_s": round(moved[3], 2)})
             print(samples[-1], flush=True)
     finally:
         stop.set()
