@@ -144,9 +144,11 @@ def register(port: int) -> None:
             raise SystemExit(f"cannot register the bench user: {reply}")
 
 
-def storm(port: int, line: bytes, clients: int, duration: float, started, result) -> None:
+def storm(port: int, line: bytes, clients: int, duration: float, started, result, cpus=None) -> None:
     """Process body: ``clients`` threads each repeating connect, greeting, ``line``, +OK, close for
-    ``duration`` seconds; puts (successes, failures, seconds)."""
+    ``duration`` seconds, on ``cpus`` if given; puts (successes, failures, seconds)."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     counts = [0] * clients
     failures = [0] * clients
     stop_at = time.monotonic() + duration
@@ -206,7 +208,7 @@ def measure(daemon: Daemon, port: int, line: bytes, args) -> dict:
     ctx = multiprocessing.get_context("fork")
     idle = ping(daemon.ports["echo"], args.duration, args.gap / 1000)
     started, result = ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=storm, args=(port, line, args.clients, args.duration, started, result))
+    proc = ctx.Process(target=storm, args=(port, line, args.clients, args.duration, started, result, args.storm_cpus))
     proc.start()
     started.wait(30)
     cpu_before, wall_before = daemon.cpu_seconds(), time.monotonic()
@@ -269,6 +271,9 @@ def main() -> int:
     parser.add_argument("--switch-interval", default="default",
                         help="comma-separated GIL switch intervals in ms for the daemon (tuning.switch_interval); "
                              "default: the daemon's own")
+    parser.add_argument("--storm-cpus", type=lambda v: {int(c) for c in v.split(",")}, default=None,
+                        help="CPUs for the storm clients only, e.g. 0 (the echo pinger stays where this "
+                             "script runs: put it elsewhere with taskset)")
     parser.add_argument("--gap", type=float, default=1.0, help="ms between echo pings (default 1)")
     parser.add_argument("--quick", action="store_true", help="1 round of 1.5 s: checks it works, figures not worth quoting")
     parser.add_argument("--daemond", help="the daemond command (default: next to this python, then PATH)")
