@@ -161,7 +161,8 @@ def daemond_session_login(session: Session, user: str) -> None:
     ends, as for any session hook, and the login plugin sends no ``+OK``. To
     refuse a login, send ``session.err(token, text)`` — the login's one reply —
     and raise :class:`~daemon.SessionEnd` (chat does, for a name that is
-    already connected).
+    already connected); ``auth`` records a login (token, last login) only
+    once every plugin accepted it.
     """
 
 

@@ -208,6 +208,8 @@ def test_a_second_login_of_a_connected_name_is_refused(chat):
     room = chat()
     alice, bob, carol = room.people("alice", "bob", "carol")
     logins = room.server.daemon.status()["plugins"]["auth"]["logins"]
+    store = room.server.daemon.config.plugins["auth"].obj.store
+    recorded = store.user("alice"), store.counts(0)
     intruder = room.server.client("chat")
     intruder.read_line()
     # chat refuses the login before auth answers it: the one reply is the -ERR, then the close
@@ -215,6 +217,8 @@ def test_a_second_login_of_a_connected_name_is_refused(chat):
         [], "-ERR already-connected alice is already connected; closing")
     assert intruder.expect_closed() == b""
     assert room.server.daemon.status()["plugins"]["auth"]["logins"] == logins  # not counted as a login
+    # nor recorded: no token issued, alice's last login and address as they were
+    assert (store.user("alice"), store.counts(0)) == recorded
     # the first alice is untouched, and nobody saw a JOIN or a PART
     alice.send_line("still me")
     assert bob.read_line() == "MSG alice still me"

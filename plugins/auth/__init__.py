@@ -11,8 +11,11 @@ For other plugins (the public API):
 * ``session.user`` — the logged-in name, spelled as registered (``"Alice"``),
   or ``None`` before login. Names are ASCII ``[A-Za-z0-9_.-]{1,32}`` and
   case-insensitive: compare them with ``.lower()``.
-* ``daemond_session_login(session, user)`` — called, in list order, right
-  after the login's ``+OK`` line was queued.
+* ``daemond_session_login(session, user)`` — called, in list order, once
+  the password (or token) checked out and *before* the login's ``+OK``:
+  what it sends are data lines of that reply. It may refuse the login
+  (``session.err(...)``, then raise ``SessionEnd``); a refused login is
+  not recorded in the users store.
 
 The protocol is in docs/protocol.md; the settings are in etc/daemond.yaml.
 A reload's new settings apply to connections made after it; a new

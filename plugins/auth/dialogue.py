@@ -142,12 +142,8 @@ class LoginDialogue:
                                "; address now throttled" if blocked else "")
             session.err("bad-token", "unknown or expired token; log in with your password")
             return
-        if not plugin.store.record_login(user.key, self.ip, now):
-            session.err("bad-token", "unknown or expired token; log in with your password")
-            return
-        plugin.log.info("login %s from %s (token)", user.name, self.ip)
         session.login(user.name)  # first: a plugin may still refuse (-ERR) and end the session
-        plugin.count("logins")
+        self._record(user.name, "token", lambda: plugin.store.record_login(user.key, self.ip, now))
         session.ok(f"logged in as {user.name}")
 
     def _help(self, args: str) -> None:
@@ -269,15 +265,36 @@ class LoginDialogue:
 
     def _logged_in(self, key: str, name: str, how: str, new_hash: str | None) -> None:
         plugin = self.plugin
+        self.session.login(name)  # first: a plugin may still refuse (-ERR) and end the session
         now = plugin.clock()
         token = secrets.token_urlsafe(32)
         expires = now + self.settings.token_ttl
-        if not plugin.store.record_login(key, self.ip, now, new_hash, token=(token_digest(token), expires)):
-            plugin.log.warning("login %s from %s abandoned: the user was deleted meanwhile", name, self.ip)
-            self.session.err("bad-credentials", "wrong name or password")
-            return
-        plugin.log.info("login %s from %s (%s)", name, self.ip, how)
+        self._record(name, how, lambda: plugin.store.record_login(
+            key, self.ip, now, new_hash, token=(token_digest(token), expires)))
         verb = "registered and logged in as" if how == "register" else "logged in as"
-        self.session.login(name)  # first: a plugin may still refuse (-ERR) and end the session
-        plugin.count("logins")  # only a login every plugin accepted
         self.session.ok(f"{verb} {name} token={token}")
+
+    def _record(self, name: str, how: str, record) -> None:
+        """Store a login every plugin accepted (its time, address and token), and count it.
+
+        Only now: a login another plugin refused (chat's second session for a name) leaves
+        no token, no last login and no "hello again" behind. The session is logged in by
+        then, so a store that cannot take the record ends it (``-ERR``, then the close):
+        the client was told nothing it could rely on, and logs in again later."""
+        plugin, session = self.plugin, self.session
+        try:
+            recorded = record()
+        except sqlite3.Error as exc:
+            plugin.log.error("users store %s cannot be written (%s); the login of %s from %s was ended",
+                             plugin.store.path, exc, name, self.ip)
+            session.err("unavailable", "the users store cannot be written; try again later")
+            raise SessionEnd("unavailable") from None
+        if not recorded:
+            plugin.log.warning("login %s from %s ended: the user was deleted meanwhile", name, self.ip)
+            if how == "token":
+                session.err("bad-token", "unknown or expired token; log in with your password")
+            else:
+                session.err("bad-credentials", "wrong name or password")
+            raise SessionEnd("deleted")
+        plugin.log.info("login %s from %s (%s)", name, self.ip, how)
+        plugin.count("logins")  # only a login every plugin accepted

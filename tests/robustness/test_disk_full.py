@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chatkit import Room, listener, settings
+from tests.chatkit import Room, listener, login, password, settings
 
 
 @pytest.fixture
@@ -126,3 +126,39 @@ def test_a_read_only_store_and_history_refuse_writes_with_unavailable_and_recove
     assert carol.command("/register carol carol-password")[1].startswith("+OK registered")
     room.close()
     carol.close()
+
+
+def test_a_login_the_store_cannot_record_is_ended_with_unavailable(daemond_factory):
+    # auth records a login (token, last login) once every plugin accepted it, so the session is
+    # logged in when the store refuses the record: that one session ends with -ERR unavailable.
+    import sqlite3
+
+    d = daemond_factory(listener(), settings())
+    room = Room(d)
+    (alice,) = room.people("alice")
+    first = d.client("chat")
+    login(first, "carol")
+    first.close()
+    store = d.daemon.config.plugins["auth"].obj.store
+    db = store._db
+    recorded = store.user("carol"), store.counts(0)
+    store._db = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, check_same_thread=False,
+                                isolation_level=None)
+    try:
+        again = d.client("chat")
+        again.read_line()
+        _, final = again.command(f"/login carol {password('carol')}")
+        assert final.startswith("-ERR unavailable "), final
+        assert again.expect_closed() == b""
+    finally:
+        store._db.close()
+        store._db = db
+    assert (store.user("carol"), store.counts(0)) == recorded  # nothing half-stored
+    assert alice.command("/who")[1] == "+OK alice"  # carol's ended session left the room
+    assert "the login of carol from" in "\n".join(d.daemon.logs.tail(1000))
+    # the store is back: the same login works
+    third = d.client("chat")
+    third.read_line()
+    assert third.command(f"/login carol {password('carol')}")[1].startswith("+OK logged in as carol")
+    room.close()
+    third.close()
