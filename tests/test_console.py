@@ -218,3 +218,21 @@ def test_log_lines_redraw_the_prompt_and_what_was_typed(tmp_path):
         assert "connect e 127.0.0.1:" in shown
     finally:
         term.close()
+
+
+def test_no_prompt_is_drawn_among_the_shutdown_lines(tmp_path):
+    # Stopped from elsewhere (daemonctl), the console is not coming back: the log lines of the
+    # shutdown must not each draw the prompt again below them.
+    config = write_config(tmp_path, {"e": {"plugins": ["echo"]}})
+    term = Terminal([installed("daemond"), "-c", str(config)], controlling=True)  # stderr on the terminal too
+    try:
+        term.expect(PROMPT)
+        out = subprocess.run([installed("daemonctl"), "--socket", str(tmp_path / "state" / "control.sock"), "stop"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out
+        assert term.wait() == 0
+        rest = term.read_to_end()
+        assert "stopped" in rest, rest  # the shutdown's log lines came after the prompt we saw
+        assert PROMPT not in rest, rest
+    finally:
+        term.close()

@@ -185,13 +185,17 @@ class Foreground:
         handler = getattr(self.daemon.logs, "stderr_handler", None)
         if handler is None or not hasattr(handler, "prompt"):
             return
-        readline = self._readline
         if prompt is None:
             handler.prompt = None
-        elif readline is not None:
-            handler.prompt = lambda: prompt + readline.get_line_buffer()
-        else:
-            handler.prompt = lambda: prompt
+            return
+        readline, daemon = self._readline, self.daemon
+
+        def redraw() -> str:
+            if daemon.stop_requested:  # stopped from elsewhere (daemonctl): the prompt is not coming back
+                return ""
+            return prompt + (readline.get_line_buffer() if readline is not None else "")
+
+        handler.prompt = redraw
 
     def execute(self, line: str) -> None:
         """Run one console line through the command registry and print the outcome."""

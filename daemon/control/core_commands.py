@@ -39,8 +39,8 @@ def core_commands(daemon: Daemon) -> list[ControlCommand]:
         return daemon.resume()
 
     def stop(args: dict[str, Any]) -> str:
+        daemon.request_stop()  # first: the console draws no prompt below a line logged while stopping
         log.info("stop requested by a control command")
-        daemon.request_stop()
         return "daemond is stopping"
 
     def reload(args: dict[str, Any]) -> dict[str, Any]:
