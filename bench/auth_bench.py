@@ -285,6 +285,8 @@ def main() -> int:
         args.duration, args.rounds = 1.5, 1
     daemond = find_daemond(args.daemond) or sys.exit(
         "auth_bench: daemond not found; install daemond in this environment or pass --daemond PATH")
+    if args.storm_cpus and not args.storm_cpus <= set(range(os.cpu_count() or 1)):
+        parser.error(f"--storm-cpus: this machine has CPUs 0-{(os.cpu_count() or 1) - 1}")
     argon2 = json.loads(args.argon2) if args.argon2 else dict(OWASP)
     load_before = os.getloadavg()[0]
     configs = [(None if n == "auto" else int(n), None if w == "default" else float(w) / 1000)

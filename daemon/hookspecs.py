@@ -161,8 +161,10 @@ def daemond_session_login(session: Session, user: str) -> None:
     ends, as for any session hook, and the login plugin sends no ``+OK``. To
     refuse a login, send ``session.err(token, text)`` — the login's one reply —
     and raise :class:`~daemon.SessionEnd` (chat does, for a name that is
-    already connected); ``auth`` records a login (token, last login) only
-    once every plugin accepted it.
+    already connected); ``auth`` then takes back what it had recorded of
+    that login (its token, the last login). A plugin later in the list may
+    refuse a login your hook already saw: your ``daemond_session_close``
+    runs then, as for any end of a session.
     """
 
 

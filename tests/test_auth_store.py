@@ -301,9 +301,68 @@ def test_auth_named_first_at_a_reload_opens_its_store(daemond_factory):
 def test_a_login_whose_user_was_deleted_meanwhile_is_refused_cleanly(tmp_path):
     store = UserStore(tmp_path / "auth.db")
     store.add_user("alice", "alice", "hash", 1.0)
-    assert store.record_login("alice", "127.0.0.1", 2.0, token=("digest", 99.0)) is True
+    assert store.record_login("alice", "127.0.0.1", 2.0, token=("digest", 99.0)) is not None
     store.clear()
-    assert store.record_login("alice", "127.0.0.1", 3.0, token=("digest2", 99.0)) is False
+    assert store.record_login("alice", "127.0.0.1", 3.0, token=("digest2", 99.0)) is None
     assert store.counts(0) == {"users": 0, "tokens": 0}
     assert store.last_user_from("127.0.0.1") is None
+    store.close()
+
+
+def test_a_forgotten_login_leaves_nothing_behind(tmp_path):
+    # a login another plugin refused (chat's second session for a name) is taken back
+    store = UserStore(tmp_path / "auth.db")
+    store.add_user("alice", "alice", "hash", 1.0)
+    store.add_user("bob", "bob", "hash", 1.0)
+    store.record_login("alice", "10.0.0.1", 2.0, token=("a1", 99.0))
+    store.record_login("bob", "10.0.0.2", 2.5, token=("b1", 99.0))
+    before = store.users(), store.counts(0), store.last_user_from("10.0.0.1"), store.last_user_from("10.0.0.2")
+    refused = store.record_login("alice", "10.0.0.2", 3.0, token=("a2", 99.0))
+    assert store.last_user_from("10.0.0.2") == "alice" and store.counts(0)["tokens"] == 3
+    store.forget_login(refused)
+    assert (store.users(), store.counts(0), store.last_user_from("10.0.0.1"), store.last_user_from("10.0.0.2")) == before
+    # an address nobody had used before is forgotten altogether
+    store.forget_login(store.record_login("bob", "10.0.0.3", 4.0, token=("b2", 99.0)))
+    assert store.last_user_from("10.0.0.3") is None and store.user("bob").last_login == 2.5
+    store.close()
+
+
+def test_forgetting_a_login_keeps_a_later_one(tmp_path):
+    # two logins of one user at once: taking back the first must not undo the second
+    store = UserStore(tmp_path / "auth.db")
+    store.add_user("alice", "alice", "hash", 1.0)
+    first = store.record_login("alice", "10.0.0.1", 2.0, token=("t1", 99.0))
+    store.record_login("alice", "10.0.0.1", 3.0, token=("t2", 99.0))
+    store.forget_login(first)
+    user = store.user("alice")
+    assert (user.last_login, user.last_ip) == (3.0, "10.0.0.1")
+    assert store.last_user_from("10.0.0.1") == "alice" and store.counts(0)["tokens"] == 1
+    assert store.token_user(digest="t2", now=0.0) is not None and store.token_user(digest="t1", now=0.0) is None
+    store.close()
+
+
+def test_a_commit_that_fails_leaves_the_store_usable(tmp_path, monkeypatch):
+    store = UserStore(tmp_path / "auth.db")
+    real = store._db
+    # the connection's COMMIT fails once, as on a full disk; the transaction must be ended
+    class FailingCommit:
+        def __init__(self):
+            self.failed = False
+
+        def execute(self, sql, *args):
+            if sql == "COMMIT" and not self.failed:
+                self.failed = True
+                raise sqlite3.OperationalError("database or disk is full")
+            return real.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    store._db = FailingCommit()
+    with pytest.raises(sqlite3.OperationalError):
+        store.add_user("alice", "alice", "hash", 1.0)
+    assert not real.in_transaction
+    assert store.add_user("alice", "alice", "hash", 1.0) is True  # and the next write works
+    store._db = real
+    assert store.counts(0)["users"] == 1
     store.close()

@@ -14,8 +14,8 @@ For other plugins (the public API):
 * ``daemond_session_login(session, user)`` — called, in list order, once
   the password (or token) checked out and *before* the login's ``+OK``:
   what it sends are data lines of that reply. It may refuse the login
-  (``session.err(...)``, then raise ``SessionEnd``); a refused login is
-  not recorded in the users store.
+  (``session.err(...)``, then raise ``SessionEnd``); auth then takes the
+  login back from the users store (token, last login).
 
 The protocol is in docs/protocol.md; the settings are in etc/daemond.yaml.
 A reload's new settings apply to connections made after it; a new

@@ -18,6 +18,7 @@ from daemon import SessionEnd
 from daemon.lines import plain_text, split_command
 from plugins.auth.passwords import HasherBusy
 from plugins.auth.rules import name_key, name_problem, password_problem
+from plugins.auth.store import LoginRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon import Session
@@ -142,8 +143,11 @@ class LoginDialogue:
                                "; address now throttled" if blocked else "")
             session.err("bad-token", "unknown or expired token; log in with your password")
             return
-        session.login(user.name)  # first: a plugin may still refuse (-ERR) and end the session
-        self._record(user.name, "token", lambda: plugin.store.record_login(user.key, self.ip, now))
+        record = plugin.store.record_login(user.key, self.ip, now)
+        if record is None:
+            session.err("bad-token", "unknown or expired token; log in with your password")
+            return
+        self._login(user.name, "token", record)
         session.ok(f"logged in as {user.name}")
 
     def _help(self, args: str) -> None:
@@ -265,36 +269,34 @@ class LoginDialogue:
 
     def _logged_in(self, key: str, name: str, how: str, new_hash: str | None) -> None:
         plugin = self.plugin
-        self.session.login(name)  # first: a plugin may still refuse (-ERR) and end the session
         now = plugin.clock()
         token = secrets.token_urlsafe(32)
         expires = now + self.settings.token_ttl
-        self._record(name, how, lambda: plugin.store.record_login(
-            key, self.ip, now, new_hash, token=(token_digest(token), expires)))
+        record = plugin.store.record_login(key, self.ip, now, new_hash, token=(token_digest(token), expires))
+        if record is None:
+            plugin.log.warning("login %s from %s abandoned: the user was deleted meanwhile", name, self.ip)
+            self.session.err("bad-credentials", "wrong name or password")
+            return
+        self._login(name, how, record)
         verb = "registered and logged in as" if how == "register" else "logged in as"
-        self.session.ok(f"{verb} {name} token={token}")
+        self.session.ok(f"{verb} {name} token={token}")  # the token was committed with the record
 
-    def _record(self, name: str, how: str, record) -> None:
-        """Store a login every plugin accepted (its time, address and token), and count it.
+    def _login(self, name: str, how: str, record: LoginRecord) -> None:
+        """Tell the plugins (``session.login``), then log and count the login.
 
-        Only now: a login another plugin refused (chat's second session for a name) leaves
-        no token, no last login and no "hello again" behind. The session is logged in by
-        then, so a store that cannot take the record ends it (``-ERR``, then the close):
-        the client was told nothing it could rely on, and logs in again later."""
-        plugin, session = self.plugin, self.session
+        A plugin may still refuse it (chat, for a name already connected: ``-ERR``, then the end of
+        the session). The login was recorded first, so that a store that cannot be written refuses
+        it before anyone sees it; a refused one is taken back from the store (its token, last login
+        and "hello again"), so that it leaves nothing behind."""
+        plugin = self.plugin
         try:
-            recorded = record()
-        except sqlite3.Error as exc:
-            plugin.log.error("users store %s cannot be written (%s); the login of %s from %s was ended",
-                             plugin.store.path, exc, name, self.ip)
-            session.err("unavailable", "the users store cannot be written; try again later")
-            raise SessionEnd("unavailable") from None
-        if not recorded:
-            plugin.log.warning("login %s from %s ended: the user was deleted meanwhile", name, self.ip)
-            if how == "token":
-                session.err("bad-token", "unknown or expired token; log in with your password")
-            else:
-                session.err("bad-credentials", "wrong name or password")
-            raise SessionEnd("deleted")
+            self.session.login(name)
+        except BaseException:
+            try:
+                plugin.store.forget_login(record)
+            except sqlite3.Error as exc:
+                plugin.log.error("users store %s cannot be written (%s); a refused login of %s from %s stays "
+                                 "recorded", plugin.store.path, exc, name, self.ip)
+            raise
         plugin.log.info("login %s from %s (%s)", name, self.ip, how)
         plugin.count("logins")  # only a login every plugin accepted

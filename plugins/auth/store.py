@@ -67,6 +67,18 @@ class User:
     last_ip: str | None
 
 
+@dataclass(frozen=True)
+class LoginRecord:
+    """What :meth:`UserStore.record_login` wrote, so that :meth:`UserStore.forget_login` can
+    take it back (a login another plugin refused)."""
+    key: str
+    ip: str
+    at: float
+    token_digest: str | None
+    before: tuple[float | None, str | None]  # the user's last_login, last_ip before this login
+    seen_before: tuple[str, float] | None  # the address's seen_ips row before: (user_key, seen)
+
+
 class UserStore:
     """The users database. Every method may be called from any thread."""
 
@@ -114,10 +126,11 @@ class UserStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # a failed COMMIT (disk full) leaves it open: end it, or every later BEGIN fails
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     # -- users ------------------------------------------------------------------
 
@@ -148,13 +161,16 @@ class UserStore:
             return self._db.execute("SELECT 1 FROM users WHERE key = ?", (key,)).fetchone() is not None
 
     def record_login(self, key: str, ip: str, now: float, new_hash: str | None = None,
-                     token: tuple[str, float] | None = None) -> bool:
+                     token: tuple[str, float] | None = None) -> LoginRecord | None:
         """Note a login, in one transaction with its new token ``(digest, expires)`` and a
-        rehashed password (when the hashing parameters changed). False if the user is gone
+        rehashed password (when the hashing parameters changed). None if the user is gone
         (deleted, or clear-auth, since the password was checked)."""
         with self._lock, self._transaction() as db:
-            if not db.execute("UPDATE users SET last_login = ?, last_ip = ? WHERE key = ?", (now, ip, key)).rowcount:
-                return False
+            before = db.execute("SELECT last_login, last_ip FROM users WHERE key = ?", (key,)).fetchone()
+            if before is None:
+                return None
+            seen = db.execute("SELECT user_key, seen FROM seen_ips WHERE ip = ?", (ip,)).fetchone()
+            db.execute("UPDATE users SET last_login = ?, last_ip = ? WHERE key = ?", (now, ip, key))
             if token:
                 db.execute("DELETE FROM tokens WHERE expires <= ?", (now,))
                 db.execute("INSERT INTO tokens (digest, user_key, created, expires) VALUES (?, ?, ?, ?)",
@@ -164,7 +180,23 @@ class UserStore:
             db.execute("INSERT INTO seen_ips (ip, user_key, seen) VALUES (?, ?, ?) "
                        "ON CONFLICT(ip) DO UPDATE SET user_key = excluded.user_key, seen = excluded.seen",
                        (ip, key, now))
-        return True
+        return LoginRecord(key, ip, now, token[0] if token else None, tuple(before), tuple(seen) if seen else None)
+
+    def forget_login(self, record: LoginRecord) -> None:
+        """Take back a recorded login: its token, and the user's last login and the address's
+        "hello again" where no later login has replaced them since. (A rehashed password stays:
+        the password was right.)"""
+        key, ip, at = record.key, record.ip, record.at
+        with self._lock, self._transaction() as db:
+            if record.token_digest:
+                db.execute("DELETE FROM tokens WHERE digest = ?", (record.token_digest,))
+            db.execute("UPDATE users SET last_login = ?, last_ip = ? WHERE key = ? AND last_login = ? AND last_ip = ?",
+                       (*record.before, key, at, ip))
+            if record.seen_before:
+                db.execute("UPDATE seen_ips SET user_key = ?, seen = ? WHERE ip = ? AND user_key = ? AND seen = ?",
+                           (*record.seen_before, ip, key, at))
+            else:
+                db.execute("DELETE FROM seen_ips WHERE ip = ? AND user_key = ? AND seen = ?", (ip, key, at))
 
     def set_hash(self, key: str, password_hash: str) -> bool:
         """Change a password; the user's tokens are revoked. False if no such user."""
