@@ -255,9 +255,11 @@ class Reloader:
                 return
             self._observer = observer
             log.info("watching %s for changes", self.path)
-            # an edit saved before the watch began would otherwise go unseen until the next one:
-            # look once now (unchanged content is recognised by its hash and ignored)
-            self.file_changed()
+            # an edit saved before the watch began would otherwise go unseen until the next one
+            with self._cond:
+                seen = self._seen_digest
+            if self._read_digest() != seen:
+                self.file_changed()
         elif not watch and self._observer is not None:
             self._stop_observer()
             log.info("no longer watching %s", self.path)
@@ -291,6 +293,13 @@ class Reloader:
             observer.stop()
             observer.join(5)
 
+    def _read_digest(self) -> str | None:
+        try:
+            with open(self.path, "rb") as f:
+                return hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            return None  # gone for a moment (mid-rename) or unreadable: let reload report it
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -303,11 +312,7 @@ class Reloader:
             if forced:
                 self._daemon.reload(source="signal")
                 continue
-            try:
-                with open(self.path, "rb") as f:
-                    digest = hashlib.sha256(f.read()).hexdigest()
-            except OSError:
-                digest = None  # gone for a moment (mid-rename) or unreadable: let reload report it
+            digest = self._read_digest()
             with self._cond:
                 unchanged = digest is not None and digest == self._seen_digest
             if unchanged:

@@ -1,5 +1,6 @@
 """Hot reload with a real daemon: edits in every style, bad edits, live changes, no lost clients."""
 
+import logging
 import os
 import re
 import signal
@@ -266,3 +267,44 @@ def edit_through(path):
             doc["listeners"][f"new{step}"] = {"host": "127.0.0.1", "port": 0, "plugins": ["echo"]}
         path.write_text(yaml.safe_dump(doc))
         time.sleep(0.3)
+
+
+def _reloader_on(path, loaded: bytes):
+    """A Reloader for ``path`` whose daemon loaded ``loaded``; records the reloads it asks for."""
+    import hashlib
+    from types import SimpleNamespace
+
+    from daemon.reload import Reloader
+
+    asked = []
+    daemon = SimpleNamespace(
+        config=SimpleNamespace(path=path, digest=hashlib.sha256(loaded).hexdigest(), reload_debounce=0.05,
+                               reload_watch=True),
+        reload=lambda source: asked.append(source))
+    return Reloader(daemon), asked
+
+
+def test_an_edit_saved_before_the_watch_began_is_reloaded(tmp_path):
+    path = tmp_path / "daemond.yaml"
+    path.write_bytes(b"edited: after loading\n")
+    reloader, asked = _reloader_on(path, b"as loaded\n")
+    reloader.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not asked and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert asked == ["watch"]
+    finally:
+        reloader.stop()
+
+
+def test_starting_the_watch_on_an_unchanged_file_logs_and_reloads_nothing(tmp_path, caplog):
+    path = tmp_path / "daemond.yaml"
+    path.write_bytes(b"as loaded\n")
+    reloader, asked = _reloader_on(path, b"as loaded\n")
+    with caplog.at_level(logging.DEBUG, logger="daemond.reload"):
+        reloader.start()
+        time.sleep(0.3)  # several debounce periods
+        reloader.stop()
+    assert asked == []
+    assert [r.getMessage() for r in caplog.records if "touched" in r.getMessage()] == []
