@@ -158,8 +158,8 @@ class Session:
         """
         self.user = user
         self._listener.session_logged_in(self)
-        log.info("login %s %s user=%s", self.listener, self.peer_str, user)
         self.chain.hook.daemond_session_login(session=self, user=user)
+        log.info("login %s %s user=%s", self.listener, self.peer_str, user)  # after: a plugin may refuse it
 
     def close(self, reason: str = "kicked") -> None:
         """End the session from any thread; what is already queued is still sent."""

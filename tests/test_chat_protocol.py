@@ -219,6 +219,11 @@ def test_a_second_login_of_a_connected_name_is_refused(chat):
     assert room.server.daemon.status()["plugins"]["auth"]["logins"] == logins  # not counted as a login
     # nor recorded: no token issued, alice's last login and address as they were
     assert (store.user("alice"), store.counts(0)) == recorded
+    # nor logged as a login: only its refusal and its end
+    port = intruder.sock.getsockname()[1]
+    log = "\n".join(room.server.daemon.logs.tail(1000))
+    assert f"refused a second session for alice from 127.0.0.1:{port}" in log
+    assert f"login chat 127.0.0.1:{port} " not in log
     # the first alice is untouched, and nobody saw a JOIN or a PART
     alice.send_line("still me")
     assert bob.read_line() == "MSG alice still me"
