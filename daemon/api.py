@@ -56,8 +56,8 @@ class DaemonAPI:
         return self._daemon.sessions(listener)
 
     def native_cpus(self) -> set[int] | None:
-        """The CPUs for threads of yours that run native code without the GIL (a hashing or
-        compression pool): every CPU but the one the daemon keeps its Python threads on
+        """The CPUs for threads or helper processes of yours that run native code without the
+        GIL (hashing, compression): every CPU but the one the daemon keeps its Python threads on
         (``tuning.pin_threads``). Move such threads there with ``os.sched_setaffinity(0, cpus)``.
         None: no such split (pinning off, or one CPU) — leave them where they are."""
         return native_cpus()

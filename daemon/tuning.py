@@ -24,7 +24,8 @@ per-thread arenas. glibc raises its threshold to the size of the largest block
 freed (up to 32 MiB), after which each arena keeps such blocks for reuse: with
 argon2id's 19 MiB per password hash, 50 logins from 50 threads left the daemon
 some 450 MiB larger though only ``max_hashing`` hashes ran at once (found by
-tests/robustness, item 9). Setting the threshold pins it: those blocks are
+tests/robustness, item 9; auth now hashes in a helper process, which pins its
+own threshold the same way). Setting the threshold pins it: those blocks are
 mmap'd and unmapped when freed.
 """
 

@@ -30,6 +30,12 @@ def plugin_of(running):
     return running.daemon.config.plugins["auth"].obj
 
 
+def hashing_counts(running) -> dict[str, int]:
+    """The argon2 hashes and verifications the auth plugin asked for so far (from status)."""
+    status = running.daemon.status()["plugins"]["auth"]
+    return {"hashes": status["hashes"], "verifications": status["verifications"]}
+
+
 def commands_of(running):
     """The auth plugin's control commands by name, as the daemon's hook returns them."""
     found = {}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argon2
 import pytest
 
+from plugins.auth import passwords
+
 from tests.auth_support import TOKEN, connect, logged_in_as, plugin_of, register, session_of, start
 
 # -- 1. the greeting -------------------------------------------------------------------
@@ -105,24 +107,23 @@ def test_unknown_name_and_wrong_password_get_the_same_bytes_and_the_same_work(da
     d = start(daemond_factory)
     register(d, "alice", "password-1")[0].close()
     real_hash = plugin_of(d).store.user("alice").hash
-    verified = []
-    original = argon2.PasswordHasher.verify
+    sent = []  # what went to the hashing helper
+    original = passwords._Channel.call
 
-    def counting_verify(self, hash, password):
-        verified.append(hash)
-        return original(self, hash, password)
+    def recording_call(self, request):
+        sent.append(request[:2])
+        return original(self, request)
 
-    monkeypatch.setattr(argon2.PasswordHasher, "verify", counting_verify)
+    monkeypatch.setattr(passwords._Channel, "call", recording_call)
     client, _ = connect(d)
     wrong = client.command("/login alice not-the-password")
     unknown = client.command("/login nobody not-the-password")
     assert wrong == unknown == ([], "-ERR bad-credentials wrong name or password")
     # both ran one argon2 verification: against alice's hash, and against a dummy hash
     # made with the same parameters, so "no such user" costs what "wrong password" costs
-    assert len(verified) == 2
-    assert verified[0] == real_hash
-    assert verified[1] != real_hash
-    assert argon2.extract_parameters(verified[1]) == argon2.extract_parameters(real_hash)
+    dummy = plugin_of(d).hasher.dummy_hash
+    assert sent == [["verify", real_hash], ["verify", dummy]]
+    assert argon2.extract_parameters(dummy) == argon2.extract_parameters(real_hash)
     client.close()
 
 
@@ -293,8 +294,9 @@ def test_status_reports_counts(daemond_factory):
     client.command("/login alice password-1")
     client.close()
     status = d.daemon.status()["plugins"]["auth"]
-    assert {k: status[k] for k in ("users", "tokens", "logins", "failed", "registrations")} == {
-        "users": 1, "tokens": 2, "logins": 2, "failed": 1, "registrations": 1}
+    assert {k: status[k] for k in ("users", "tokens", "logins", "failed", "registrations", "hashes", "verifications")} == {
+        "users": 1, "tokens": 2, "logins": 2, "failed": 1, "registrations": 1, "hashes": 1, "verifications": 2}
+    assert status["hashing"].startswith("helper process ")
 
 
 # -- 9. the API other plugins rely on ----------------------------------------------------------------
@@ -314,30 +316,3 @@ def test_plugins_after_auth_see_the_user_and_get_the_lines_behind_the_login(daem
     assert client.read_line() == "+OK Alice said hello there"
     assert client.command("/login bob x") == ([], "+OK Alice said /login bob x")  # auth is out of the way
     client.close()
-
-
-# -- hashing off the hot path ------------------------------------------------------------------------
-
-
-def test_hashes_run_on_a_few_low_priority_threads_elsewhere_that_end_with_the_daemon(daemond_factory):
-    import os
-    import threading
-
-    d = start(daemond_factory, max_hashing=2)
-    clients = [register(d, f"user{i}", "password-1")[0] for i in range(4)]
-    hashers = [t for t in threading.enumerate() if t.name.startswith("argon2")]
-    assert 1 <= len(hashers) <= 2  # the cap on hashes at once is the pool's size
-    ours = os.getpriority(os.PRIO_PROCESS, 0)
-    # only the hashing threads are niced: the kernel runs connection threads first while they hash
-    assert {os.getpriority(os.PRIO_PROCESS, t.native_id) for t in hashers} == {min(19, ours + 10)}
-    sessions = [t for t in threading.enumerate() if t.name.startswith("conn-login-")]
-    assert len(sessions) == 4 and {os.getpriority(os.PRIO_PROCESS, t.native_id) for t in sessions} == {ours}
-    # and on the CPUs the daemon leaves for native work, away from the one its Python threads share
-    native = d.daemon.api.native_cpus()
-    allowed = os.sched_getaffinity(0)
-    assert native == (allowed - {max(allowed)} if len(allowed) > 1 else None)
-    assert all(os.sched_getaffinity(t.native_id) == (native or allowed) for t in hashers)
-    for client in clients:
-        client.close()
-    d.stop()
-    assert not any(t.is_alive() for t in hashers)

@@ -6,10 +6,10 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 
 import argon2
 import pytest
-import yaml
 
 from daemon.server import StartError
 from plugins.auth.passwords import OWASP_MINIMUM, Argon2Params, Hasher
@@ -120,7 +120,11 @@ def test_default_argon2_parameters_are_owasp_strength():
     settings = AuthSettings.from_section(SCHEMA.validate({}, None, "plugins.auth")[0])
     assert settings.argon2 == Argon2Params(**OWASP_MINIMUM)
     assert not settings.argon2.weaker_than_owasp()
-    params = argon2.extract_parameters(Hasher(settings.argon2, 1).hash("password-1"))
+    hasher = Hasher(settings.argon2, 1)
+    try:
+        params = argon2.extract_parameters(hasher.hash("password-1"))
+    finally:
+        hasher.close()
     assert (params.type, params.time_cost, params.memory_cost, params.parallelism) == (argon2.Type.ID, 2, 19456, 1)
 
 
@@ -177,38 +181,6 @@ def test_a_login_rehashes_a_password_stored_with_other_parameters(daemond_factor
     client.close()
     log = (new.config.state_dir / "daemond.log").read_text()
     assert log.count("rehashed the password of alice with the current argon2 parameters (m=64,t=2,p=1)") == 1
-
-
-def test_hashing_concurrency_is_capped(daemond_factory, monkeypatch):
-    d = start(daemond_factory, max_hashing=2)
-    hasher = plugin_of(d).hasher
-    running = 0
-    most = 0
-    # lock guards running and most (counted from the connections' threads)
-    lock = threading.Lock()
-    gate = threading.Event()
-    original = argon2.PasswordHasher.hash
-
-    def slow_hash(self, password, *, salt=None):
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
-        gate.wait(0.2)
-        with lock:
-            running -= 1
-        return original(self, password)
-
-    monkeypatch.setattr(argon2.PasswordHasher, "hash", slow_hash)
-    clients = [connect(d)[0] for _ in range(6)]
-    for i, client in enumerate(clients):
-        client.send_line(f"/register user{i} password-{i}")
-    finals = [client.reply()[1] for client in clients]
-    assert all(f.startswith("+OK registered") for f in finals), finals
-    assert most == 2
-    assert hasher.max_concurrent == 2
-    for client in clients:
-        client.close()
 
 
 # -- kill -9 ------------------------------------------------------------------------------------------
@@ -278,8 +250,18 @@ def test_a_reload_applies_new_settings_to_new_connections_and_keeps_the_store(da
     assert client.command("/login alice wrong-password")[1].startswith("-ERR bad-credentials ")
     assert client.command("/login alice password-1")[1].startswith("-ERR too-many-attempts ")  # max_attempts 1
     client.close()
+    old_helper = d.daemon.status()["plugins"]["auth"]["hashing"]
+    assert old_helper.startswith("helper process ")
     rewrite(d, lambda doc: doc["plugins"]["auth"].update(argon2={"time_cost": 2, "memory_cost": 16, "parallelism": 1}))
     assert plugin.hasher is not hasher and str(plugin.hasher.params) == "m=16,t=2,p=1"
+    # the old hasher's helper ends; the new one's is started at once, not at the first login
+    new_helper = d.daemon.status()["plugins"]["auth"]["hashing"]
+    assert new_helper.startswith("helper process ") and new_helper != old_helper
+    old_pid = int(old_helper.split()[-1])
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{old_pid}"):
+        assert time.monotonic() < deadline, "the replaced hasher's helper did not end"
+        time.sleep(0.02)
 
 
 def test_auth_named_first_at_a_reload_opens_its_store(daemond_factory):

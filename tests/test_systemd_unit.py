@@ -98,6 +98,8 @@ def test_unit_commands_and_type():
     assert s["Restart"] == ["on-failure"]
     assert s["NotifyAccess"] == ["main"]
     assert "WatchdogSec" in s
+    # SIGTERM to daemond alone: it ends auth's hashing helper itself, after the logins under way
+    assert s["KillMode"] == ["mixed"]
 
 
 def test_unit_directories_and_user():

@@ -80,9 +80,11 @@ class AuthPlugin:
             self.log.warning("auth: database changed to %s; it takes effect at the next restart", new.database)
         if self.hasher is None or (new.argon2, new.max_hashing, cpus) != \
                 (self.hasher.params, self.hasher.max_concurrent, self.hasher.cpus):
-            old_hasher, self.hasher = self.hasher, Hasher(new.argon2, new.max_hashing, cpus)
+            old_hasher, self.hasher = self.hasher, Hasher(new.argon2, new.max_hashing, cpus, on_request=self.count)
             if old_hasher is not None:
-                old_hasher.close(wait=False)  # hashes under way finish; its threads then end
+                old_hasher.close(wait=False)  # hashes under way finish; its helper then ends
+            if self.store is not None:  # running (a reload): the first login should not wait for a helper
+                self.hasher.start()
             if new.argon2.weaker_than_owasp():
                 owasp = "m={memory_cost},t={time_cost},p={parallelism}".format(**OWASP_MINIMUM)
                 self.log.warning("auth: argon2 parameters %s are weaker than OWASP's minimum (%s); "
@@ -98,8 +100,9 @@ class AuthPlugin:
             self.store = UserStore(path)
         except StoreError as exc:
             raise PluginError(str(exc)) from None
-        self.log.info("auth: users store %s (%d users); argon2id %s", path, self.store.counts(self.clock())["users"],
-                      self.hasher.params)
+        self.hasher.start()
+        self.log.info("auth: users store %s (%d users); argon2id %s, hashed in %s", path,
+                      self.store.counts(self.clock())["users"], self.hasher.params, self.hasher.where())
 
     @hookimpl
     def daemond_stopped(self, daemon) -> None:
@@ -126,9 +129,12 @@ class AuthPlugin:
         with self._counts_lock:
             counts = dict(self._counts)
         status: dict[str, Any] = {key: counts.get(key, 0) for key in
-                                  ("logins", "failed", "registrations", "throttled", "timeouts")}
+                                  ("logins", "failed", "registrations", "throttled", "timeouts", "hashes",
+                                   "verifications")}
         status["throttled_names"] = self.names.blocked_count()
         status["throttled_addresses"] = self.addresses.blocked_count()
         if self.store is not None:
             status.update(self.store.counts(self.clock()))
+        if self.hasher is not None:
+            status["hashing"] = self.hasher.where()
         return status

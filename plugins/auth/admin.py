@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from daemon import CommandError, ControlCommand
 from daemon.commands import Argument, ArgumentNeeded
+from plugins.auth.passwords import HashingFailed
 from plugins.auth.rules import name_key, name_problem, password_problem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,14 +73,21 @@ def users(plugin: AuthPlugin, args: dict[str, Any]) -> Any:
     if action == "add":
         if store.exists(key):
             raise CommandError(f"{name} already exists (users passwd {name} changes the password)")
-        if not store.add_user(key, name, plugin.hasher.hash(password), plugin.clock()):
+        if not store.add_user(key, name, _hash(plugin, password), plugin.clock()):
             raise CommandError(f"{name} already exists")
         plugin.log.info("auth: added user %s (operator)", name)
         return f"added {name}"
-    if not store.set_hash(key, plugin.hasher.hash(password)):
+    if not store.set_hash(key, _hash(plugin, password)):
         raise CommandError(f"no user {name}")
     plugin.log.info("auth: changed the password of %s (operator); their tokens are revoked", name)
     return f"changed the password of {name}; their login tokens no longer work"
+
+
+def _hash(plugin: AuthPlugin, password: str) -> str:
+    try:
+        return plugin.hasher.hash(password)
+    except HashingFailed as exc:
+        raise CommandError(f"the password cannot be hashed just now ({exc}); try again") from None
 
 
 def render_users(result: Any) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from daemon import SessionEnd
 from daemon.lines import plain_text, split_command
-from plugins.auth.passwords import HasherBusy
+from plugins.auth.passwords import HasherBusy, HashingFailed
 from plugins.auth.rules import name_key, name_problem, password_problem
 from plugins.auth.store import LoginRecord
 
@@ -66,9 +66,15 @@ class LoginDialogue:
 
     def _guarded(self, step, arg: str) -> None:
         """Run one step of the dialogue; a store that cannot be written (disk full,
-        read-only) refuses that step with ``-ERR unavailable`` and the connection lives."""
+        read-only) or a hashing helper that failed refuses that step with
+        ``-ERR unavailable`` and the connection lives."""
         try:
             step(arg)
+        except HashingFailed as exc:
+            self.prompt = None
+            self.plugin.log.error("password hashing failed (%s); a login or registration from %s was refused",
+                                  exc, self.ip)
+            self.session.err("unavailable", "passwords cannot be checked just now; try again")
         except sqlite3.Error as exc:
             if self.session.user is not None:
                 raise  # logged in already: it failed in a later plugin's login hook, not in our store
@@ -229,11 +235,23 @@ class LoginDialogue:
             session.err("bad-credentials", "wrong name or password")
             return
         plugin.names.success(key)
-        new_hash = plugin.hasher.hash(password) if plugin.hasher.needs_rehash(user.hash) else None
-        if new_hash:
-            plugin.log.info("rehashed the password of %s with the current argon2 parameters (%s)", user.name,
-                            plugin.hasher.params)
-        self._logged_in(user.key, user.name, "password", new_hash)
+        self._logged_in(user.key, user.name, "password", self._rehashed(user, password))
+
+    def _rehashed(self, user, password: str) -> str | None:
+        """A new hash of a right password stored with other parameters than ours; None if it
+        is current, or cannot be made just now (then it is tried at the next login)."""
+        plugin = self.plugin
+        if not plugin.hasher.needs_rehash(user.hash):
+            return None
+        try:
+            new_hash = plugin.hasher.hash(password, timeout=self._left())
+        except (HashingFailed, HasherBusy) as exc:
+            plugin.log.warning("could not rehash the password of %s (%s); kept as it is until the next login",
+                               user.name, exc or "no hashing slot in time")
+            return None
+        plugin.log.info("rehashed the password of %s with the current argon2 parameters (%s)", user.name,
+                        plugin.hasher.params)
+        return new_hash
 
     def _register(self, name: str, password: str, prompted: bool = False) -> None:
         session, plugin = self.session, self.plugin
