@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -24,10 +25,13 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def where(running) -> str:
+    return running.daemon.status()["plugins"]["auth"]["hashing"]
+
+
 def helper_pid(running) -> int:
-    where = running.daemon.status()["plugins"]["auth"]["hashing"]
-    match = re.fullmatch(r"helper process (\d+)", where)
-    assert match, where
+    match = re.fullmatch(r"helper process (\d+)", where(running))
+    assert match, where(running)
     return int(match.group(1))
 
 
@@ -78,14 +82,18 @@ def test_a_killed_helper_is_replaced_and_logins_go_on(daemond_factory):
     register(d, "alice", "password-1")[0].close()
     first = helper_pid(d)
     os.kill(first, signal.SIGKILL)
+    assert gone(first)  # reaped by the daemon at once, not left a zombie
+    deadline = time.monotonic() + 10
+    while not re.fullmatch(r"helper process \d+", where(d)) or helper_pid(d) == first:
+        assert time.monotonic() < deadline, where(d)  # another started without waiting for a login
+        time.sleep(0.02)
+    log = (d.config.state_dir / "daemond.log").read_text()
+    assert f"auth: the hashing helper was killed by SIGKILL (pid {first}); starting another" in log
+    second = helper_pid(d)
     client, _ = connect(d)
     assert client.command("/login alice password-1")[1].startswith("+OK logged in as alice ")
-    second = helper_pid(d)
-    assert second != first
-    assert gone(first)  # reaped by the daemon, not left a zombie
+    assert helper_pid(d) == second
     client.close()
-    log = (d.config.state_dir / "daemond.log").read_text()
-    assert f"auth: the hashing helper exited (pid {first}); the next hash starts another" in log
 
 
 def test_a_helper_killed_during_a_hash_is_replaced_and_the_hash_done_again(daemond_factory):
@@ -104,30 +112,56 @@ def test_a_helper_killed_during_a_hash_is_replaced_and_the_hash_done_again(daemo
     assert helper_pid(d) != pid and gone(pid)
     client.close()
     log = (d.config.state_dir / "daemond.log").read_text()
-    assert re.search(rf"auth: the hashing helper exited( \([^)]*\))? \(pid {pid}\); the next hash starts another", log)
+    # seen dead by the request (its pipe closed) or by its watcher, whichever came first
+    assert re.search(rf"auth: the hashing helper (exited|was killed by SIGKILL)( \([^)]*\))? \(pid {pid}\); "
+                     rf"starting another", log)
 
 
-def test_helpers_that_die_at_every_request_cost_a_login_then_hashing_moves_into_the_daemon(daemond_factory, tmp_path,
-                                                                                           monkeypatch):
-    broken = tmp_path / "python"
-    broken.write_text("#!/bin/sh\nexit 3\n")  # starts, then exits before answering anything
-    broken.chmod(0o755)
-    monkeypatch.setattr(passwords, "PYTHON", str(broken))
+def fake_python(tmp_path, body: str) -> str:
+    """A stand-in for the helper's interpreter, run as ``PYTHON -P SCRIPT CONFIG``: a Python
+    program whose ``body`` sees ``fd``, the request pipe of the helper's first channel."""
+    script = tmp_path / "python"
+    script.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
+                      f"fd = json.loads(sys.argv[3])['channels'][0][0]\n{body}")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_helpers_that_die_under_every_request_cost_a_login_then_hashing_moves_into_the_daemon(
+        daemond_factory, tmp_path, monkeypatch):
+    # each one takes a request and exits without answering
+    monkeypatch.setattr(passwords, "PYTHON", fake_python(tmp_path, "os.read(fd, 65536)\nsys.exit(3)\n"))
     d = start(daemond_factory)
     client, _ = connect(d)
-    # two helpers tried for this request (the first, and the one it was sent to again): refused, the connection lives
+    # the first helper dies under it, and the one it is sent to again: refused, the connection lives
     assert client.command("/register alice password-1")[1] == \
         "-ERR unavailable passwords cannot be checked just now; try again"
     # the third dies too: from then on hashes run in the daemon, and the login goes through
     assert client.command("/register alice password-1")[1].startswith("+OK registered and logged in as alice ")
-    assert d.daemon.status()["plugins"]["auth"]["hashing"] == \
-        f"the daemon itself (no helper: {passwords.STILLBORN_LIMIT} in a row exited before answering; see the daemon's stderr)"
+    assert where(d) == (f"the daemon itself (no helper: {passwords.STILLBORN_LIMIT} in a row exited before "
+                        f"answering; see the daemon's stderr)")
     client.close()
     log = (d.config.state_dir / "daemond.log").read_text()
-    # (a helper may be seen gone as the request is written, or as its answer is awaited)
-    assert len(re.findall(r"auth: the hashing helper exited( \([^)]*\))? \(pid \d+\)", log)) == 3
+    # each seen dead by the request (its pipe closed) or by its watcher, whichever came first
+    assert len(re.findall(r"auth: the hashing helper exited[^(]*(\([^)]*\) )?\(pid \d+\)", log)) == 3
     assert re.search(r"password hashing failed \(the hashing helper exited( \([^)]*\))?\); "
                      r"a login or registration from 127\.0\.0\.1 was refused", log)
+
+
+def test_helpers_that_cannot_run_at_all_leave_hashing_to_the_daemon_before_any_login(
+        daemond_factory, tmp_path, monkeypatch):
+    monkeypatch.setattr(passwords, "PYTHON", fake_python(tmp_path, "sys.exit(3)\n"))  # e.g. argon2 not importable
+    d = start(daemond_factory)
+    deadline = time.monotonic() + 10
+    while not where(d).startswith("the daemon itself"):  # each one's watcher starts the next at once
+        assert time.monotonic() < deadline, where(d)
+        time.sleep(0.02)
+    client, _ = connect(d)
+    assert client.command("/register alice password-1")[1].startswith("+OK registered and logged in as alice ")
+    client.close()
+    log = (d.config.state_dir / "daemond.log").read_text()
+    assert len(re.findall(r"auth: the hashing helper exited with status 3 \(pid \d+\)", log)) == 3
+    assert "cannot run the password hashing helper (3 in a row exited before answering" in log
 
 
 def test_without_a_helper_hashes_run_in_the_daemon_still_capped(daemond_factory, monkeypatch):

@@ -18,8 +18,9 @@ kernel runs every thread that serves an ordinary connection first. Its memory
 is its own: a storm leaves the daemon no larger.
 
 The auth plugin starts the helper when the daemon starts (and when a reload
-changes the hashing settings); if it dies, the next hash starts another, and a
-request it died under is sent to the new one. If it cannot run here at all (no
+changes the hashing settings); a thread of the daemon waits for it, so that if
+it dies another is started at once (and a request it died under is sent to the
+new one). If it cannot run here at all (no
 interpreter, or helpers that exit on their own before answering, three in a
 row), an error is logged and hashes run on the calling threads, still at most
 ``max_concurrent`` at once. A helper that cannot be started for the moment (a
@@ -35,6 +36,7 @@ import logging
 import os
 import secrets
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -151,7 +153,7 @@ class Hasher:
             if self._helper is None:
                 return "helper process (not running)"
             if self._helper.exited():
-                return "helper process (exited; the next hash starts another)"
+                return "helper process (exited; starting another)"
             return f"helper process {self._helper.pid}"
 
     def close(self, wait: bool = True) -> None:
@@ -162,8 +164,8 @@ class Hasher:
             helper, free, self._helper, self._free, self._closed = self._helper, self._free, None, [], True
         for channel in free:
             channel.close()  # its thread in the helper sees the end of its requests and ends
-        if helper is not None:
-            helper.end(5.0 if wait else None)
+        if helper is not None and wait:
+            helper.end(5.0)  # else it ends by itself, and its watcher reaps it
 
     def hash(self, password: str, timeout: float | None = None) -> str:
         return self._run(timeout, "hash", password)
@@ -248,7 +250,7 @@ class Hasher:
         if time.monotonic() < self._respawn_at:
             raise HashingFailed("the hashing helper cannot be started just now")
         try:
-            self._helper = _Helper(self.params, self.max_concurrent, self.cpus)
+            self._helper = _Helper(self.params, self.max_concurrent, self.cpus, self._helper_ended)
         except OSError as exc:
             if exc.errno in _PASSING:
                 self._respawn_at = time.monotonic() + RESPAWN_DELAY
@@ -270,8 +272,21 @@ class Hasher:
         log.error("auth: cannot run the password hashing helper (%s); hashing in the daemon instead, "
                   "at most %d at once", why, self.max_concurrent)
 
+    def _helper_ended(self, helper: _Helper) -> None:
+        """From its watcher thread, once ``helper`` has ended: if it was the current one (not
+        ended by close(), nor retired already by a request that saw it die), say so now and
+        start another, so that the next login does not wait for one."""
+        with self._lock:
+            if helper is not self._helper:
+                return
+            self._retire(helper, f"the hashing helper {helper.how_it_ended()}")
+            try:
+                self._ensure_helper()
+            except HashingFailed:
+                pass  # logged; the next hash tries again
+
     def _retire(self, helper: _Helper, why: str) -> None:
-        """Under _lock: the current helper died or failed; the next hash starts another,
+        """Under _lock: the current helper died or failed; another is started at once,
         unless helpers keep exiting on their own before they answer (they cannot run here).
         The caller kills it (outside the lock) if it still runs."""
         self._helper, free, self._free = None, self._free, []
@@ -282,7 +297,7 @@ class Hasher:
         else:
             self._stillborn += 1
         given_up = self._stillborn >= STILLBORN_LIMIT
-        log.error("auth: %s (pid %d)%s", why, helper.pid, "" if given_up else "; the next hash starts another")
+        log.error("auth: %s (pid %d)%s", why, helper.pid, "" if given_up else "; starting another")
         if given_up:
             self._give_up(f"{STILLBORN_LIMIT} in a row exited before answering; see the daemon's stderr")
 
@@ -305,7 +320,8 @@ class Hasher:
 class _Helper:
     """The helper process and the daemon's ends of its channels."""
 
-    def __init__(self, params: Argon2Params, channels: int, cpus: set[int] | None):
+    def __init__(self, params: Argon2Params, channels: int, cpus: set[int] | None,
+                 on_end: Callable[[_Helper], None]):
         python = PYTHON or sys.executable
         if not python:
             raise ValueError("no Python interpreter to run it (sys.executable is empty)")
@@ -339,6 +355,21 @@ class _Helper:
         self.channels = [_Channel(self, ours[i], ours[i + 1]) for i in range(0, len(ours), 2)]
         self.answered = False  # set once it answered a request: it can run here
         self._place(cpus)
+        # its watcher: waits for it to end (reaping it: no zombie), then tells the hasher
+        threading.Thread(target=self._watch, args=(on_end,), name=f"auth-helper-{self.pid}", daemon=True).start()
+
+    def _watch(self, on_end: Callable[[_Helper], None]) -> None:
+        self.proc.wait()
+        on_end(self)
+
+    def how_it_ended(self) -> str:
+        code = self.proc.returncode
+        if code is not None and code < 0:
+            try:
+                return f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"was killed by signal {-code}"
+        return f"exited with status {code}"
 
     def _place(self, cpus: set[int] | None) -> None:
         """Move it to ``cpus`` and lower its priority, from here, before it has started its
@@ -375,13 +406,9 @@ class _Helper:
         except subprocess.TimeoutExpired:
             log.error("auth: the hashing helper (pid %d) did not end after SIGKILL", self.pid)
 
-    def end(self, timeout: float | None) -> None:
+    def end(self, timeout: float) -> None:
         """It ends once every channel is closed (hashes under way finish first). Wait for that
-        up to ``timeout`` seconds, then kill it; None: wait up to HASH_STALL, on a thread of its own."""
-        if timeout is None:
-            threading.Thread(target=self.end, args=(HASH_STALL,), name=f"auth-helper-{self.pid}-end",
-                             daemon=True).start()
-            return
+        up to ``timeout`` seconds, then kill it."""
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
