@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from pathlib import Path
 
 #: Cheap argon2id parameters so the suite stays fast; the defaults are tested separately.
 CHEAP_ARGON2 = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
@@ -72,3 +74,12 @@ def session_of(running, client):
     (session,) = [s for s in running.daemon.sessions() if s.peer[1] == port]
     return session
 
+
+def gone(pid: int, within: float = 5.0) -> bool:
+    """True once ``pid`` has exited and been reaped (a zombie still has a /proc entry)."""
+    deadline = time.monotonic() + within
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

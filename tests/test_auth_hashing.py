@@ -17,7 +17,7 @@ import pytest
 from daemon import CommandError
 from plugins.auth import passwords
 from plugins.auth.passwords import Argon2Params, Hasher
-from tests.auth_support import CHEAP_ARGON2, connect, plugin_of, register, run_command, start
+from tests.auth_support import CHEAP_ARGON2, connect, gone, plugin_of, register, run_command, start
 
 
 def cpu_ticks(pid: int) -> int:
@@ -37,16 +37,6 @@ def helper_pid(running) -> int:
 
 def threads_of(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
-
-
-def gone(pid: int, within: float = 5.0) -> bool:
-    """True once ``pid`` has exited and been reaped (a zombie still has a /proc entry)."""
-    deadline = time.monotonic() + within
-    while Path(f"/proc/{pid}").exists():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_hashes_run_in_one_low_priority_helper_elsewhere_that_ends_with_the_daemon(daemond_factory):

@@ -6,7 +6,6 @@ import os
 import sqlite3
 import stat
 import threading
-import time
 
 import argon2
 import pytest
@@ -15,7 +14,7 @@ from daemon.server import StartError
 from plugins.auth.passwords import OWASP_MINIMUM, Argon2Params, Hasher
 from plugins.auth.settings import SCHEMA, AuthSettings
 from plugins.auth.store import StoreError, UserStore
-from tests.auth_support import CHEAP_ARGON2, auth_settings, connect, plugin_of, register, start
+from tests.auth_support import CHEAP_ARGON2, auth_settings, connect, gone, plugin_of, register, start
 
 
 def mode(path):
@@ -257,11 +256,7 @@ def test_a_reload_applies_new_settings_to_new_connections_and_keeps_the_store(da
     # the old hasher's helper ends; the new one's is started at once, not at the first login
     new_helper = d.daemon.status()["plugins"]["auth"]["hashing"]
     assert new_helper.startswith("helper process ") and new_helper != old_helper
-    old_pid = int(old_helper.split()[-1])
-    deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{old_pid}"):
-        assert time.monotonic() < deadline, "the replaced hasher's helper did not end"
-        time.sleep(0.02)
+    assert gone(int(old_helper.split()[-1]), within=10), "the replaced hasher's helper did not end"
 
 
 def test_auth_named_first_at_a_reload_opens_its_store(daemond_factory):

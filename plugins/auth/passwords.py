@@ -152,8 +152,6 @@ class Hasher:
                 return f"the daemon itself (no helper: {self._no_helper})"
             if self._helper is None:
                 return "helper process (not running)"
-            if self._helper.exited():
-                return "helper process (exited; starting another)"
             return f"helper process {self._helper.pid}"
 
     def close(self, wait: bool = True) -> None:
@@ -232,10 +230,8 @@ class Hasher:
 
     def _take(self) -> _Channel | None:
         """Under _lock: a free channel of a running helper, started if need be; None: hash
-        here. A slot is held, so a running helper has a free channel."""
-        helper = self._helper
-        if helper is not None and helper.exited():  # killed while idle: replace it before use
-            self._retire(helper, "the hashing helper exited")
+        here. A slot is held, so a running helper has a free channel. (One that died is
+        retired by its watcher, or by the request that finds its pipe closed.)"""
         if not self._ensure_helper():
             return None
         return self._free.pop()
@@ -384,9 +380,6 @@ class _Helper:
             os.setpriority(os.PRIO_PROCESS, self.pid, min(19, os.getpriority(os.PRIO_PROCESS, self.pid) + HASHING_NICE))
         except OSError as exc:
             log.warning("auth: cannot lower the hashing helper's priority (%s)", exc.strerror or exc)
-
-    def exited(self) -> bool:
-        return self.proc.poll() is not None
 
     def killed_by_signal(self) -> bool:
         return self.proc.returncode is not None and self.proc.returncode < 0
