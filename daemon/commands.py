@@ -49,12 +49,15 @@ class ArgumentNeeded(UsageError):
     daemonctl (on a terminal, or from its stdin for a ``secret`` argument) and
     the console ask for it — without echo when the argument is ``secret`` — and
     run the command again with it; elsewhere it is a usage error with ``message``.
+    ``confirm=True`` marks a new secret being chosen (a password): on a terminal
+    it is asked twice, and nothing is done if the two differ (as ``passwd`` does).
     """
 
-    def __init__(self, argument: str, message: str, prompt: str | None = None):
+    def __init__(self, argument: str, message: str, prompt: str | None = None, confirm: bool = False):
         super().__init__(message)
         self.argument = argument
         self.prompt = prompt or argument
+        self.confirm = confirm
 
 
 @dataclass(frozen=True)

@@ -339,14 +339,17 @@ def ask(command: str, question: str) -> bool:
 
 
 def ask_value(details: dict) -> str | None:
-    """An argument the command needs: asked on the terminal (a secret without echo), or a secret
-    read from stdin when that is not a terminal (scripts pipe passwords in). None: cannot ask."""
+    """An argument the command needs: asked on the terminal (a secret without echo; a new one
+    twice), or a secret read from stdin when that is not a terminal (scripts pipe passwords in,
+    once). None: cannot ask."""
     prompt = f"{details.get('prompt') or details.get('argument')}: "
     if details.get("secret"):
         if sys.stdin.isatty():
             import getpass
 
             value = getpass.getpass(prompt)
+            if value and details.get("confirm") and getpass.getpass("again: ") != value:
+                raise Exit(protocol.EXIT_FAILED, f"the {details.get('argument')}s you typed differ; nothing done")
         else:
             value = sys.stdin.readline().rstrip("\r\n")
     elif sys.stdin.isatty() and sys.stderr.isatty():

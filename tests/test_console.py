@@ -112,8 +112,18 @@ def test_a_secret_asked_at_the_console_is_not_echoed(console):
     console.term.write("secret ann --note n\n")
     console.term.expect("token for ann: ")
     console.term.write("console-secret\n")
+    console.term.expect("again: ")  # a new secret is asked twice
+    console.term.write("console-secret\n")
     assert "ann got a token of 14 characters" in console.term.expect(PROMPT)
+    console.term.write("secret bob --note n\n")
+    console.term.expect("token for bob: ")
+    console.term.write("console-secret\n")
+    console.term.expect("again: ")
+    console.term.write("console-typo\n")
+    after = console.term.expect(PROMPT)
+    assert "error: the tokens you typed differ; nothing done" in after and "got a token" not in after
     assert "console-secret" not in console.term.output.decode()
+    assert "console-typo" not in console.term.output.decode()
 
 
 def test_logs_follow_at_the_console_ends_with_ctrl_c(console):

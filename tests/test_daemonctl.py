@@ -288,6 +288,8 @@ def test_a_secret_is_asked_for_without_echo(d):
     try:
         term.expect("token for ann: ")
         term.write("hunter2-secret\n")
+        term.expect("again: ")  # a new secret is asked twice on a terminal
+        term.write("hunter2-secret\n")
         term.expect("note: ")  # not a secret, and asked for on the terminal too (echoed)
         term.write("a note\n")
         rest = term.read_to_end()
@@ -296,6 +298,20 @@ def test_a_secret_is_asked_for_without_echo(d):
         term.close()
     assert "ann got a token of 14 characters; note: a note" in rest
     assert "hunter2-secret" not in term.output.decode()  # never echoed
+
+
+def test_a_new_secret_typed_differently_twice_does_nothing(d):
+    term = Terminal([installed("daemonctl"), "--socket", str(d.control_socket), "secret", "ann", "--note", "n"])
+    try:
+        term.expect("token for ann: ")
+        term.write("hunter2-secret\n")
+        term.expect("again: ")
+        term.write("hunter3-secret\n")
+        rest = term.read_to_end()
+        assert term.wait() == 1, rest
+    finally:
+        term.close()
+    assert "daemonctl: the tokens you typed differ; nothing done" in rest and "got a token" not in rest
 
 
 def test_a_secret_from_stdin_for_scripts(d):
@@ -312,6 +328,8 @@ def test_auth_users_and_clear_auth_through_daemonctl(daemond_factory):
     term = Terminal([installed("daemonctl"), "--socket", str(d.control_socket), "users", "add", "carol"])
     try:
         term.expect("password for carol: ")
+        term.write("carol-password-1\n")
+        term.expect("again: ")
         term.write("carol-password-1\n")
         assert "added carol" in term.read_to_end() and term.wait() == 0
     finally:

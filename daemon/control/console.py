@@ -216,7 +216,12 @@ class Foreground:
                 self._run(name, argv, asked, yes)
                 return
             except ArgumentNeeded as exc:
-                if exc.argument in asked or not self._ask_argument(name, exc, asked):
+                try:
+                    given = exc.argument not in asked and self._ask_argument(name, exc, asked)
+                except CommandError as differ:
+                    self._print(f"error: {differ}")
+                    return
+                if not given:
                     self._print(f"usage error: {exc}")
                     return
             except UsageError as exc:
@@ -252,13 +257,17 @@ class Foreground:
             self._running = False
 
     def _ask_argument(self, name: str, exc: ArgumentNeeded, asked: dict[str, str]) -> bool:
-        """Ask for what the command needs (a secret without echo); False if nothing was given."""
+        """Ask for what the command needs (a secret without echo; a new one twice, raising
+        CommandError if the two differ); False if nothing was given."""
         argument = next((a for a in self.daemon.commands.get(name).args if a.name == exc.argument), None)
+        again = None
         try:
             if argument is not None and argument.secret:
                 import getpass
 
                 value = getpass.getpass(f"{exc.prompt}: ")  # not echoed, not in the history
+                if value and exc.confirm:
+                    again = getpass.getpass("again: ")
             else:
                 value = self._read(f"{exc.prompt}: ")
         except (_Interrupted, EOFError, KeyboardInterrupt):
@@ -266,6 +275,8 @@ class Foreground:
             return False
         if not value:
             return False
+        if again is not None and again != value:
+            raise CommandError(f"the {exc.argument}s you typed differ; nothing done")
         asked[exc.argument] = value
         return True
 

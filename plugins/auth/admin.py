@@ -66,7 +66,7 @@ def users(plugin: AuthPlugin, args: dict[str, Any]) -> Any:
         return f"deleted {name} and their tokens"
     if password is None:
         raise ArgumentNeeded("password", f"users {action}: give the password (daemonctl asks for it)",
-                             prompt=f"password for {name}")
+                             prompt=f"password for {name}", confirm=True)
     bad = password_problem(password, plugin.settings.min_password, plugin.settings.max_password)
     if bad:
         raise CommandError(bad[1])

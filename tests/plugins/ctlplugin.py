@@ -28,7 +28,8 @@ class CtlPlugin:
 
         def secret(args):
             if args["token"] is None:
-                raise ArgumentNeeded("token", "secret: give the token", prompt=f"token for {args['user']}")
+                raise ArgumentNeeded("token", "secret: give the token", prompt=f"token for {args['user']}",
+                                     confirm=True)
             if args["note"] is None:
                 raise ArgumentNeeded("note", "secret: give a note")
             return f"{args['user']} got a token of {len(args['token'])} characters; note: {args['note']}"
