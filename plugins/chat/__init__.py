@@ -100,9 +100,13 @@ class ChatPlugin:
 
     @hookimpl
     def daemond_start(self, daemon):
-        history = History(self._database, self.settings["history_limit"])
+        history = History(self._database, self.settings["history_limit"], warn=self._not_resident)
         self.room = Room(history)
         self.log.info("chat history %s: %d messages, last #%d", self._database, history.count(), history.last_seq)
+
+    def _not_resident(self, why: str) -> None:
+        self.log.warning("the chat history's write-ahead log is not all kept in memory (%s): with a slow disk, "
+                         "messages may wait for it; raise the locked-memory limit (LimitMEMLOCK=)", why)
 
     @hookimpl
     def daemond_stopping(self, daemon):

@@ -5,6 +5,8 @@ Each message is committed on its own before anyone receives it (the room calls
 saw is in the database after a crash. WAL with ``synchronous=NORMAL`` makes a
 commit one ``write()`` into the log: it survives the process being killed at
 any moment; a power cut may lose the last few messages, never the database.
+The log's pages are kept in memory (:mod:`plugins.chat.resident`), so that this
+``write()`` does not wait for the disk to read back a page the kernel evicted.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+from plugins.chat.resident import ResidentFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -55,12 +60,16 @@ class History:
     in sequence order); :meth:`recent` may be called from any session thread.
     """
 
-    def __init__(self, path: Path, limit: int):
+    def __init__(self, path: Path, limit: int, warn: Callable[[str], None] | None = None):
         self.path = path
         self.limit = limit
         _create_private(path)
         self._writer = _connect(path)
         self._writer.executescript(_SCHEMA)
+        # the write-ahead log and its index, kept in memory (guarded by the room's lock, as the writer)
+        self._resident = [ResidentFile(f"{path}-wal"), ResidentFile(f"{path}-shm")]
+        self._warn = warn  # told once if they cannot be (the locked-memory limit)
+        self._keep_resident()
         self._reader = _connect(path)
         # _read_lock guards the reader connection (sqlite3 connections are not for
         # two threads at once); the writer is guarded by the room's lock.
@@ -75,7 +84,16 @@ class History:
                                  (entry.seq, entry.ts, entry.kind, entry.name, entry.text))
             self._writer.execute("DELETE FROM messages WHERE seq <= ?", (entry.seq - self.limit,))
         self.last_seq = entry.seq
+        self._keep_resident()
         return entry
+
+    def _keep_resident(self) -> None:
+        for file in self._resident:
+            if file.error is None:
+                file.follow()
+                if file.error is not None and self._warn is not None:
+                    self._warn(file.error)
+                    self._warn = None  # once is enough: the cause (the limit) is the same for both
 
     def recent(self, count: int, up_to: int | None = None) -> list[Entry]:
         """The last ``count`` messages with ``seq <= up_to`` (default: all), oldest first."""
@@ -93,6 +111,8 @@ class History:
             return self._reader.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
 
     def close(self) -> None:
+        for file in self._resident:
+            file.close()
         with self._read_lock:
             self._reader.close()
         self._writer.close()

@@ -42,6 +42,26 @@ def major_faults(pid: int | None = None) -> int:
     return int(fields[9])
 
 
+def disk_reads(pid: int) -> int:
+    """Bytes a process has had read from storage (``read_bytes`` in /proc/PID/io): page-cache
+    hits are not counted, a read-before-write of an evicted page is."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("read_bytes:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no read_bytes in /proc/{pid}/io")
+
+
+def evict(path: Path) -> None:
+    """Write a file's dirty pages back and drop its pages from the page cache, as memory
+    pressure would; pages some process has locked in memory (or mapped) stay."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def cpu_wait_seconds() -> tuple[float, float]:
     """Machine-wide (iowait, steal) CPU seconds so far, from /proc/stat: time the CPUs waited
     for the disk, and time the hypervisor gave them to someone else."""

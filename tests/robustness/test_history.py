@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import sqlite3
 
+from plugins.chat import resident
 from plugins.chat.history import History
 from tests.chatkit import Room, collect, listener, settings
-from tests.robustness.helpers import MIB, measured, proc_stats
+from tests.robustness.helpers import MIB, disk_reads, evict, measured, proc_stats
 
 
 def test_100k_messages_through_the_history_keep_exactly_history_limit(tmp_path):
@@ -55,3 +58,65 @@ def test_3000_chat_messages_over_sockets_keep_history_limit_and_daemon_memory_fl
     assert [x.rsplit(" ", 1)[1] for x in lines] == [f"m{n}" for n in range(2500, 3000)]
     assert rss[2] - rss[0] < 16 * MIB, [r // MIB for r in rss]
     room.close()
+
+
+def test_a_message_never_waits_for_the_disk_to_read_back_the_history_log(daemond_process):
+    # Item 24's stalls: SQLite writes its log in frames that cover parts of pages, so a page
+    # the kernel evicted is read back from the disk before the write goes on, with the room's
+    # lock held (a soak caught daemond threads in pwrite64 -> ext4_block_write_begin for up to
+    # 261 ms). The log's pages are locked in memory: evicting them drops nothing, and messages
+    # that overwrite the log after a checkpoint read nothing from the disk.
+    d = daemond_process(listener(), settings())
+    room = Room(d)
+    alice, bob = room.people("alice", "bob")
+    wal = d.config.parent / "state" / "chat.db-wal"
+
+    def say(first: int, count: int) -> None:
+        for block in range(first, first + count, 500):
+            alice.send(b"".join(b"m%d\n" % n for n in range(block, min(block + 500, first + count))))
+            collect([bob], lambda i, lines, n=min(500, first + count - block): len(lines) >= n)
+
+    say(0, 2000)  # the log fills, is checkpointed and starts again from its beginning
+    size = wal.stat().st_size
+    evict(wal)
+    before = disk_reads(d.proc.pid)
+    say(2000, 1000)  # overwrites the log's first frames
+    read = disk_reads(d.proc.pid) - before
+    locked = _locked_kib(d.proc.pid, wal)
+    measured(24, f"log {size // 1024} KiB, {locked} KiB of it locked in memory; 1000 messages after "
+                 f"evicting it read {read // 1024} KiB from the disk")
+    assert wal.stat().st_size == size, "the log did not start again from its beginning"
+    assert read < 64 * 1024, read
+    assert locked * 1024 >= size
+    room.close()
+
+
+def test_a_log_that_cannot_be_locked_in_memory_is_said_once_and_messages_go_on(tmp_path, monkeypatch):
+    # Locked memory has a limit (RLIMIT_MEMLOCK; root with CAP_IPC_LOCK has none, so the
+    # refusal is made here by the C library's mlock itself, with the errno it would give)
+    def refused(address, length):
+        ctypes.set_errno(errno.EAGAIN)
+        return -1
+
+    monkeypatch.setattr(resident._libc, "mlock", refused)
+    said = []
+    history = History(tmp_path / "chat.db", 100, warn=said.append)
+    try:
+        for n in range(300):
+            history.append("msg", "alice", f"m{n}")
+        assert [e.text for e in history.recent(2)] == ["m298", "m299"]
+    finally:
+        history.close()
+    assert len(said) == 1 and said[0].startswith("mlock ") and "RLIMIT_MEMLOCK" in said[0], said
+
+
+def _locked_kib(pid: int, path) -> int:
+    """KiB of ``path`` locked in memory by ``pid`` (the Locked: lines of its mappings in smaps)."""
+    locked, inside = 0, False
+    for line in open(f"/proc/{pid}/smaps"):
+        first = line.split(maxsplit=1)[0]
+        if "-" in first and not first.endswith(":"):  # a mapping's header line
+            inside = line.rstrip().endswith(str(path))
+        elif inside and first == "Locked:":
+            locked += int(line.split()[1])
+    return locked
