@@ -139,7 +139,8 @@ def test_failures_are_replies_with_codes(echo_daemon):
 def test_a_missing_argument_is_asked_for(echo_daemon):
     needed = echo_daemon.control("secret", "ann")["error"]
     assert needed == {"code": "argument-needed", "message": "secret: give the token",
-                      "details": {"argument": "token", "prompt": "token for ann", "secret": True}}
+                      "details": {"argument": "token", "prompt": "token for ann", "secret": True,
+                                  "confirm": True}}
     # words and the asked-for argument by name, together
     assert echo_daemon.control("secret", "ann", "--note", "hi", token="xyz")["result"].startswith("ann got a token of 3")
     both = echo_daemon.control("secret", "ann", "--token", "a", token="b")["error"]
