@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
+
+from tests.robustness.helpers import wait_until
 
 #: Cheap argon2id parameters so the suite stays fast; the defaults are tested separately.
 CHEAP_ARGON2 = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
@@ -77,9 +78,4 @@ def session_of(running, client):
 
 def gone(pid: int, within: float = 5.0) -> bool:
     """True once ``pid`` has exited and been reaped (a zombie still has a /proc entry)."""
-    deadline = time.monotonic() + within
-    while Path(f"/proc/{pid}").exists():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    return wait_until(lambda: not Path(f"/proc/{pid}").exists(), within, 0.02)

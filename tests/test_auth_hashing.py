@@ -18,6 +18,7 @@ from daemon import CommandError
 from plugins.auth import passwords
 from plugins.auth.passwords import Argon2Params, Hasher
 from tests.auth_support import CHEAP_ARGON2, connect, gone, plugin_of, register, run_command, start
+from tests.robustness.helpers import wait_until
 
 
 def cpu_ticks(pid: int) -> int:
@@ -73,10 +74,9 @@ def test_a_killed_helper_is_replaced_and_logins_go_on(daemond_factory):
     first = helper_pid(d)
     os.kill(first, signal.SIGKILL)
     assert gone(first)  # reaped by the daemon at once, not left a zombie
-    deadline = time.monotonic() + 10
-    while not re.fullmatch(r"helper process \d+", where(d)) or helper_pid(d) == first:
-        assert time.monotonic() < deadline, where(d)  # another started without waiting for a login
-        time.sleep(0.02)
+    # another started without waiting for a login
+    assert wait_until(lambda: re.fullmatch(r"helper process \d+", where(d)) and helper_pid(d) != first,
+                      10, 0.02), where(d)
     log = (d.config.state_dir / "daemond.log").read_text()
     assert f"auth: the hashing helper was killed by SIGKILL (pid {first}); starting another" in log
     second = helper_pid(d)
@@ -93,10 +93,7 @@ def test_a_helper_killed_during_a_hash_is_replaced_and_the_hash_done_again(daemo
     client, _ = connect(d)
     idle = cpu_ticks(pid)
     client.send_line("/login alice password-1")
-    deadline = time.monotonic() + 10
-    while cpu_ticks(pid) < idle + 2:  # busy hashing it (each hash takes some 0.5 s of CPU here)
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    assert wait_until(lambda: cpu_ticks(pid) >= idle + 2, 10, 0.01)  # busy hashing it (some 0.5 s of CPU a hash)
     os.kill(pid, signal.SIGKILL)
     assert client.reply()[1].startswith("+OK logged in as alice ")
     assert helper_pid(d) != pid and gone(pid)
@@ -142,10 +139,8 @@ def test_helpers_that_cannot_run_at_all_leave_hashing_to_the_daemon_before_any_l
         daemond_factory, tmp_path, monkeypatch):
     monkeypatch.setattr(passwords, "PYTHON", fake_python(tmp_path, "sys.exit(3)\n"))  # e.g. argon2 not importable
     d = start(daemond_factory)
-    deadline = time.monotonic() + 10
-    while not where(d).startswith("the daemon itself"):  # each one's watcher starts the next at once
-        assert time.monotonic() < deadline, where(d)
-        time.sleep(0.02)
+    # each one's watcher starts the next at once
+    assert wait_until(lambda: where(d).startswith("the daemon itself"), 10, 0.02), where(d)
     client, _ = connect(d)
     assert client.command("/register alice password-1")[1].startswith("+OK registered and logged in as alice ")
     client.close()
@@ -197,10 +192,7 @@ def test_a_hasher_closed_while_hashing_lets_the_hash_finish_then_its_helper_ends
     idle = cpu_ticks(pid)
     worker = threading.Thread(target=lambda: results.append(hasher.hash("password-1")))
     worker.start()
-    deadline = time.monotonic() + 10
-    while cpu_ticks(pid) < idle + 2:  # the helper is hashing it
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    assert wait_until(lambda: cpu_ticks(pid) >= idle + 2, 10, 0.01)  # the helper is hashing it
     hasher.close(wait=False)  # what a reload does to a hasher it replaces
     worker.join(30)
     assert results and results[0].startswith("$argon2id$") and here == []  # the helper finished it
