@@ -58,6 +58,7 @@ def serve(hasher: argon2.PasswordHasher, request_fd: int, reply_fd: int) -> None
 
 
 def handle(hasher: argon2.PasswordHasher, request: list):
+    """One request's answer (also how the daemon hashes when no helper can run)."""
     op = request[0]
     if op == "hash":
         return hasher.hash(request[1])

@@ -46,7 +46,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import argon2
-from argon2.exceptions import InvalidHashError, VerificationError
+from argon2.exceptions import InvalidHashError
+
+from plugins.auth import hashworker
 
 #: OWASP's minimum for argon2id (Password Storage Cheat Sheet): m=19 MiB, t=2, p=1.
 OWASP_MINIMUM = {"time_cost": 2, "memory_cost": 19456, "parallelism": 1}
@@ -61,7 +63,7 @@ HASHING_NICE = 10
 HASH_STALL = 120.0
 
 #: the helper's program; it runs as a plain script (it imports nothing of daemond)
-HELPER = Path(__file__).with_name("hashworker.py")
+HELPER = Path(hashworker.__file__)
 
 #: the interpreter that runs it; None: the daemon's own (sys.executable)
 PYTHON: str | None = None
@@ -220,13 +222,8 @@ class Hasher:
             self._slots.release()
 
     def _here(self, op: str, *args: str):
-        """A hash on the calling thread (no helper)."""
-        if op == "hash":
-            return self._ph.hash(*args)
-        try:
-            return self._ph.verify(*args)
-        except (VerificationError, InvalidHashError):
-            return False
+        """A hash on the calling thread (no helper): the request the helper would have answered."""
+        return hashworker.handle(self._ph, [op, *args])
 
     def _take(self) -> _Channel | None:
         """Under _lock: a free channel of a running helper, started if need be; None: hash
