@@ -62,6 +62,26 @@ def evict(path: Path) -> None:
         os.close(fd)
 
 
+def tcp_receive_queue(local_port: int, remote_port: int) -> int | None:
+    """Bytes that arrived on the TCP connection ``local_port``<->``remote_port`` and wait
+    unread in the kernel (``rx_queue`` in /proc/net/tcp{,6}); None if no such connection."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, queues = fields[1], fields[2], fields[4]
+            if int(local.rsplit(":", 1)[1], 16) == local_port and int(remote.rsplit(":", 1)[1], 16) == remote_port:
+                return int(queues.split(":")[1], 16)
+    return None
+
+
+def tcp_buffer_ceiling() -> int:
+    """The most one socket's kernel buffers may grow to (tcp_rmem + tcp_wmem maxima): what
+    TCP alone may absorb from a sender before the receiving process has to read."""
+    rmem = int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[2])
+    wmem = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    return rmem + wmem
+
+
 def cpu_wait_seconds() -> tuple[float, float]:
     """Machine-wide (iowait, steal) CPU seconds so far, from /proc/stat: time the CPUs waited
     for the disk, and time the hypervisor gave them to someone else."""

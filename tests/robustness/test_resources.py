@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
-from tests.robustness.helpers import MIB, connect, measured, proc_stats, run_threads, wait_until
+from tests.robustness.helpers import (MIB, connect, measured, proc_stats, run_threads, tcp_buffer_ceiling,
+                                     tcp_receive_queue, wait_until)
 
 
 def test_thousands_of_connect_close_cycles_leave_threads_and_fds_at_baseline(daemond_process):
@@ -42,11 +44,21 @@ def test_thousands_of_connect_close_cycles_leave_threads_and_fds_at_baseline(dae
 def test_a_client_sending_10_mib_without_reading_is_held_by_tcp_and_gets_every_byte_back(daemond_process):
     # Bound: the session's high-water mark (256 KiB) plus listeners.NAME.send_queue:
     # the daemon stops reading a client that does not read; RSS grows < 16 MiB
-    # while 10 MiB are offered; the echo is byte-exact, NUL and all.
+    # while 10 MiB (and more, if the kernel's buffers take it) are offered; the echo
+    # is byte-exact, NUL and all.
     d = daemond_process({"e": {"plugins": ["echo"], "idle_timeout": 60}})
     before = proc_stats(d.proc.pid)
-    payload = bytes(range(256)) * (10 * MIB // 256)
-    sock = connect(("127.0.0.1", d.ports["e"]), timeout=30)
+    # The daemon's own socket buffers autotune up to tcp_rmem + tcp_wmem (32 + 4 MiB on
+    # some kernels), so TCP alone may take all of 10 MiB before the daemon must read:
+    # offer that much beyond 10 MiB, and prove the daemon stopped reading from its
+    # socket's receive queue, not from how much was sent.
+    payload = bytes(range(256)) * ((10 * MIB + tcp_buffer_ceiling()) // 256)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # before connect: a client
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)  # whose own buffers stay small
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", d.ports["e"]))
+    client_port = sock.getsockname()[1]
     sent = 0
     sock.settimeout(0.5)
     view = memoryview(payload)
@@ -54,10 +66,15 @@ def test_a_client_sending_10_mib_without_reading_is_held_by_tcp_and_gets_every_b
         try:
             sent += sock.send(view[sent : sent + 65536])
         except TimeoutError:
-            break  # the daemon stopped reading: TCP holds the sender
-    assert sent < len(payload), "the daemon read 10 MiB from a client that reads nothing"
+            break  # held for half a second: TCP holds the sender
+    assert sent < len(payload), f"the daemon read {len(payload) / MIB:.0f} MiB from a client that reads nothing"
+    waiting = tcp_receive_queue(d.ports["e"], client_port)
+    assert waiting, "the daemon's socket has nothing unread, yet the sender is held"
     held = proc_stats(d.proc.pid)
-    measured(14, f"read {sent / MIB:.1f} of 10 MiB before TCP held the sender; RSS +{(held.rss - before.rss) / MIB:.1f} MiB")
+    time.sleep(0.5)
+    assert tcp_receive_queue(d.ports["e"], client_port) == waiting, "the daemon went on reading"
+    measured(14, f"TCP took {sent / MIB:.1f} MiB before it held the sender, {waiting / MIB:.1f} MiB unread "
+                 f"in the daemon's socket; RSS +{(held.rss - before.rss) / MIB:.1f} MiB")
     assert held.rss - before.rss < 16 * MIB, f"RSS grew {(held.rss - before.rss) / MIB:.1f} MiB"
 
     received = bytearray()
