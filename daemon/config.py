@@ -85,6 +85,9 @@ TUNING_SCHEMA = Schema(
                              help="keep the threads that run Python (listeners, connections) on one CPU"),
         "cpu": Field(int, default=None, nullable=True, min=0, max=4095,
                      help="that CPU; null: the last one the process may use"),
+        "login_nice": Field(int, default=19, nullable=True, min=-20, max=19,
+                            help="nice value of the threads serving connections not logged in yet "
+                                 "(login-gated listeners); null: the daemon's own"),
     }
 )
 
@@ -139,6 +142,7 @@ class Config:
     malloc_mmap_threshold: int | None = 128 * 1024
     pin_threads: bool = True
     cpu: int | None = None
+    login_nice: int | None = 19
     digest: str = ""
     #: plugin name -> the LoadedPlugin, for every plugin a listener or ``plugins:`` names
     plugins: dict[str, Any] = field(default_factory=dict)
@@ -301,6 +305,7 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         malloc_mmap_threshold=sections["tuning"]["malloc_mmap_threshold"],
         pin_threads=sections["tuning"]["pin_threads"],
         cpu=sections["tuning"]["cpu"],
+        login_nice=sections["tuning"]["login_nice"],
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         plugins=loaded,
         warnings=warnings,

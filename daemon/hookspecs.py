@@ -134,7 +134,9 @@ def daemond_session_open(session: Session) -> None:
     """A client has connected to a listener that lists your plugin.
 
     **When:** first thing on the connection's new thread, in the order the
-    listener lists its plugins. **Thread:** the connection's own.
+    listener lists its plugins. **Thread:** the connection's own; on a
+    listener that asks for a login it runs at ``tuning.login_nice`` (nice 19)
+    until ``session.login()`` (threads you start here inherit that).
 
     You may converse here: send a greeting, or run a whole dialogue with
     :meth:`Session.read_line` (the ``auth`` plugin logs the user in here, so
@@ -154,8 +156,10 @@ def daemond_session_login(session: Session, user: str) -> None:
     **When:** called by a login plugin (the built-in ``auth``) through
     ``session.login(user)``, with ``session.user`` already set and *before*
     the login command's final ``+OK``: lines you send here (a greeting, a
-    replay) are data lines of that reply. **Thread:** the connection's own.
-    Use it to greet the user or to add the session to a room.
+    replay) are data lines of that reply. **Thread:** the connection's own,
+    already back at the daemon's own priority (until a login it ran at
+    ``tuning.login_nice``). Use it to greet the user or to add the session
+    to a room.
 
     **Call mode:** plain, in list order. **If it raises:** the connection
     ends, as for any session hook, and the login plugin sends no ``+OK``. To

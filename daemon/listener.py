@@ -20,7 +20,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from daemon.session import Session, timeval
-from daemon.tuning import pin_this_thread
+from daemon.tuning import base_nice, login_nice, pin_this_thread, set_thread_nice
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.config import ListenerConfig
@@ -58,6 +58,8 @@ class Listener:
         self.accepted = 0
         self.refused = 0
         self._thread: threading.Thread | None = None
+        #: whether the accepting thread (so the sessions it starts) runs at tuning.login_nice
+        self.low_priority = False
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -130,6 +132,14 @@ class Listener:
 
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def prioritize(self) -> None:
+        """Run the accepting thread, and so the sessions it starts until they log in, at
+        tuning.login_nice if a plugin gates this listener behind a login, else at the daemon's
+        own priority (at start, and again at a reload: either may have changed)."""
+        nice = login_nice() if self.chain.login_gated else None
+        self.low_priority = nice is not None
+        set_thread_nice(self._thread, base_nice() if nice is None else nice)
 
     def stop_accepting(self) -> None:
         """Close the listening socket and join the accepting thread; sessions carry on."""
@@ -214,6 +224,7 @@ class Listener:
 
     def _accept_loop(self, sock: socket.socket) -> None:
         pin_this_thread()  # the session threads started here inherit the CPU (daemon/tuning.py)
+        self.prioritize()  # ... and the priority
         while True:
             try:
                 conn, addr = sock.accept()
@@ -244,6 +255,7 @@ class Listener:
                 why = f"too many connections not logged in from {host} ({config.max_unauthenticated_per_ip})"
             if why is None:
                 session = Session(conn, addr, self)
+                session.low_priority = self.low_priority
                 self._sessions[session.id] = session
                 self._per_ip[host] += 1
                 if gated:

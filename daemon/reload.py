@@ -176,11 +176,13 @@ def apply_config(daemon: Daemon, new: Config) -> tuple[list[str], list[str]]:
         except OSError as exc:
             errors.append(f"cannot open log file {new.log_file}: {exc.strerror or exc}")
             new = replace(new, log_file=old.log_file)
-    if (new.switch_interval, new.thread_stack_size, new.malloc_mmap_threshold) != \
-            (old.switch_interval, old.thread_stack_size, old.malloc_mmap_threshold):
+    if (new.switch_interval, new.thread_stack_size, new.malloc_mmap_threshold, new.login_nice) != \
+            (old.switch_interval, old.thread_stack_size, old.malloc_mmap_threshold, old.login_nice):
         apply_tuning(new)
         changes.append(f"tuning: switch_interval {new.switch_interval}s, thread_stack_size {new.thread_stack_size}, "
-                       f"malloc_mmap_threshold {new.malloc_mmap_threshold}")
+                       f"malloc_mmap_threshold {new.malloc_mmap_threshold}, login_nice {new.login_nice}")
+    for listener in daemon.listeners.values():  # login_nice, or whether a plugin gates it, may have changed
+        listener.prioritize()
     if (new.reload_watch, new.reload_debounce) != (old.reload_watch, old.reload_debounce):
         changes.append(f"reload.watch is {'on' if new.reload_watch else 'off'}")
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from daemon.lines import BadEncoding, LineFramer, TooLong, shown, split_command
 from daemon.outbox import Outbox
+from daemon.tuning import restore_priority
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.listener import Listener
@@ -83,6 +84,8 @@ class Session:
         self.thread: threading.Thread | None = None
         #: counted in the listener's not-logged-in count per address (guarded by the listener's lock)
         self.counted_unauthenticated = False
+        #: its thread runs at tuning.login_nice until login (it inherited the accepting thread's)
+        self.low_priority = False
 
     # -- what plugins call -------------------------------------------------
 
@@ -157,6 +160,9 @@ class Session:
         Called by a login plugin (the built-in ``auth``) after it verified the user.
         """
         self.user = user
+        if self.low_priority:  # served from now on: back to the daemon's own priority
+            self.low_priority = False
+            restore_priority(self.thread)
         self._listener.session_logged_in(self)
         self.chain.hook.daemond_session_login(session=self, user=user)
         log.info("login %s %s user=%s", self.listener, self.peer_str, user)  # after: a plugin may refuse it

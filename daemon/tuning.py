@@ -27,6 +27,18 @@ some 450 MiB larger though only ``max_hashing`` hashes ran at once (found by
 tests/robustness, item 9; auth now hashes in a helper process, which pins its
 own threshold the same way). Setting the threshold pins it: those blocks are
 mmap'd and unmapped when freed.
+
+Connections that have not logged in yet run at a low priority (``login_nice``,
+nice +19): the accepting thread of a login-gated listener is lowered, the
+session threads it starts inherit that, and a session goes back to the
+daemon's own priority when it logs in (:func:`restore_priority`). So the CPU a
+login storm costs on the Python CPU (accepting, a thread, the dialogue, the
+store: ~1.8 ms a login, nearly all of it the kernel's) yields to everyone
+already served. Measured with bench/auth_bench.py (docs/reliability.md, item
+9): echo p99 during a storm 3.6-4.4x idle at nice 0, 1.7-2.1x at +19, 2.3-2.6x
+at +5 or +10. Going back up needs CAP_SYS_NICE or an RLIMIT_NICE that allows
+it (the unit's ``LimitNICE=+0``); without that nothing is lowered, since a
+logged-in session left at +19 would be starved behind any busy process.
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ import ctypes
 import logging
 import os
 import platform
+import resource
 import sys
 import threading
 from typing import TYPE_CHECKING
@@ -53,9 +66,21 @@ _M_MMAP_THRESHOLD = -3  # glibc's mallopt() parameter number
 _python_cpus: set[int] | None = None
 
 
+#: The daemon's own nice value (its main thread's when it started), whether a thread may go back
+#: to it once lowered (probed then), and the nice value of threads serving connections that have
+#: not logged in (None: not lowered). Written by apply_tuning(); read by listeners and sessions.
+_base_nice = 0
+_may_return = False
+_login_nice: int | None = None
+
+
 def apply_tuning(config: Config, starting: bool = False) -> None:
     """Apply the ``tuning:`` section; pinning only when ``starting`` (it needs a restart)."""
-    global _python_cpus
+    global _python_cpus, _base_nice, _may_return, _login_nice
+    if starting:
+        _base_nice = os.getpriority(os.PRIO_PROCESS, 0)  # 0: the calling thread, on Linux
+        _may_return = _may_return_to(_base_nice)
+    _login_nice = _choose_login_nice(config.login_nice)
     sys.setswitchinterval(config.switch_interval)
     threading.stack_size(config.thread_stack_size)
     if config.malloc_mmap_threshold is not None:
@@ -66,6 +91,73 @@ def apply_tuning(config: Config, starting: bool = False) -> None:
             native = native_cpus()
             log.info("threads running Python kept on CPU %s; native work (password hashing) on %s",
                      _cpu_list(_python_cpus), f"CPU {_cpu_list(native)}" if native else "the same CPU")
+
+
+def _choose_login_nice(wanted: int | None) -> int | None:
+    if wanted is None or wanted <= _base_nice:
+        return None
+    if not _may_return:
+        log.info("tuning.login_nice: connections not logged in run at the daemon's own priority: a thread "
+                 "lowered to nice %d could not go back to nice %d at login (that needs CAP_SYS_NICE or "
+                 "RLIMIT_NICE %d, e.g. LimitNICE=%+d in the unit)", wanted, _base_nice, 20 - _base_nice, _base_nice)
+        return None
+    log.info("connections not logged in run at nice %d until they log in (tuning.login_nice)", wanted)
+    return wanted
+
+
+def _may_return_to(nice: int) -> bool:
+    """Whether a thread of this process, once lowered, may be raised back to ``nice``: tried on
+    a thread of its own, after raising the soft RLIMIT_NICE to the hard one (as systemd's
+    LimitNICE= or a login's limits.conf set it)."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NICE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NICE, (hard, hard))
+    except (ValueError, OSError):
+        pass
+    if nice >= 19:
+        return False
+    outcome: list[bool] = []
+
+    def attempt() -> None:
+        tid = threading.get_native_id()
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, nice + 1)
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+            outcome.append(True)
+        except OSError:
+            outcome.append(False)
+
+    probe = threading.Thread(target=attempt, name="nice-probe", daemon=True)
+    probe.start()
+    probe.join()
+    return outcome == [True]
+
+
+def base_nice() -> int:
+    """The daemon's own nice value."""
+    return _base_nice
+
+
+def login_nice() -> int | None:
+    """The nice value of threads serving connections not logged in yet; None: the daemon's own."""
+    return _login_nice
+
+
+def set_thread_nice(thread: threading.Thread | None, nice: int) -> None:
+    """Give one thread of this process the nice value ``nice`` (Linux: nice is per thread)."""
+    tid = thread.native_id if thread is not None else None
+    if tid is None:  # not started
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError as exc:  # ESRCH: it has just ended
+        log.debug("cannot set nice %d for thread %s: %s", nice, thread.name, exc)
+
+
+def restore_priority(thread: threading.Thread | None) -> None:
+    """Back to the daemon's own priority: a session that has logged in."""
+    set_thread_nice(thread, _base_nice)
 
 
 def allowed_cpus() -> set[int]:

@@ -374,7 +374,9 @@ class _Helper:
             log.warning("auth: cannot move the hashing helper to CPU %s (%s); it hashes where the kernel puts it",
                         ",".join(map(str, sorted(cpus))), exc.strerror or exc)
         try:
-            os.setpriority(os.PRIO_PROCESS, self.pid, min(19, os.getpriority(os.PRIO_PROCESS, self.pid) + HASHING_NICE))
+            # below the daemon's own priority (its main thread's), not the starting thread's: one
+            # started by a connection not logged in yet has inherited tuning.login_nice
+            os.setpriority(os.PRIO_PROCESS, self.pid, min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + HASHING_NICE))
         except OSError as exc:
             log.warning("auth: cannot lower the hashing helper's priority (%s)", exc.strerror or exc)
 

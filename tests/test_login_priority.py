@@ -1,0 +1,180 @@
+"""tuning.login_nice: connections not logged in yet run at a low priority, and return at login.
+
+The accepting thread of a login-gated listener runs at ``tuning.login_nice`` (19), the
+sessions it starts inherit that, and a session goes back to the daemon's own priority when it
+logs in. Only where a thread may go back up: CAP_SYS_NICE, or an RLIMIT_NICE that allows it
+(systemd's ``LimitNICE=+0``); otherwise nothing is lowered and the log says why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from daemon.testing import LineClient
+from tests.auth_support import CHEAP_ARGON2, auth_settings
+from tests.conftest import installed
+from tests.robustness.helpers import wait_until
+
+
+def nice_of(tid: int, pid: int | None = None) -> int:
+    """A thread's nice value, from /proc (field 19 of stat)."""
+    stat = Path(f"/proc/{pid or os.getpid()}/task/{tid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+def may_go_back_up() -> bool:
+    """Whether this process's threads may raise their priority back to where they started."""
+    if os.geteuid() == 0:
+        return True
+    return resource.getrlimit(resource.RLIMIT_NICE)[1] >= 20 - os.getpriority(os.PRIO_PROCESS, 0)
+
+
+needs_renice = pytest.mark.skipif(not may_go_back_up(), reason="needs root, or RLIMIT_NICE that allows nice 0 again")
+
+
+def two_listeners(daemond_factory, **tuning):
+    return daemond_factory({"login": {"plugins": ["auth", "echo"]}, "e": {"plugins": ["echo"]}},
+                           {"auth": auth_settings()}, **({"tuning": tuning} if tuning else {}))
+
+
+def accepting(d, name):
+    return d.daemon.listeners[name]._thread
+
+
+def only_session(d, listener):
+    (session,) = wait_until(lambda: d.daemon.sessions(listener), 5)
+    return session
+
+
+@needs_renice
+def test_a_connection_runs_at_login_nice_until_it_logs_in_then_at_the_daemons_priority(daemond_factory):
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    d = two_listeners(daemond_factory)
+    assert wait_until(lambda: nice_of(accepting(d, "login").native_id) == 19, 5)  # set by the thread as it starts
+    assert nice_of(accepting(d, "e").native_id) == base  # echo asks for no login: left alone
+    with LineClient(*d.address("login")) as client, LineClient(*d.address("e")) as echo:
+        assert client.read_line().startswith("+OK")
+        waiting = only_session(d, "login")
+        assert waiting.low_priority and nice_of(waiting.thread.native_id) == 19
+        echo.send(b"x")
+        assert echo.read_bytes(1) == b"x"
+        assert nice_of(only_session(d, "e").thread.native_id) == base
+
+        assert client.command("/register ann correct-horse-1")[1].startswith("+OK")
+        assert not waiting.low_priority
+        assert nice_of(waiting.thread.native_id) == base  # served now: the same thread, back up
+        client.send(b"after\n")
+        assert client.read_line() == "after"  # echo behind auth: served at its new priority
+        assert nice_of(accepting(d, "login").native_id) == 19  # the next one waits low again
+
+
+@needs_renice
+def test_a_reload_can_turn_it_off_and_on_and_follows_the_plugins(daemond_factory):
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    d = two_listeners(daemond_factory, login_nice=10)
+    assert wait_until(lambda: nice_of(accepting(d, "login").native_id) == 10, 5)
+    report = d.reconfigure(lambda doc: doc["tuning"].update(login_nice=None))
+    assert any("login_nice None" in change for change in report["changes"]), report
+    assert nice_of(accepting(d, "login").native_id) == base
+    with LineClient(*d.address("login")) as client:
+        assert client.read_line().startswith("+OK")
+        session = only_session(d, "login")
+        assert not session.low_priority and nice_of(session.thread.native_id) == base
+    d.reconfigure(lambda doc: doc["tuning"].update(login_nice=15))
+    assert nice_of(accepting(d, "login").native_id) == 15
+    d.reconfigure(lambda doc: doc["listeners"]["login"].update(plugins=["echo"]))  # no login asked now
+    assert nice_of(accepting(d, "login").native_id) == base
+    d.reconfigure(lambda doc: doc["listeners"]["e"].update(plugins=["auth", "echo"]))  # and here it is
+    assert nice_of(accepting(d, "e").native_id) == 15
+
+
+# -- as an unprivileged user, as systemd runs it ------------------------------------------------------
+
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def start_unprivileged(directory: Path, caps: list[str]) -> subprocess.Popen | None:
+    """daemond with a ``login: [auth, echo]`` listener as nobody (we are root) with no RLIMIT_NICE
+    and the capabilities ``caps``; not root, as ourselves if we cannot raise priority either."""
+    directory.chmod(0o755)
+    (directory / "state").mkdir(mode=0o777)
+    (directory / "state").chmod(0o777)
+    config = directory / "d.yaml"
+    config.write_text(f"state_dir: {directory / 'state'}\nlogging: {{file: null}}\n"
+                      f"plugins: {{auth: {{argon2: {CHEAP_ARGON2}}}}}\n"
+                      "listeners:\n  login: {port: 0, plugins: [auth, echo]}\n".replace("'", ""))
+    config.chmod(0o644)
+    limit = None
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        probe = subprocess.run([*NOBODY, installed("daemond"), "--version"], capture_output=True, text=True, timeout=30)
+        if probe.returncode != 0:
+            pytest.skip(f"nobody cannot run this venv's daemond here: {probe.stderr.strip()[:200]}")
+        command = [*NOBODY, *caps, installed("daemond")]
+        limit = (0, 0)  # as a login's default: no way back up without the capability
+    elif not caps and not may_go_back_up():
+        command = [installed("daemond")]
+    else:
+        return None
+    with open(directory / "stderr.log", "wb") as out:
+        return subprocess.Popen([*command, "-c", str(config), "--no-console"], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=out,
+                                preexec_fn=limit and (lambda: resource.setrlimit(resource.RLIMIT_NICE, limit)))
+
+
+def nices(pid: int) -> list[int]:
+    return sorted(nice_of(int(tid), pid) for tid in os.listdir(f"/proc/{pid}/task"))
+
+
+# The unit's LimitNICE=+0 (RLIMIT_NICE 20) is the other way to allow it; raising a hard limit
+# needs CAP_SYS_RESOURCE, which test machines may lack, so it is AmbientCapabilities= here.
+@pytest.mark.parametrize("caps", [[], ["--inh-caps=+sys_nice", "--ambient-caps=+sys_nice"]],
+                         ids=["unprivileged", "CAP_SYS_NICE"])
+def test_unprivileged_it_lowers_only_what_it_can_raise_again(caps):
+    directory = Path(tempfile.mkdtemp(prefix="daemond-nice-"))  # not under /root: nobody must read it
+    try:
+        proc = start_unprivileged(directory, caps)
+        if proc is None:
+            pytest.skip("needs root (and setpriv) to run daemond as nobody" + (" with CAP_SYS_NICE" if caps else ""))
+        log = directory / "stderr.log"
+        try:
+            def listening():
+                text = log.read_text(errors="replace")
+                assert proc.poll() is None, text
+                found = re.search(r"listening on (\S+):(\d+) \(login\)", text)
+                return found and "daemond: ready: " in text and (found.group(1), int(found.group(2)))
+
+            address = wait_until(listening, 15)
+            assert address, log.read_text()
+            idle = nices(proc.pid)
+            with LineClient(*address) as client:
+                assert client.read_line().startswith("+OK")
+                waiting = wait_until(lambda: len(n := nices(proc.pid)) > len(idle) and n, 5)
+                assert waiting, (idle, nices(proc.pid))
+                if not caps:
+                    # it could not go back up, so nothing went down; the log says why and what to do
+                    assert set(idle) == set(waiting) == {0}, (idle, waiting)
+                    text = log.read_text()
+                    assert "tuning.login_nice: connections not logged in run at the daemon's own priority" in text
+                    assert "LimitNICE=+0" in text
+                else:
+                    assert idle.count(19) == 1 and waiting.count(19) == 2, (idle, waiting)  # accepting + this one
+                    assert "connections not logged in run at nice 19 until they log in" in log.read_text()
+                assert client.command("/register bob correct-horse-2")[1].startswith("+OK")
+                after = wait_until(lambda: (n := nices(proc.pid)).count(19) == (1 if caps else 0) and n, 5)
+                assert after, nices(proc.pid)  # the logged-in session is at 0 in both
+                client.send(b"served\n")
+                assert client.read_line() == "served"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        assert "Traceback" not in log.read_text()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
