@@ -62,7 +62,7 @@ def free_port() -> int:
 
 
 class Daemon:
-    def __init__(self, daemond: str, argon2: dict, max_hashing: int | None, switch_interval: float | None):
+    def __init__(self, daemond: str, argon2: dict, max_hashing: int | None, tuning: dict):
         self.dir = Path(tempfile.mkdtemp(prefix="daemond-authbench-"))
         self.ports = {"login": free_port(), "echo": free_port(), "hog": free_port()}
         config = {
@@ -75,8 +75,8 @@ class Daemon:
             },
             "plugins": {"auth": {"argon2": argon2, "max_hashing": max_hashing, "max_attempts": 1_000_000}},
         }
-        if switch_interval is not None:
-            config["tuning"] = {"switch_interval": switch_interval}
+        if tuning:
+            config["tuning"] = tuning
         path = self.dir / "daemond.yaml"
         path.write_text(yaml.safe_dump(config))
         self.stderr = open(self.dir / "stderr.log", "wb")
@@ -246,10 +246,10 @@ def summarize(label: str, rounds: list[dict]) -> dict:
     return {"label": label, "median": median, "rounds": rounds}
 
 
-def run_config(daemond: str, argon2: dict, max_hashing: int | None, switch_interval: float | None, args,
+def run_config(daemond: str, argon2: dict, max_hashing: int | None, tuning: dict, args,
                control: bool) -> list[dict]:
     """Rounds of the login storm (and of the GIL-holding control, with --control) on one daemon."""
-    daemon = Daemon(daemond, argon2, max_hashing, switch_interval)
+    daemon = Daemon(daemond, argon2, max_hashing, tuning)
     login = f"/login bench {PASSWORD}\n".encode()
     logins, hogs = [], []
     try:
@@ -266,7 +266,8 @@ def run_config(daemond: str, argon2: dict, max_hashing: int | None, switch_inter
     cpus = len(os.sched_getaffinity(0))
     native = cpus - 1 if cpus > 1 else cpus
     shown = f"auto ({max(1, native // argon2.get('parallelism', 1))})" if max_hashing is None else max_hashing
-    switch = "" if switch_interval is None else f", switch interval {switch_interval * 1000:g} ms"
+    switch = "" if "switch_interval" not in tuning else f", switch interval {tuning['switch_interval'] * 1000:g} ms"
+    switch += "" if "login_nice" not in tuning else f", login_nice {tuning['login_nice']}"
     rows = [summarize(f"argon2 logins, max_hashing {shown}{switch}", logins)]
     if hogs:
         rows.append(summarize(f"control: 25 ms of GIL-holding Python per request{switch}", hogs))
@@ -285,6 +286,8 @@ def main() -> int:
     parser.add_argument("--switch-interval", default="default",
                         help="comma-separated GIL switch intervals in ms for the daemon (tuning.switch_interval); "
                              "default: the daemon's own")
+    parser.add_argument("--login-nice", default="default",
+                        help="comma-separated tuning.login_nice values to compare (null: off); default: the daemon's own")
     parser.add_argument("--storm-cpus", type=lambda v: {int(c) for c in v.split(",")}, default=None,
                         help="CPUs for the storm clients only, e.g. 0 (the echo pinger stays where this "
                              "script runs: put it elsewhere with taskset)")
@@ -303,10 +306,13 @@ def main() -> int:
         parser.error(f"--storm-cpus: this machine has CPUs 0-{(os.cpu_count() or 1) - 1}")
     argon2 = json.loads(args.argon2) if args.argon2 else dict(OWASP)
     load_before = os.getloadavg()[0]
-    configs = [(None if n == "auto" else int(n), None if w == "default" else float(w) / 1000)
-               for w in args.switch_interval.split(",") for n in args.max_hashing.split(",")]
-    results = [row for i, (n, w) in enumerate(configs)
-               for row in run_config(daemond, argon2, n, w, args, control=args.control and (i == 0 or n is None))]
+    configs = [(None if n == "auto" else int(n),
+                {**({} if w == "default" else {"switch_interval": float(w) / 1000}),
+                 **({} if v == "default" else {"login_nice": None if v == "null" else int(v)})})
+               for w in args.switch_interval.split(",") for v in args.login_nice.split(",")
+               for n in args.max_hashing.split(",")]
+    results = [row for i, (n, tuning) in enumerate(configs)
+               for row in run_config(daemond, argon2, n, tuning, args, control=args.control and (i == 0 or n is None))]
     load_after = os.getloadavg()[0]
 
     print(f"# auth bench: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
