@@ -38,7 +38,10 @@ already served. Measured with bench/auth_bench.py (docs/reliability.md, item
 9): echo p99 during a storm 3.6-4.4x idle at nice 0, 1.7-2.1x at +19, 2.3-2.6x
 at +5 or +10. Going back up needs CAP_SYS_NICE or an RLIMIT_NICE that allows
 it (the unit's ``LimitNICE=+0``); without that nothing is lowered, since a
-logged-in session left at +19 would be starved behind any busy process.
+logged-in session left at +19 would be starved behind any busy process. It
+also needs the pinning: a lowered thread that holds the GIL must not share a
+CPU with hashing at +10, or it waits there with every connection behind it
+(34-38x idle with pin_threads off).
 """
 
 from __future__ import annotations
@@ -77,10 +80,6 @@ _login_nice: int | None = None
 def apply_tuning(config: Config, starting: bool = False) -> None:
     """Apply the ``tuning:`` section; pinning only when ``starting`` (it needs a restart)."""
     global _python_cpus, _base_nice, _may_return, _login_nice
-    if starting:
-        _base_nice = os.getpriority(os.PRIO_PROCESS, 0)  # 0: the calling thread, on Linux
-        _may_return = _may_return_to(_base_nice)
-    _login_nice = _choose_login_nice(config.login_nice)
     sys.setswitchinterval(config.switch_interval)
     threading.stack_size(config.thread_stack_size)
     if config.malloc_mmap_threshold is not None:
@@ -91,10 +90,21 @@ def apply_tuning(config: Config, starting: bool = False) -> None:
             native = native_cpus()
             log.info("threads running Python kept on CPU %s; native work (password hashing) on %s",
                      _cpu_list(_python_cpus), f"CPU {_cpu_list(native)}" if native else "the same CPU")
+        _base_nice = os.getpriority(os.PRIO_PROCESS, 0)  # 0: the calling thread, on Linux
+        _may_return = _may_return_to(_base_nice)
+    _login_nice = _choose_login_nice(config.login_nice)
 
 
 def _choose_login_nice(wanted: int | None) -> int | None:
     if wanted is None or wanted <= _base_nice:
+        return None
+    if not (_python_cpus and native_cpus()):
+        # Spread over the CPUs, a lowered thread holding the GIL is preempted by whatever runs
+        # there at a better priority -- password hashing at +10 -- and every connection waits
+        # for it: echo p99 34-38x idle in a login storm, against 3.4-3.8x at nice 0.
+        log.info("tuning.login_nice: connections not logged in run at the daemon's own priority: the threads "
+                 "that run Python do not have a CPU of their own (tuning.pin_threads off, or one CPU), and a "
+                 "lowered one holding the GIL would wait behind password hashing, and every connection with it")
         return None
     if not _may_return:
         log.info("tuning.login_nice: connections not logged in run at the daemon's own priority: a thread "

@@ -38,6 +38,8 @@ def may_go_back_up() -> bool:
 
 
 needs_renice = pytest.mark.skipif(not may_go_back_up(), reason="needs root, or RLIMIT_NICE that allows nice 0 again")
+#: it lowers threads only where the Python threads have a CPU without password hashing
+needs_two_cpus = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning only happens with two CPUs or more")
 
 
 def two_listeners(daemond_factory, **tuning):
@@ -54,6 +56,7 @@ def only_session(d, listener):
     return session
 
 
+@needs_two_cpus
 @needs_renice
 def test_a_connection_runs_at_login_nice_until_it_logs_in_then_at_the_daemons_priority(daemond_factory):
     base = os.getpriority(os.PRIO_PROCESS, 0)
@@ -76,6 +79,7 @@ def test_a_connection_runs_at_login_nice_until_it_logs_in_then_at_the_daemons_pr
         assert nice_of(accepting(d, "login").native_id) == 19  # the next one waits low again
 
 
+@needs_two_cpus
 @needs_renice
 def test_a_reload_can_turn_it_off_and_on_and_follows_the_plugins(daemond_factory):
     base = os.getpriority(os.PRIO_PROCESS, 0)
@@ -94,6 +98,20 @@ def test_a_reload_can_turn_it_off_and_on_and_follows_the_plugins(daemond_factory
     assert nice_of(accepting(d, "login").native_id) == base
     d.reconfigure(lambda doc: doc["listeners"]["e"].update(plugins=["auth", "echo"]))  # and here it is
     assert nice_of(accepting(d, "e").native_id) == 15
+
+
+def test_without_pinning_nothing_is_lowered_and_the_log_says_why(daemond_factory, caplog):
+    # Spread over the CPUs, a thread at 19 holding the GIL would be preempted by password
+    # hashing at +10 and every connection would wait for it (reliability.md, item 9).
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    d = two_listeners(daemond_factory, pin_threads=False)
+    with LineClient(*d.address("login")) as client:
+        assert client.read_line().startswith("+OK")
+        session = only_session(d, "login")
+        assert not session.low_priority and nice_of(session.thread.native_id) == base
+    assert nice_of(accepting(d, "login").native_id) == base
+    assert "tuning.login_nice: connections not logged in run at the daemon's own priority: the threads " \
+           "that run Python do not have a CPU of their own" in caplog.text
 
 
 # -- as an unprivileged user, as systemd runs it ------------------------------------------------------
@@ -135,6 +153,7 @@ def nices(pid: int) -> list[int]:
 
 # The unit's LimitNICE=+0 (RLIMIT_NICE 20) is the other way to allow it; raising a hard limit
 # needs CAP_SYS_RESOURCE, which test machines may lack, so it is AmbientCapabilities= here.
+@needs_two_cpus
 @pytest.mark.parametrize("caps", [[], ["--inh-caps=+sys_nice", "--ambient-caps=+sys_nice"]],
                          ids=["unprivileged", "CAP_SYS_NICE"])
 def test_unprivileged_it_lowers_only_what_it_can_raise_again(caps):
