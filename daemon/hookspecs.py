@@ -135,8 +135,9 @@ def daemond_session_open(session: Session) -> None:
 
     **When:** first thing on the connection's new thread, in the order the
     listener lists its plugins. **Thread:** the connection's own; on a
-    listener that asks for a login it runs at ``tuning.login_nice`` (nice 19)
-    until ``session.login()`` (threads you start here inherit that).
+    listener that asks for a login it may run at ``tuning.login_nice`` (nice
+    19, where the daemon applies it) until ``session.login()``, and threads
+    you start here inherit that.
 
     You may converse here: send a greeting, or run a whole dialogue with
     :meth:`Session.read_line` (the ``auth`` plugin logs the user in here, so

@@ -45,8 +45,9 @@ class Listener:
         self._sock: socket.socket | None = None
         self.socket_rcvtimeo = 0.0  # the idle timeout accepted sockets inherit
         self.address: tuple[str, int] | None = None
-        # _lock guards _sessions, _per_ip, _unauth_per_ip, _paused, _stopping and the error counts;
-        # _state (a Condition on it) wakes the accepting thread out of a pause.
+        # _lock guards _sessions, _per_ip, _unauth_per_ip, _paused, _stopping, the error counts,
+        # low_priority and priority_changes; _state (a Condition on it) wakes the accepting
+        # thread out of a pause.
         self._lock = threading.Lock()
         self._state = threading.Condition(self._lock)
         self._sessions: dict[int, Session] = {}
@@ -58,8 +59,10 @@ class Listener:
         self.accepted = 0
         self.refused = 0
         self._thread: threading.Thread | None = None
-        #: whether the accepting thread (so the sessions it starts) runs at tuning.login_nice
+        #: whether the accepting thread (so the sessions it starts) runs at tuning.login_nice, and
+        #: how many times that was applied (a session started meanwhile sets its own)
         self.low_priority = False
+        self.priority_changes = 0
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -137,9 +140,11 @@ class Listener:
         """Run the accepting thread, and so the sessions it starts until they log in, at
         tuning.login_nice if a plugin gates this listener behind a login, else at the daemon's
         own priority (at start, and again at a reload: either may have changed)."""
-        nice = login_nice() if self.chain.login_gated else None
-        self.low_priority = nice is not None
-        set_thread_nice(self._thread, base_nice() if nice is None else nice)
+        with self._lock:  # with the flag sessions copy in _admit, and one caller at a time
+            nice = login_nice() if self.chain.login_gated else None
+            self.low_priority = nice is not None
+            self.priority_changes += 1
+            set_thread_nice(self._thread, base_nice() if nice is None else nice)
 
     def stop_accepting(self) -> None:
         """Close the listening socket and join the accepting thread; sessions carry on."""
@@ -256,6 +261,7 @@ class Listener:
             if why is None:
                 session = Session(conn, addr, self)
                 session.low_priority = self.low_priority
+                session.priority_seen = self.priority_changes
                 self._sessions[session.id] = session
                 self._per_ip[host] += 1
                 if gated:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from daemon.lines import BadEncoding, LineFramer, TooLong, shown, split_command
 from daemon.outbox import Outbox
-from daemon.tuning import restore_priority
+from daemon.tuning import base_nice, login_nice, restore_priority, set_thread_nice
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.listener import Listener
@@ -84,8 +84,10 @@ class Session:
         self.thread: threading.Thread | None = None
         #: counted in the listener's not-logged-in count per address (guarded by the listener's lock)
         self.counted_unauthenticated = False
-        #: its thread runs at tuning.login_nice until login (it inherited the accepting thread's)
+        #: its thread runs at tuning.login_nice until login (it inherited the accepting thread's),
+        #: as the listener said when admitting it (how many times the listener had set that)
         self.low_priority = False
+        self.priority_seen = 0
 
     # -- what plugins call -------------------------------------------------
 
@@ -219,6 +221,12 @@ class Session:
         # listening socket and Linux copies them to accepted ones, so a new session
         # makes no syscall before its first recv().
         self._rcvtimeo = self._listener.socket_rcvtimeo
+        if self._listener.priority_changes != self.priority_seen or (self.low_priority and not self.chain.login_gated):
+            # A reload changed the listener's priority (or its plugins) while this thread was
+            # being started: it may have inherited the other one, so it sets its own.
+            nice = login_nice() if self.chain.login_gated else None
+            self.low_priority = nice is not None
+            set_thread_nice(self.thread, base_nice() if nice is None else nice)
         log.info("connect %s %s", self.listener, self.peer_str)
 
     def _set_rcvtimeo(self, seconds: float) -> None:

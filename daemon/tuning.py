@@ -70,10 +70,11 @@ _python_cpus: set[int] | None = None
 
 
 #: The daemon's own nice value (its main thread's when it started), whether a thread may go back
-#: to it once lowered (probed then), and the nice value of threads serving connections that have
-#: not logged in (None: not lowered). Written by apply_tuning(); read by listeners and sessions.
+#: to it once lowered (None: not probed since it started), and the nice value of threads serving
+#: connections that have not logged in (None: not lowered). Written by apply_tuning(); read by
+#: listeners and sessions.
 _base_nice = 0
-_may_return = False
+_may_return: bool | None = None
 _login_nice: int | None = None
 
 
@@ -91,11 +92,12 @@ def apply_tuning(config: Config, starting: bool = False) -> None:
             log.info("threads running Python kept on CPU %s; native work (password hashing) on %s",
                      _cpu_list(_python_cpus), f"CPU {_cpu_list(native)}" if native else "the same CPU")
         _base_nice = os.getpriority(os.PRIO_PROCESS, 0)  # 0: the calling thread, on Linux
-        _may_return = _may_return_to(_base_nice)
+        _may_return = None
     _login_nice = _choose_login_nice(config.login_nice)
 
 
 def _choose_login_nice(wanted: int | None) -> int | None:
+    global _may_return
     if wanted is None or wanted <= _base_nice:
         return None
     if not (_python_cpus and native_cpus()):
@@ -106,6 +108,8 @@ def _choose_login_nice(wanted: int | None) -> int | None:
                  "that run Python do not have a CPU of their own (tuning.pin_threads off, or one CPU), and a "
                  "lowered one holding the GIL would wait behind password hashing, and every connection with it")
         return None
+    if _may_return is None:  # once per start, and only if it is wanted
+        _may_return = _may_return_to(_base_nice)
     if not _may_return:
         log.info("tuning.login_nice: connections not logged in run at the daemon's own priority: a thread "
                  "lowered to nice %d could not go back to nice %d at login (that needs CAP_SYS_NICE or "
@@ -154,20 +158,25 @@ def login_nice() -> int | None:
     return _login_nice
 
 
-def set_thread_nice(thread: threading.Thread | None, nice: int) -> None:
-    """Give one thread of this process the nice value ``nice`` (Linux: nice is per thread)."""
-    tid = thread.native_id if thread is not None else None
-    if tid is None:  # not started
-        return
+def set_thread_nice(thread: threading.Thread | None, nice: int) -> bool:
+    """Give one thread of this process the nice value ``nice`` (Linux: nice is per thread).
+    False if it could not be done; a thread not started, or ended, is left alone (its id may
+    already be another's)."""
+    if thread is None or thread.native_id is None or not thread.is_alive():
+        return True
     try:
-        os.setpriority(os.PRIO_PROCESS, tid, nice)
-    except OSError as exc:  # ESRCH: it has just ended
+        os.setpriority(os.PRIO_PROCESS, thread.native_id, nice)
+    except OSError as exc:  # ESRCH: it has just ended; EPERM: not allowed to raise it
         log.debug("cannot set nice %d for thread %s: %s", nice, thread.name, exc)
+        return False
+    return True
 
 
 def restore_priority(thread: threading.Thread | None) -> None:
     """Back to the daemon's own priority: a session that has logged in."""
-    set_thread_nice(thread, _base_nice)
+    if not set_thread_nice(thread, _base_nice):
+        log.warning("cannot give thread %s back the daemon's priority (nice %d); it stays at %s",
+                    thread.name if thread else "?", _base_nice, _login_nice)
 
 
 def allowed_cpus() -> set[int]:

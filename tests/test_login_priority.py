@@ -14,6 +14,7 @@ import resource
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,10 +31,15 @@ def nice_of(tid: int, pid: int | None = None) -> int:
     return int(stat.rsplit(")", 1)[1].split()[16])
 
 
+CAP_SYS_NICE = 23
+
+
 def may_go_back_up() -> bool:
-    """Whether this process's threads may raise their priority back to where they started."""
-    if os.geteuid() == 0:
-        return True
+    """Whether this process's threads may raise their priority back to where they started:
+    CAP_SYS_NICE (root in a container may lack it), or an RLIMIT_NICE that allows it."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:") and int(line.split()[1], 16) >> CAP_SYS_NICE & 1:
+            return True
     return resource.getrlimit(resource.RLIMIT_NICE)[1] >= 20 - os.getpriority(os.PRIO_PROCESS, 0)
 
 
@@ -100,6 +106,64 @@ def test_a_reload_can_turn_it_off_and_on_and_follows_the_plugins(daemond_factory
     assert nice_of(accepting(d, "e").native_id) == 15
 
 
+@needs_two_cpus
+@needs_renice
+def test_connections_accepted_while_a_reload_changes_it_end_up_where_their_plugins_say(daemond_factory, monkeypatch):
+    # A reload changes the listener's plugins, then (later) its priority; connections accepted
+    # in between inherit the accepting thread's old priority and must set their own.
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    d = two_listeners(daemond_factory)
+    assert wait_until(lambda: nice_of(accepting(d, "login").native_id) == 19, 5)
+    listener = d.daemon.listeners["login"]
+    real = listener.prioritize
+    held = threading.Event()
+    go = threading.Event()
+
+    def late_prioritize():
+        held.set()
+        go.wait(10)  # the reload is between the new plugins and the new priority
+        real()
+
+    monkeypatch.setattr(listener, "prioritize", late_prioritize)
+    reload = threading.Thread(target=d.reconfigure, args=(lambda doc: doc["listeners"]["login"].update(plugins=["echo"]),))
+    reload.start()
+    assert held.wait(10)
+    with LineClient(*d.address("login")) as between:
+        between.send(b"x")
+        assert between.read_bytes(1) == b"x"  # echo, no login: served at the daemon's priority
+        session = only_session(d, "login")
+        assert not session.low_priority and nice_of(session.thread.native_id) == base
+        go.set()
+        reload.join(10)
+    assert nice_of(accepting(d, "login").native_id) == base
+
+
+@needs_two_cpus
+@needs_renice
+def test_a_hashing_helper_started_by_a_connection_not_logged_in_runs_at_the_daemons_priority_plus_10():
+    from plugins.auth.passwords import HASHING_NICE, Argon2Params, _Helper
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    ended = threading.Event()
+    made = []
+
+    def as_a_waiting_connection():
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        made.append(_Helper(Argon2Params(**CHEAP_ARGON2), 1, None, lambda helper: ended.set()))
+
+    starter = threading.Thread(target=as_a_waiting_connection)
+    starter.start()
+    starter.join(30)
+    (helper,) = made
+    try:
+        assert nice_of(helper.pid, helper.pid) == min(19, base + HASHING_NICE)
+        watcher = next(t for t in threading.enumerate() if t.name == f"auth-helper-{helper.pid}")
+        assert wait_until(lambda: nice_of(watcher.native_id) == base, 5)  # it starts the next helper
+    finally:
+        helper.kill()
+    assert ended.wait(10)
+
+
 def test_without_pinning_nothing_is_lowered_and_the_log_says_why(daemond_factory, caplog):
     # Spread over the CPUs, a thread at 19 holding the GIL would be preempted by password
     # hashing at +10 and every connection would wait for it (reliability.md, item 9).
@@ -130,25 +194,30 @@ def start_unprivileged(directory: Path, caps: list[str]) -> subprocess.Popen | N
                       f"plugins: {{auth: {{argon2: {CHEAP_ARGON2}}}}}\n"
                       "listeners:\n  login: {port: 0, plugins: [auth, echo]}\n".replace("'", ""))
     config.chmod(0o644)
-    limit = None
-    if os.geteuid() == 0 and shutil.which("setpriv"):
-        probe = subprocess.run([*NOBODY, installed("daemond"), "--version"], capture_output=True, text=True, timeout=30)
+    if os.geteuid() == 0 and shutil.which("setpriv") and shutil.which("prlimit"):
+        # RLIMIT_NICE 0, as a login's default: no way back up without the capability
+        command = ["prlimit", "--nice=0:0", *NOBODY, *caps, installed("daemond")]
+        probe = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=30)
         if probe.returncode != 0:
-            pytest.skip(f"nobody cannot run this venv's daemond here: {probe.stderr.strip()[:200]}")
-        command = [*NOBODY, *caps, installed("daemond")]
-        limit = (0, 0)  # as a login's default: no way back up without the capability
+            pytest.skip(f"cannot run this venv's daemond as nobody {' '.join(caps)} here: {probe.stderr.strip()[:200]}")
     elif not caps and not may_go_back_up():
         command = [installed("daemond")]
     else:
         return None
     with open(directory / "stderr.log", "wb") as out:
         return subprocess.Popen([*command, "-c", str(config), "--no-console"], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=out,
-                                preexec_fn=limit and (lambda: resource.setrlimit(resource.RLIMIT_NICE, limit)))
+                                stdout=out, stderr=out)
 
 
 def nices(pid: int) -> list[int]:
-    return sorted(nice_of(int(tid), pid) for tid in os.listdir(f"/proc/{pid}/task"))
+    """The nice values of a process's threads (one that ends meanwhile is left out)."""
+    found = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            found.append(nice_of(int(tid), pid))
+        except FileNotFoundError:
+            pass
+    return sorted(found)
 
 
 # The unit's LimitNICE=+0 (RLIMIT_NICE 20) is the other way to allow it; raising a hard limit
@@ -157,6 +226,7 @@ def nices(pid: int) -> list[int]:
 @pytest.mark.parametrize("caps", [[], ["--inh-caps=+sys_nice", "--ambient-caps=+sys_nice"]],
                          ids=["unprivileged", "CAP_SYS_NICE"])
 def test_unprivileged_it_lowers_only_what_it_can_raise_again(caps):
+    base = os.getpriority(os.PRIO_PROCESS, 0)  # the daemon's own: it inherits ours
     directory = Path(tempfile.mkdtemp(prefix="daemond-nice-"))  # not under /root: nobody must read it
     try:
         proc = start_unprivileged(directory, caps)
@@ -172,23 +242,24 @@ def test_unprivileged_it_lowers_only_what_it_can_raise_again(caps):
 
             address = wait_until(listening, 15)
             assert address, log.read_text()
-            idle = nices(proc.pid)
+            idle = wait_until(lambda: (n := nices(proc.pid)).count(19) == (1 if caps else 0) and n, 5)  # the accepting thread
+            assert idle, nices(proc.pid)
             with LineClient(*address) as client:
                 assert client.read_line().startswith("+OK")
                 waiting = wait_until(lambda: len(n := nices(proc.pid)) > len(idle) and n, 5)
                 assert waiting, (idle, nices(proc.pid))
                 if not caps:
                     # it could not go back up, so nothing went down; the log says why and what to do
-                    assert set(idle) == set(waiting) == {0}, (idle, waiting)
+                    assert set(idle) == set(waiting) == {base}, (idle, waiting)
                     text = log.read_text()
                     assert "tuning.login_nice: connections not logged in run at the daemon's own priority" in text
                     assert "LimitNICE=+0" in text
                 else:
-                    assert idle.count(19) == 1 and waiting.count(19) == 2, (idle, waiting)  # accepting + this one
+                    assert waiting.count(19) == 2, (idle, waiting)  # accepting + this one
                     assert "connections not logged in run at nice 19 until they log in" in log.read_text()
                 assert client.command("/register bob correct-horse-2")[1].startswith("+OK")
                 after = wait_until(lambda: (n := nices(proc.pid)).count(19) == (1 if caps else 0) and n, 5)
-                assert after, nices(proc.pid)  # the logged-in session is at 0 in both
+                assert after and after.count(base) == len(after) - (1 if caps else 0), nices(proc.pid)  # back, in both
                 client.send(b"served\n")
                 assert client.read_line() == "served"
         finally:

@@ -58,6 +58,13 @@ OWASP_MINIMUM = {"time_cost": 2, "memory_cost": 19456, "parallelism": 1}
 #: nice-10 thread about a tenth of what an equal nice-0 one gets while both want the CPU)
 HASHING_NICE = 10
 
+
+def _daemon_nice() -> int:
+    """The daemon's own nice value: its main thread's (Linux: nice is per thread, and a
+    connection's thread may run lower until it logs in; see tuning.login_nice)."""
+    return os.getpriority(os.PRIO_PROCESS, os.getpid())
+
+
 #: seconds without an answer after which a hash is given up and the helper killed as stuck
 #: (one hash at the largest settings allowed takes seconds, not this)
 HASH_STALL = 120.0
@@ -352,6 +359,13 @@ class _Helper:
         threading.Thread(target=self._watch, args=(on_end,), name=f"auth-helper-{self.pid}", daemon=True).start()
 
     def _watch(self, on_end: Callable[[_Helper], None]) -> None:
+        # Started by whichever thread started the helper: if that was a connection not logged
+        # in yet (tuning.login_nice), this thread would start the next helper, under the
+        # hasher's lock, at that low priority.
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _daemon_nice())
+        except OSError:
+            pass
         self.proc.wait()
         on_end(self)
 
@@ -374,9 +388,9 @@ class _Helper:
             log.warning("auth: cannot move the hashing helper to CPU %s (%s); it hashes where the kernel puts it",
                         ",".join(map(str, sorted(cpus))), exc.strerror or exc)
         try:
-            # below the daemon's own priority (its main thread's), not the starting thread's: one
-            # started by a connection not logged in yet has inherited tuning.login_nice
-            os.setpriority(os.PRIO_PROCESS, self.pid, min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + HASHING_NICE))
+            # below the daemon's own priority, not the starting thread's: one started by a
+            # connection not logged in yet has inherited tuning.login_nice
+            os.setpriority(os.PRIO_PROCESS, self.pid, min(19, _daemon_nice() + HASHING_NICE))
         except OSError as exc:
             log.warning("auth: cannot lower the hashing helper's priority (%s)", exc.strerror or exc)
 

@@ -72,7 +72,8 @@ def test_a_client_sending_10_mib_without_reading_is_held_by_tcp_and_gets_every_b
     assert waiting, "the daemon's socket has nothing unread, yet the sender is held"
     held = proc_stats(d.proc.pid)
     time.sleep(0.5)
-    assert tcp_receive_queue(d.ports["e"], client_port) == waiting, "the daemon went on reading"
+    # what the client's own buffer still held may arrive meanwhile; a reading daemon would shrink it
+    assert tcp_receive_queue(d.ports["e"], client_port) >= waiting, "the daemon went on reading"
     measured(14, f"TCP took {sent / MIB:.1f} MiB before it held the sender, {waiting / MIB:.1f} MiB unread "
                  f"in the daemon's socket; RSS +{(held.rss - before.rss) / MIB:.1f} MiB")
     assert held.rss - before.rss < 16 * MIB, f"RSS grew {(held.rss - before.rss) / MIB:.1f} MiB"
