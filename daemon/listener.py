@@ -20,7 +20,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from daemon.session import Session, timeval
-from daemon.tuning import base_nice, login_nice, pin_this_thread, set_thread_nice
+from daemon.tuning import pin_this_thread, prioritize_thread
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.config import ListenerConfig
@@ -141,10 +141,8 @@ class Listener:
         tuning.login_nice if a plugin gates this listener behind a login, else at the daemon's
         own priority (at start, and again at a reload: either may have changed)."""
         with self._lock:  # with the flag sessions copy in _admit, and one caller at a time
-            nice = login_nice() if self.chain.login_gated else None
-            self.low_priority = nice is not None
+            self.low_priority = prioritize_thread(self._thread, self.chain.login_gated)
             self.priority_changes += 1
-            set_thread_nice(self._thread, base_nice() if nice is None else nice)
 
     def stop_accepting(self) -> None:
         """Close the listening socket and join the accepting thread; sessions carry on."""

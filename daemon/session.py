@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from daemon.lines import BadEncoding, LineFramer, TooLong, shown, split_command
 from daemon.outbox import Outbox
-from daemon.tuning import base_nice, login_nice, restore_priority, set_thread_nice
+from daemon.tuning import prioritize_thread, restore_priority
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.listener import Listener
@@ -224,9 +224,7 @@ class Session:
         if self._listener.priority_changes != self.priority_seen or (self.low_priority and not self.chain.login_gated):
             # A reload changed the listener's priority (or its plugins) while this thread was
             # being started: it may have inherited the other one, so it sets its own.
-            nice = login_nice() if self.chain.login_gated else None
-            self.low_priority = nice is not None
-            set_thread_nice(self.thread, base_nice() if nice is None else nice)
+            self.low_priority = prioritize_thread(self.thread, self.chain.login_gated)
         log.info("connect %s %s", self.listener, self.peer_str)
 
     def _set_rcvtimeo(self, seconds: float) -> None:

@@ -148,16 +148,6 @@ def _may_return_to(nice: int) -> bool:
     return outcome == [True]
 
 
-def base_nice() -> int:
-    """The daemon's own nice value."""
-    return _base_nice
-
-
-def login_nice() -> int | None:
-    """The nice value of threads serving connections not logged in yet; None: the daemon's own."""
-    return _login_nice
-
-
 def set_thread_nice(thread: threading.Thread | None, nice: int) -> bool:
     """Give one thread of this process the nice value ``nice`` (Linux: nice is per thread).
     False if it could not be done; a thread not started, or ended, is left alone (its id may
@@ -170,6 +160,14 @@ def set_thread_nice(thread: threading.Thread | None, nice: int) -> bool:
         log.debug("cannot set nice %d for thread %s: %s", nice, thread.name, exc)
         return False
     return True
+
+
+def prioritize_thread(thread: threading.Thread | None, login_gated: bool) -> bool:
+    """Set a listener's thread to its priority: login_nice if the listener asks for a login (and
+    login_nice applies), else the daemon's own. True if it was lowered."""
+    nice = _login_nice if login_gated else None
+    set_thread_nice(thread, _base_nice if nice is None else nice)
+    return nice is not None
 
 
 def restore_priority(thread: threading.Thread | None) -> None:
