@@ -13,8 +13,9 @@ of pipes. A login takes a free channel (waiting its turn, with a deadline),
 writes its request and blocks on the reply with the GIL released: nothing of
 the daemon runs on the hashing CPUs. The helper moves to the CPUs the daemon
 leaves for native work (``daemon.native_cpus()``: every CPU but the one its
-Python threads are kept on) and lowers its priority (``nice``), so that the
-kernel runs every thread that serves an ordinary connection first. Its memory
+Python threads are kept on) and lowers its priority (``nice``, and the longest
+time slice: ``scheduling.py``), so that the kernel runs every thread that
+serves an ordinary connection first, and anything else that wakes on its CPU. Its memory
 is its own: a storm leaves the daemon no larger.
 
 The auth plugin starts the helper when the daemon starts (and when a reload
@@ -48,7 +49,7 @@ from pathlib import Path
 import argon2
 from argon2.exceptions import InvalidHashError
 
-from plugins.auth import hashworker
+from plugins.auth import hashworker, scheduling
 
 #: OWASP's minimum for argon2id (Password Storage Cheat Sheet): m=19 MiB, t=2, p=1.
 OWASP_MINIMUM = {"time_cost": 2, "memory_cost": 19456, "parallelism": 1}
@@ -379,8 +380,8 @@ class _Helper:
         return f"exited with status {code}"
 
     def _place(self, cpus: set[int] | None) -> None:
-        """Move it to ``cpus`` and lower its priority, from here, before it has started its
-        threads (they inherit both) or imported argon2."""
+        """Move it to ``cpus`` and lower its priority (plugins/auth/scheduling.py), from here,
+        before it has started its threads (they inherit all of it) or imported argon2."""
         try:
             if cpus:
                 os.sched_setaffinity(self.pid, cpus)
@@ -389,8 +390,10 @@ class _Helper:
                         ",".join(map(str, sorted(cpus))), exc.strerror or exc)
         try:
             # below the daemon's own priority, not the starting thread's: one started by a
-            # connection not logged in yet has inherited tuning.login_nice
-            os.setpriority(os.PRIO_PROCESS, self.pid, min(19, _daemon_nice() + HASHING_NICE))
+            # connection not logged in yet has inherited tuning.login_nice; and with the
+            # longest time slice, so that whatever wakes on its CPU preempts it at once
+            if not scheduling.lower(self.pid, min(19, _daemon_nice() + HASHING_NICE)):
+                log.debug("auth: the hashing helper runs with the kernel's default time slice")
         except OSError as exc:
             log.warning("auth: cannot lower the hashing helper's priority (%s)", exc.strerror or exc)
 
