@@ -7,7 +7,9 @@ test (OWASP's minimum unless ``--argon2`` says otherwise). Then:
 
 1. **logins/s** — ``--clients`` client threads, in a separate process, each
    repeat connect → greeting → ``/login bench PASSWORD`` → ``+OK`` → close
-   for ``--duration`` seconds.
+   for ``--duration`` seconds. They stand for clients on other machines, so
+   they run at nice +19 (``--storm-nice``): on a small machine their own CPU
+   would otherwise compete with the daemon and with the echo client below.
 2. **echo latency** — one client sends 64 bytes on the echo listener, waits
    for them to come back, pauses ``--gap`` ms, and so on for ``--duration``
    seconds; once with the daemon otherwise idle, once during the login storm
@@ -158,11 +160,13 @@ def register(port: int) -> None:
             raise SystemExit(f"cannot register the bench user: {reply}")
 
 
-def storm(port: int, line: bytes, clients: int, duration: float, started, result, cpus=None) -> None:
+def storm(port: int, line: bytes, clients: int, duration: float, started, result, cpus=None, nice=0) -> None:
     """Process body: ``clients`` threads each repeating connect, greeting, ``line``, +OK, close for
-    ``duration`` seconds, on ``cpus`` if given; puts (successes, failures, seconds)."""
+    ``duration`` seconds, on ``cpus`` if given, ``nice`` lower; puts (successes, failures, seconds)."""
     if cpus:
         os.sched_setaffinity(0, cpus)
+    if nice:
+        os.nice(nice)
     counts = [0] * clients
     failures = [0] * clients
     stop_at = time.monotonic() + duration
@@ -222,7 +226,8 @@ def measure(daemon: Daemon, port: int, line: bytes, args) -> dict:
     ctx = multiprocessing.get_context("fork")
     idle = ping(daemon.ports["echo"], args.duration, args.gap / 1000)
     started, result = ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=storm, args=(port, line, args.clients, args.duration, started, result, args.storm_cpus))
+    proc = ctx.Process(target=storm, args=(port, line, args.clients, args.duration, started, result,
+                                                args.storm_cpus, args.storm_nice))
     proc.start()
     started.wait(30)
     cpu_before, wall_before = daemon.cpu_seconds(), time.monotonic()
@@ -291,6 +296,10 @@ def main() -> int:
     parser.add_argument("--storm-cpus", type=lambda v: {int(c) for c in v.split(",")}, default=None,
                         help="CPUs for the storm clients only, e.g. 0 (the echo pinger stays where this "
                              "script runs: put it elsewhere with taskset)")
+    parser.add_argument("--storm-nice", type=int, default=19,
+                        help="how much lower the storm clients run (default 19): they stand for clients on other "
+                             "machines, so they should not take CPU the daemon or the echo pinger wants; "
+                             "0 to run them like any process")
     parser.add_argument("--gap", type=float, default=1.0, help="ms between echo pings (default 1)")
     parser.add_argument("--quick", action="store_true", help="1 round of 1.5 s: checks it works, figures not worth quoting")
     parser.add_argument("--daemond", help="the daemond command (default: next to this python, then PATH)")
@@ -317,7 +326,7 @@ def main() -> int:
 
     print(f"# auth bench: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"# argon2id m={argon2['memory_cost']} KiB t={argon2['time_cost']} p={argon2['parallelism']}; "
-          f"{args.clients} storm clients; {args.rounds} rounds x {args.duration:g} s; median shown")
+          f"{args.clients} storm clients at nice +{args.storm_nice}; {args.rounds} rounds x {args.duration:g} s; median shown")
     print(f"# 1-minute load average before/after: {load_before:.1f} / {load_after:.1f} (other work on the machine skews figures)")
     print()
     print("| storm | requests/s | daemon CPU | echo p50 idle / storm | echo p99 idle / storm | p99 storm/idle | echo max storm |")
