@@ -84,9 +84,15 @@ def gone(pid: int, within: float = 5.0) -> bool:
 
 def slices_of(pid: int) -> set[int] | None:
     """The time slices (ns) its threads run with, where the kernel has slices a task may ask
-    for (Linux 6.12, EEVDF) and shows them; else None."""
+    for (Linux 6.12, EEVDF) and shows them (/proc/PID/task/TID/sched); else None."""
     major, minor = (int(n) for n in re.match(r"(\d+)\.(\d+)", os.uname().release).groups())
     if (major, minor) < (6, 12) or not Path(f"/proc/{pid}/task/{pid}/sched").exists():
         return None
-    return {int(re.search(r"^se\.slice\s+:\s+(\d+)$", Path(f"/proc/{pid}/task/{tid}/sched").read_text(), re.M)[1])
-            for tid in os.listdir(f"/proc/{pid}/task")}
+    found = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            text = Path(f"/proc/{pid}/task/{tid}/sched").read_text()
+        except FileNotFoundError:  # a thread that has just ended
+            continue
+        found.add(int(re.search(r"^se\.slice\s+:\s+(\d+)$", text, re.M)[1]))
+    return found

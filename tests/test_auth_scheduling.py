@@ -12,6 +12,8 @@ import pytest
 from plugins.auth import scheduling
 from tests.auth_support import slices_of
 
+OURS = os.getpriority(os.PRIO_PROCESS, 0)
+
 
 @pytest.fixture
 def sleeper():
@@ -27,28 +29,43 @@ def default_slice() -> int | None:
     return min(found) if found else None
 
 
-def test_the_helper_gets_the_nice_value_and_the_longest_slice(sleeper):
-    nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
-    asked = scheduling.lower(sleeper, nice)
-    assert os.getpriority(os.PRIO_PROCESS, sleeper) == nice
-    assert os.sched_getscheduler(sleeper) == os.SCHED_OTHER
-    if slices_of(sleeper) is None:  # a kernel without slices to ask for: the nice alone
-        return
-    assert asked is True
-    assert slices_of(sleeper) == {scheduling.LONGEST_SLICE_NS} != {default_slice()}
+def lowered(by: int) -> int:
+    return min(19, OURS + by)
+
+
+@pytest.mark.skipif(scheduling._syscall_number() is None, reason="sched_setattr's number is not known for this ABI")
+def test_the_helper_gets_the_nice_value_and_a_long_slice(sleeper):
+    policy = os.sched_getscheduler(sleeper)
+    assert scheduling.lower(sleeper, lowered(10)) is True  # older kernels take the call too
+    assert os.getpriority(os.PRIO_PROCESS, sleeper) == lowered(10)
+    assert os.sched_getscheduler(sleeper) == policy
+    if slices_of(sleeper) is not None:  # where the kernel has slices to ask for, and shows them
+        assert slices_of(sleeper) == {scheduling.HASHING_SLICE_NS} != {default_slice()}
+
+
+@pytest.mark.skipif(scheduling._syscall_number() is None, reason="sched_setattr's number is not known for this ABI")
+@pytest.mark.parametrize("policy", [os.SCHED_BATCH, os.SCHED_OTHER | os.SCHED_RESET_ON_FORK],
+                         ids=["batch", "reset-on-fork"])
+def test_a_fair_policy_and_its_flag_are_kept(sleeper, policy):
+    os.sched_setscheduler(sleeper, policy, os.sched_param(0))
+    assert scheduling.lower(sleeper, lowered(5)) is True
+    assert os.sched_getscheduler(sleeper) == policy
+    assert os.getpriority(os.PRIO_PROCESS, sleeper) == lowered(5)
+    if slices_of(sleeper) is not None:
+        assert slices_of(sleeper) == {scheduling.HASHING_SLICE_NS}
 
 
 def test_a_policy_someone_chose_is_left_alone_and_only_the_nice_set(sleeper):
     os.sched_setscheduler(sleeper, os.SCHED_IDLE, os.sched_param(0))
-    assert scheduling.lower(sleeper, 15) is False
+    assert scheduling.lower(sleeper, lowered(7)) is False
     assert os.sched_getscheduler(sleeper) == os.SCHED_IDLE
-    assert os.getpriority(os.PRIO_PROCESS, sleeper) == 15
+    assert os.getpriority(os.PRIO_PROCESS, sleeper) == lowered(7)
 
 
 def test_where_the_call_is_not_known_the_nice_is_set_alone(sleeper, monkeypatch):
     monkeypatch.setattr(scheduling.platform, "machine", lambda: "vax")
-    assert scheduling.lower(sleeper, 12) is False
-    assert os.getpriority(os.PRIO_PROCESS, sleeper) == 12
+    assert scheduling.lower(sleeper, lowered(3)) is False
+    assert os.getpriority(os.PRIO_PROCESS, sleeper) == lowered(3)
     if slices_of(sleeper) is not None:
         assert slices_of(sleeper) == {default_slice()}
 
@@ -57,4 +74,4 @@ def test_no_nice_can_be_set_on_a_process_that_is_gone():
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     with pytest.raises(OSError):
-        scheduling.lower(gone.pid, 10)
+        scheduling.lower(gone.pid, lowered(10))

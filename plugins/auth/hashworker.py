@@ -3,7 +3,8 @@
 Started by :class:`plugins.auth.passwords.Hasher` as ``python -P hashworker.py CONFIG``,
 where CONFIG is JSON: the argon2 parameters and its *channels*, pairs of pipe descriptors
 (requests in, replies out) it inherited. Each channel gets a thread. The daemon moves it to
-its CPUs and lowers its priority as it starts. A request is one JSON array per line, ``["hash", password]`` or
+its CPUs and lowers its priority as it starts, then closes its stdin: only then does it start
+its threads. A request is one JSON array per line, ``["hash", password]`` or
 ``["verify", hash, password]``; each gets one JSON line back, ``{"ok": result}`` or
 ``{"error": text}``. The helper ends when the daemon closes its channels, or exits (the
 pipes close with it). Passwords only ever travel through those pipes: never the command
@@ -33,6 +34,9 @@ def main(argv: list[str]) -> int:
     # daemon's business, and it ends this process by closing the channels.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     config = json.loads(argv[1])
+    # The daemon sets our CPUs, nice and time slice, which Linux keeps per thread, on this
+    # thread; it closes our stdin once done, and the threads started after inherit them.
+    sys.stdin.buffer.read()
     hasher = argon2.PasswordHasher(**config["params"], type=argon2.Type.ID)
     threads = [threading.Thread(target=serve, args=(hasher, requests, replies), name=f"channel-{requests}")
                for requests, replies in config["channels"]]

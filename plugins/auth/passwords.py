@@ -13,7 +13,7 @@ of pipes. A login takes a free channel (waiting its turn, with a deadline),
 writes its request and blocks on the reply with the GIL released: nothing of
 the daemon runs on the hashing CPUs. The helper moves to the CPUs the daemon
 leaves for native work (``daemon.native_cpus()``: every CPU but the one its
-Python threads are kept on) and lowers its priority (``nice``, and the longest
+Python threads are kept on) and lowers its priority (``nice``, and a long
 time slice: ``scheduling.py``), so that the kernel runs every thread that
 serves an ordinary connection first, and anything else that wakes on its CPU. Its memory
 is its own: a storm leaves the daemon no larger.
@@ -344,7 +344,7 @@ class _Helper:
             env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
             # -P: nothing next to the script (plugins/auth/) can shadow a module it imports
             self.proc = subprocess.Popen([python, "-P", str(HELPER), json.dumps(config)], pass_fds=theirs,
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
+                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
         except BaseException:
             for fd in ours:
                 os.close(fd)
@@ -355,7 +355,10 @@ class _Helper:
         self.pid = self.proc.pid
         self.channels = [_Channel(self, ours[i], ours[i + 1]) for i in range(0, len(ours), 2)]
         self.answered = False  # set once it answered a request: it can run here
-        self._place(cpus)
+        try:
+            self._place(cpus)
+        finally:
+            self.proc.stdin.close()  # placed: it may start its threads now (they inherit it all)
         # its watcher: waits for it to end (reaping it: no zombie), then tells the hasher
         threading.Thread(target=self._watch, args=(on_end,), name=f"auth-helper-{self.pid}", daemon=True).start()
 
@@ -380,8 +383,9 @@ class _Helper:
         return f"exited with status {code}"
 
     def _place(self, cpus: set[int] | None) -> None:
-        """Move it to ``cpus`` and lower its priority (plugins/auth/scheduling.py), from here,
-        before it has started its threads (they inherit all of it) or imported argon2."""
+        """Move it to ``cpus`` and lower its priority (plugins/auth/scheduling.py), from here.
+        CPUs, nice and slice are per thread on Linux: it waits for its stdin to close before
+        it starts its threads, which then inherit them from its main thread."""
         try:
             if cpus:
                 os.sched_setaffinity(self.pid, cpus)
@@ -391,7 +395,7 @@ class _Helper:
         try:
             # below the daemon's own priority, not the starting thread's: one started by a
             # connection not logged in yet has inherited tuning.login_nice; and with the
-            # longest time slice, so that whatever wakes on its CPU preempts it at once
+            # a long time slice, so that whatever wakes on its CPU preempts it at once
             if not scheduling.lower(self.pid, min(19, _daemon_nice() + HASHING_NICE)):
                 log.debug("auth: the hashing helper runs with the kernel's default time slice")
         except OSError as exc:
