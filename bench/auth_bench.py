@@ -296,7 +296,7 @@ def main() -> int:
     parser.add_argument("--storm-cpus", type=lambda v: {int(c) for c in v.split(",")}, default=None,
                         help="CPUs for the storm clients only, e.g. 0 (the echo pinger stays where this "
                              "script runs: put it elsewhere with taskset)")
-    parser.add_argument("--storm-nice", type=int, default=19,
+    parser.add_argument("--storm-nice", type=int, default=19, choices=range(20), metavar="0-19",
                         help="how much lower the storm clients run (default 19): they stand for clients on other "
                              "machines, so they should not take CPU the daemon or the echo pinger wants; "
                              "0 to run them like any process")
