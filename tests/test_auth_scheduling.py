@@ -4,6 +4,7 @@ process and read back from the kernel."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -75,3 +76,34 @@ def test_no_nice_can_be_set_on_a_process_that_is_gone():
     gone.wait()
     with pytest.raises(OSError):
         scheduling.lower(gone.pid, lowered(10))
+
+
+RAISE_AND_LOWER = """
+import os, subprocess, sys, time
+from plugins.auth import scheduling
+child = subprocess.Popen([sys.executable, "-c", "import os, time; os.nice(15 - os.nice(0)); time.sleep(60)"])
+try:
+    while os.getpriority(os.PRIO_PROCESS, child.pid) != 15:
+        time.sleep(0.01)
+    try:
+        scheduling.lower(child.pid, 10)
+        print("raised")
+    except PermissionError:
+        print("refused", os.getpriority(os.PRIO_PROCESS, child.pid))
+    print("lowered", scheduling.lower(child.pid, 18), os.getpriority(os.PRIO_PROCESS, child.pid))
+finally:
+    child.kill()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not (shutil.which("setpriv") and shutil.which("prlimit")),
+                    reason="needs root, setpriv and prlimit to take away the right to raise priority")
+def test_without_the_right_to_raise_it_the_nice_is_never_raised():
+    # as a process that may not raise priority (no CAP_SYS_NICE, RLIMIT_NICE 0): both calls
+    # are refused, nothing changes, and lowering further still works
+    command = ["prlimit", "--nice=0:0", "setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice",
+               sys.executable, "-c", RAISE_AND_LOWER]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    asked = "True" if scheduling._syscall_number() is not None else "False"
+    assert done.stdout.split("\n") == ["refused 15", f"lowered {asked} 18", ""]
