@@ -271,11 +271,11 @@ def run_config(daemond: str, argon2: dict, max_hashing: int | None, tuning: dict
     cpus = len(os.sched_getaffinity(0))
     native = cpus - 1 if cpus > 1 else cpus
     shown = f"auto ({max(1, native // argon2.get('parallelism', 1))})" if max_hashing is None else max_hashing
-    switch = "" if "switch_interval" not in tuning else f", switch interval {tuning['switch_interval'] * 1000:g} ms"
-    switch += "" if "login_nice" not in tuning else f", login_nice {tuning['login_nice']}"
-    rows = [summarize(f"argon2 logins, max_hashing {shown}{switch}", logins)]
+    tuned = "" if "switch_interval" not in tuning else f", switch interval {tuning['switch_interval'] * 1000:g} ms"
+    tuned += "" if "login_nice" not in tuning else f", login_nice {tuning['login_nice']}"
+    rows = [summarize(f"argon2 logins, max_hashing {shown}{tuned}", logins)]
     if hogs:
-        rows.append(summarize(f"control: 25 ms of GIL-holding Python per request{switch}", hogs))
+        rows.append(summarize(f"control: 25 ms of GIL-holding Python per request{tuned}", hogs))
     return rows
 
 

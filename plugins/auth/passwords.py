@@ -394,8 +394,8 @@ class _Helper:
                         ",".join(map(str, sorted(cpus))), exc.strerror or exc)
         try:
             # below the daemon's own priority, not the starting thread's: one started by a
-            # connection not logged in yet has inherited tuning.login_nice; and with the
-            # a long time slice, so that whatever wakes on its CPU preempts it at once
+            # connection not logged in yet has inherited tuning.login_nice; and with a long
+            # time slice, so that whatever wakes on its CPU preempts it at once
             if not scheduling.lower(self.pid, min(19, _daemon_nice() + HASHING_NICE)):
                 log.debug("auth: the hashing helper runs with the kernel's default time slice")
         except OSError as exc:

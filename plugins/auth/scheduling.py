@@ -64,9 +64,10 @@ def lower(pid: int, nice: int) -> bool:
         policy = None
     if policy is not None and policy & ~_RESET_ON_FORK in _FAIR:  # a real-time or idle policy someone chose is left alone
         flags = _SCHED_FLAG_RESET_ON_FORK if policy & _RESET_ON_FORK else 0  # kept: dropping it needs privilege
+        policy &= ~_RESET_ON_FORK
         # struct sched_attr, its first version (48 bytes): size, policy, flags, nice, priority,
         # runtime (for these policies: the slice asked for), deadline, period
-        attr = ctypes.create_string_buffer(struct.pack("=IIQiIQQQ", 48, policy & ~_RESET_ON_FORK, flags, nice, 0,
+        attr = ctypes.create_string_buffer(struct.pack("=IIQiIQQQ", 48, policy, flags, nice, 0,
                                                        HASHING_SLICE_NS, 0, 0))
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.syscall(ctypes.c_long(number), ctypes.c_int(pid), attr, ctypes.c_uint(0)) == 0:
