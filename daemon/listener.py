@@ -20,7 +20,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from daemon.session import Session, timeval
-from daemon.tuning import give_way, pin_this_thread, prioritize_thread
+from daemon.tuning import pin_this_thread, prioritize_thread
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.config import ListenerConfig
@@ -274,8 +274,6 @@ class Listener:
             return
         thread = threading.Thread(target=session.run, name=f"conn-{self.name}-{session.peer_str}", daemon=True)
         session.thread = thread
-        if session.low_priority:  # accepting at login_nice: between the session and its thread (~50 µs each)
-            give_way()
         try:
             thread.start()
         except RuntimeError as exc:  # cannot start a new thread: out of memory or a thread limit

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from daemon.lines import BadEncoding, LineFramer, TooLong, shown, split_command
 from daemon.outbox import Outbox
-from daemon.tuning import give_way, prioritize_thread, restore_priority
+from daemon.tuning import prioritize_thread, restore_priority
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.listener import Listener
@@ -169,17 +169,6 @@ class Session:
         self.chain.hook.daemond_session_login(session=self, user=user)
         log.info("login %s %s user=%s", self.listener, self.peer_str, user)  # after: a plugin may refuse it
 
-    def give_way(self) -> None:
-        """Let served connections have the GIL first, if this one has not logged in yet.
-
-        A connection not logged in runs at ``tuning.login_nice``; in a long stretch of Python
-        (no socket or file call in between) it holds the GIL, and a served connection that
-        wakes meanwhile waits for it. A dialogue calls this between its steps (the built-in
-        ``auth`` after checking a password). Nothing happens on a logged-in session, or where
-        the daemon does not lower them."""
-        if self.low_priority:
-            give_way()
-
     def close(self, reason: str = "kicked") -> None:
         """End the session from any thread; what is already queued is still sent."""
         if self._end_reason is None:
@@ -204,7 +193,6 @@ class Session:
 
     def run(self) -> None:
         reason = "eof"
-        self.give_way()  # after the thread's own start-up (a stretch of threading's Python)
         try:
             self._setup()
             self.chain.hook.daemond_session_open(session=self)

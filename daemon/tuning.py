@@ -53,7 +53,6 @@ import platform
 import resource
 import sys
 import threading
-import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -176,20 +175,6 @@ def restore_priority(thread: threading.Thread | None) -> None:
     if not set_thread_nice(thread, _base_nice):
         log.warning("cannot give thread %s back the daemon's priority (nice %d); it stays at %s",
                     thread.name if thread else "?", _base_nice, _login_nice)
-
-
-def give_way() -> None:
-    """Let a thread that waits for the GIL have it first, if the kernel prefers it to this one.
-
-    CPython hands the GIL over when its holder blocks in a system call or, failing that, once
-    the switch interval (``tuning.switch_interval``) is spent. A thread at ``login_nice`` that
-    holds it through a stretch of Python keeps a served connection waiting that long, though the
-    kernel runs that connection first: woken, it preempts this thread, finds the GIL taken, and
-    waits. ``time.sleep(0)`` releases the GIL for one system call; a waiter of higher priority
-    preempts this thread at the release and takes it. About a microsecond when no one waits;
-    at the same priority the caller usually takes the GIL straight back (the kernel does not
-    preempt for an equal)."""
-    time.sleep(0)
 
 
 def allowed_cpus() -> set[int]:

@@ -13,10 +13,8 @@ import re
 import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -270,57 +268,3 @@ def test_unprivileged_it_lowers_only_what_it_can_raise_again(caps):
         assert "Traceback" not in log.read_text()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-
-
-def _waiter_runs_after(give_way) -> float:
-    """A thread at nice 19 computes in Python for 0.5 s, calling ``give_way`` every ~1 ms, while
-    a thread at nice 0 on the same CPU waits for the GIL; how long into the computation the
-    waiter got it. The switch interval is set past the computation, so only a release of the
-    GIL can hand it over."""
-    cpu = {max(os.sched_getaffinity(0))}
-    woken = threading.Event()
-    at: dict[str, float] = {}
-    started = threading.Event()
-
-    def waiter() -> None:
-        os.sched_setaffinity(0, cpu)
-        started.set()
-        woken.wait()  # in C, the GIL released; it needs the GIL back to return
-        at["waiter"] = time.perf_counter()
-
-    def low() -> None:
-        os.sched_setaffinity(0, cpu)
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        begin = time.perf_counter()
-        woken.set()  # the waiter wakes, preempts this thread, and waits for the GIL
-        while time.perf_counter() - begin < 0.5:
-            for _ in range(2000):  # ~1 ms of Python, no system call
-                pass
-            give_way()
-        at["begin"] = begin
-
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(5.0)
-    try:
-        w = threading.Thread(target=waiter)
-        w.start()
-        started.wait(5)
-        time.sleep(0.05)  # the waiter is blocked in woken.wait()
-        t = threading.Thread(target=low)
-        t.start()
-        t.join(10)
-        w.join(10)
-    finally:
-        sys.setswitchinterval(interval)
-    return at["waiter"] - at["begin"]
-
-
-@needs_two_cpus
-def test_give_way_hands_the_gil_to_a_waiting_thread_of_higher_priority():
-    """tuning.give_way (Session.give_way, for a connection not logged in): a served connection
-    that wakes while a login holds the GIL gets it at the login's next give_way, not at its
-    next system call. Without it (a stretch of Python with no release) it waits to the end."""
-    from daemon.tuning import give_way
-
-    assert _waiter_runs_after(give_way) < 0.1
-    assert _waiter_runs_after(lambda: None) >= 0.45

@@ -223,7 +223,6 @@ class LoginDialogue:
                 ok = plugin.hasher.verify(user.hash if user else None, password, timeout=self._left())
             except HasherBusy:
                 self._timeout()
-            session.give_way()  # the answer read, then the rest of the login: two stretches of Python
         if not ok:
             plugin.count("failed")
             blocked = plugin.addresses.failure(self.ip)
@@ -279,7 +278,6 @@ class LoginDialogue:
             password_hash = plugin.hasher.hash(password, timeout=self._left())
         except HasherBusy:
             self._timeout()
-        session.give_way()
         if not plugin.store.add_user(key, name, password_hash, plugin.clock()):  # committed on return
             session.err("name-taken", f"{name} is already registered; log in with /login {name} PASSWORD")
             return
