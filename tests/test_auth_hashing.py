@@ -284,3 +284,21 @@ def test_an_operator_command_that_cannot_hash_gets_a_clear_error(daemond_factory
     with pytest.raises(CommandError, match=r"^the password cannot be hashed just now \(the hashing helper exited\); try again$"):
         run_command(d, "users", action="add", name="carol", password="operator-pw")
     assert plugin_of(d).store.user("carol") is None
+
+
+def test_needs_rehash_tells_stored_hashes_apart_and_remembers_a_bounded_number(monkeypatch):
+    monkeypatch.setattr(passwords, "REHASH_VERDICTS", 3)
+    hasher = Hasher(Argon2Params(**CHEAP_ARGON2), 1)
+    try:
+        current = hasher.dummy_hash
+        weaker = argon2.PasswordHasher(time_cost=1, memory_cost=16, parallelism=1).hash("password-1")
+        for _ in range(2):  # the second time from what it remembers
+            assert hasher.needs_rehash(current) is False
+            assert hasher.needs_rehash(weaker) is True
+            assert hasher.needs_rehash("$argon2id$garbage") is True
+        others = [argon2.PasswordHasher(time_cost=1, memory_cost=16 + i, parallelism=1).hash("p") for i in range(5)]
+        assert all(hasher.needs_rehash(h) for h in others)
+        assert len(hasher._rehash_verdicts) <= 3
+        assert hasher.needs_rehash(current) is False
+    finally:
+        hasher.close()

@@ -83,6 +83,9 @@ STILLBORN_LIMIT = 3
 #: seconds before starting a helper is tried again after it failed for a passing reason
 RESPAWN_DELAY = 1.0
 
+#: how many stored hashes needs_rehash remembers its answer for (~150 bytes each)
+REHASH_VERDICTS = 4096
+
 #: errors of os.pipe()/fork that pass: a process, file or memory limit reached for the moment
 _PASSING = {errno.EAGAIN, errno.EMFILE, errno.ENFILE, errno.ENOMEM}
 
@@ -146,6 +149,8 @@ class Hasher:
         # Verified in place of a user's hash when the name is unknown, so that
         # "no such user" costs exactly what "wrong password" costs.
         self.dummy_hash = self._ph.hash(secrets.token_urlsafe(24))
+        # needs_rehash's answers by stored hash (a dict's get and set are atomic: no lock)
+        self._rehash_verdicts: dict[str, bool] = {}
 
     def start(self) -> None:
         """Start the helper now rather than at the first hash (logged if it cannot start)."""
@@ -188,11 +193,21 @@ class Hasher:
         return ok is True and stored_hash is not None
 
     def needs_rehash(self, stored_hash: str) -> bool:
-        """True when ``stored_hash`` was made with other parameters than ours."""
-        try:
-            return self._ph.check_needs_rehash(stored_hash)
-        except (InvalidHashError, ValueError):
-            return True
+        """True when ``stored_hash`` was made with other parameters than ours.
+
+        Remembered per stored hash: parsing one took ~50 µs of the GIL at each login during a
+        login storm (its code cold in the CPU's caches), and the answer for a given hash never
+        changes (new parameters come with a new Hasher)."""
+        verdict = self._rehash_verdicts.get(stored_hash)
+        if verdict is None:
+            try:
+                verdict = self._ph.check_needs_rehash(stored_hash)
+            except (InvalidHashError, ValueError):
+                verdict = True
+            if len(self._rehash_verdicts) >= REHASH_VERDICTS:
+                self._rehash_verdicts.clear()  # a bound, not a cache policy: users log in again
+            self._rehash_verdicts[stored_hash] = verdict
+        return verdict
 
     # -- running one hash ---------------------------------------------------------------
 
