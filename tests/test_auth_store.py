@@ -318,6 +318,23 @@ def test_forgetting_a_login_keeps_a_later_one(tmp_path):
     store.close()
 
 
+def test_expired_tokens_are_deleted_at_a_login_once_a_minute(tmp_path):
+    store = UserStore(tmp_path / "auth.db")
+    store.add_user("alice", "alice", "hash", 1.0)
+
+    def stored_tokens():
+        with sqlite3.connect(tmp_path / "auth.db") as conn:
+            return {row[0] for row in conn.execute("SELECT digest FROM tokens")}
+
+    store.record_login("alice", "10.0.0.1", 100.0, token=("old", 120.0))  # deletes (nothing), next at 160
+    store.record_login("alice", "10.0.0.1", 130.0, token=("new", 900.0))  # "old" expired, within the minute
+    assert stored_tokens() == {"old", "new"}
+    assert store.token_user("old", 130.0) is None and store.counts(130.0)["tokens"] == 1  # never honoured
+    store.record_login("alice", "10.0.0.1", 165.0, token=("newer", 900.0))
+    assert stored_tokens() == {"new", "newer"}  # the first login after the minute tidied up
+    store.close()
+
+
 def test_a_commit_that_fails_leaves_the_store_usable(tmp_path, monkeypatch):
     store = UserStore(tmp_path / "auth.db")
     real = store._db

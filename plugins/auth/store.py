@@ -25,6 +25,9 @@ from pathlib import Path
 
 SCHEMA_VERSION = 1
 
+#: seconds between deletions of expired tokens (at a login): one statement less at most logins
+TOKEN_PURGE_INTERVAL = 60.0
+
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS users (
         key        TEXT PRIMARY KEY,   -- the name in lower case
@@ -89,10 +92,11 @@ class UserStore:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from None
-        # _lock guards _db: one connection shared by the connections' threads, the
-        # control thread and the main thread, one statement or transaction at a time.
+        # _lock guards _db and _purge_at: one connection shared by the connections' threads,
+        # the control thread and the main thread, one statement or transaction at a time.
         self._lock = threading.Lock()
         self._db = db
+        self._purge_at = 0.0  # (the caller's clock) when a login next deletes expired tokens
         try:
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
@@ -166,13 +170,16 @@ class UserStore:
         rehashed password (when the hashing parameters changed). None if the user is gone
         (deleted, or clear-auth, since the password was checked)."""
         with self._lock, self._transaction() as db:
-            before = db.execute("SELECT last_login, last_ip FROM users WHERE key = ?", (key,)).fetchone()
-            if before is None:
+            row = db.execute("SELECT users.last_login, users.last_ip, seen_ips.user_key, seen_ips.seen FROM users "
+                             "LEFT JOIN seen_ips ON seen_ips.ip = ? WHERE users.key = ?", (ip, key)).fetchone()
+            if row is None:
                 return None
-            seen = db.execute("SELECT user_key, seen FROM seen_ips WHERE ip = ?", (ip,)).fetchone()
+            before, seen = row[:2], (row[2:] if row[2] is not None else None)
             db.execute("UPDATE users SET last_login = ?, last_ip = ? WHERE key = ?", (now, ip, key))
             if token:
-                db.execute("DELETE FROM tokens WHERE expires <= ?", (now,))
+                if now >= self._purge_at:  # expired tokens are never honoured; this only tidies up
+                    db.execute("DELETE FROM tokens WHERE expires <= ?", (now,))
+                    self._purge_at = now + TOKEN_PURGE_INTERVAL
                 db.execute("INSERT INTO tokens (digest, user_key, created, expires) VALUES (?, ?, ?, ?)",
                            (token[0], key, now, token[1]))
             if new_hash:
