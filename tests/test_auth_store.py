@@ -323,8 +323,11 @@ def test_expired_tokens_are_deleted_at_a_login_once_a_minute(tmp_path):
     store.add_user("alice", "alice", "hash", 1.0)
 
     def stored_tokens():
-        with sqlite3.connect(tmp_path / "auth.db") as conn:
+        conn = sqlite3.connect(tmp_path / "auth.db")
+        try:
             return {row[0] for row in conn.execute("SELECT digest FROM tokens")}
+        finally:
+            conn.close()
 
     store.record_login("alice", "10.0.0.1", 100.0, token=("old", 120.0))  # deletes (nothing), next at 160
     store.record_login("alice", "10.0.0.1", 130.0, token=("new", 900.0))  # "old" expired, within the minute
