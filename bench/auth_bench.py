@@ -84,6 +84,13 @@ class Daemon:
         self.stderr = open(self.dir / "stderr.log", "wb")
         self.proc = subprocess.Popen([daemond, "-c", str(path), "--no-console"], stdin=subprocess.DEVNULL,
                                      stdout=self.stderr, stderr=self.stderr, cwd=BENCH.parent)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()  # and its temporary directory goes too
+            raise
+
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:

@@ -48,6 +48,8 @@ def start_daemon(directory: Path) -> tuple[subprocess.Popen, Path, Path]:
     while subprocess.run([str(BIN / "daemonctl"), "--socket", str(sock), "status"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
         if daemon.poll() is not None or time.monotonic() > deadline:
+            daemon.kill()
+            daemon.wait()
             raise SystemExit("daemond did not start")
         time.sleep(0.1)
     return daemon, config, sock
@@ -60,7 +62,11 @@ def main() -> None:
 
     directory = Path(tempfile.mkdtemp(prefix="ctl-bench-"))
     env = {k: v for k, v in os.environ.items() if k not in ("DAEMOND_SOCKET", "DAEMOND_CONFIG", "RUNTIME_DIRECTORY")}
-    daemon, config, sock = start_daemon(directory)
+    try:
+        daemon, config, sock = start_daemon(directory)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
     ctl = str(BIN / "daemonctl")
     kinds = {
         "python3 -c pass (this venv's python)": [sys.executable, "-c", "pass"],
