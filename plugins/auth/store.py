@@ -174,7 +174,7 @@ class UserStore:
                              "LEFT JOIN seen_ips ON seen_ips.ip = ? WHERE users.key = ?", (ip, key)).fetchone()
             if row is None:
                 return None
-            before, seen = row[:2], (row[2:] if row[2] is not None else None)
+            before, seen = row[:2], row[2:] if row[2] is not None else None  # tuples already
             db.execute("UPDATE users SET last_login = ?, last_ip = ? WHERE key = ?", (now, ip, key))
             if token:
                 if now >= self._purge_at:  # expired tokens are never honoured; this only tidies up
@@ -187,7 +187,7 @@ class UserStore:
             db.execute("INSERT INTO seen_ips (ip, user_key, seen) VALUES (?, ?, ?) "
                        "ON CONFLICT(ip) DO UPDATE SET user_key = excluded.user_key, seen = excluded.seen",
                        (ip, key, now))
-        return LoginRecord(key, ip, now, token[0] if token else None, tuple(before), tuple(seen) if seen else None)
+        return LoginRecord(key, ip, now, token[0] if token else None, before, seen)
 
     def forget_login(self, record: LoginRecord) -> None:
         """Take back a recorded login: its token, and the user's last login and the address's
