@@ -280,6 +280,7 @@ def run_config(daemond: str, argon2: dict, max_hashing: int | None, tuning: dict
     shown = f"auto ({max(1, native // argon2.get('parallelism', 1))})" if max_hashing is None else max_hashing
     tuned = "" if "switch_interval" not in tuning else f", switch interval {tuning['switch_interval'] * 1000:g} ms"
     tuned += "" if "login_nice" not in tuning else f", login_nice {tuning['login_nice']}"
+    tuned += "" if "spare_threads" not in tuning else f", spare_threads {tuning['spare_threads']}"
     rows = [summarize(f"argon2 logins, max_hashing {shown}{tuned}", logins)]
     if hogs:
         rows.append(summarize(f"control: 25 ms of GIL-holding Python per request{tuned}", hogs))
@@ -300,6 +301,9 @@ def main() -> int:
                              "default: the daemon's own")
     parser.add_argument("--login-nice", default="default",
                         help="comma-separated tuning.login_nice values to compare (null: off); default: the daemon's own")
+    parser.add_argument("--spare-threads", default="default",
+                        help="comma-separated tuning.spare_threads values to compare (0: a new thread for every "
+                             "connection); default: the daemon's own")
     parser.add_argument("--storm-cpus", type=lambda v: {int(c) for c in v.split(",")}, default=None,
                         help="CPUs for the storm clients only, e.g. 0 (the echo pinger stays where this "
                              "script runs: put it elsewhere with taskset)")
@@ -324,8 +328,10 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     configs = [(None if n == "auto" else int(n),
                 {**({} if w == "default" else {"switch_interval": float(w) / 1000}),
-                 **({} if v == "default" else {"login_nice": None if v == "null" else int(v)})})
+                 **({} if v == "default" else {"login_nice": None if v == "null" else int(v)}),
+                 **({} if k == "default" else {"spare_threads": int(k)})})
                for w in args.switch_interval.split(",") for v in args.login_nice.split(",")
+               for k in args.spare_threads.split(",")
                for n in args.max_hashing.split(",")]
     results = [row for i, (n, tuning) in enumerate(configs)
                for row in run_config(daemond, argon2, n, tuning, args, control=args.control and (i == 0 or n is None))]

@@ -78,6 +78,11 @@ TUNING_SCHEMA = Schema(
                                  help="CPython's GIL switch interval (sys.setswitchinterval), seconds"),
         "thread_stack_size": Field(int, default=512 * 1024, min=256 * 1024, max=64 * 1024 * 1024,
                                    help="stack size of connection threads, bytes"),
+        "spare_threads": Field(int, default=32, min=0, max=100000,
+                               help="threads kept, once their connection ends, for the next connections; "
+                                    "0: a new thread for every connection"),
+        "spare_thread_timeout": Field(float, default=60.0, min=0.01, max=86400.0,
+                                      help="seconds a kept thread waits for a connection before it ends"),
         "malloc_mmap_threshold": Field(int, default=128 * 1024, nullable=True, min=4096, max=32 * 1024 * 1024,
                                        help="glibc: allocations this big or bigger are mmap'd and returned on free; "
                                             "null: glibc's sliding default"),
@@ -139,6 +144,8 @@ class Config:
     reload_debounce: float = 0.25
     switch_interval: float = 0.05
     thread_stack_size: int = 512 * 1024
+    spare_threads: int = 32
+    spare_thread_timeout: float = 60.0
     malloc_mmap_threshold: int | None = 128 * 1024
     pin_threads: bool = True
     cpu: int | None = None
@@ -302,6 +309,8 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         reload_debounce=sections["reload"]["debounce"],
         switch_interval=sections["tuning"]["switch_interval"],
         thread_stack_size=sections["tuning"]["thread_stack_size"],
+        spare_threads=sections["tuning"]["spare_threads"],
+        spare_thread_timeout=sections["tuning"]["spare_thread_timeout"],
         malloc_mmap_threshold=sections["tuning"]["malloc_mmap_threshold"],
         pin_threads=sections["tuning"]["pin_threads"],
         cpu=sections["tuning"]["cpu"],

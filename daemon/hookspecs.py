@@ -13,7 +13,12 @@ Hooks come in three groups, by the phase of the daemon's life they belong to:
   thread) for every loaded plugin.
 * **Sessions** — called on a connection's own thread, only for the plugins
   that the connection's listener lists, in the order the listener lists them
-  (``plugins: [auth, chat]`` calls ``auth`` first).
+  (``plugins: [auth, chat]`` calls ``auth`` first). The thread is the
+  connection's alone while it lasts, but once the connection has ended it may
+  serve a later one (``tuning.spare_threads``): keep per-connection data in
+  ``session.state``, not in ``threading.local``, and leave the thread as you
+  found it (its CPU affinity, its signal mask; the daemon sets its name and
+  priority for each connection).
 * **Control** — what a plugin adds to ``daemonctl`` and the console.
 
 Exceptions: pluggy stops a hook call at the first implementation that raises.
@@ -133,7 +138,7 @@ def daemond_stopped(daemon: DaemonAPI) -> None:
 def daemond_session_open(session: Session) -> None:
     """A client has connected to a listener that lists your plugin.
 
-    **When:** first thing on the connection's new thread, in the order the
+    **When:** first thing on the connection's thread, in the order the
     listener lists its plugins. **Thread:** the connection's own; on a
     listener that asks for a login it may run at ``tuning.login_nice`` (nice
     19, where the daemon applies it) until ``session.login()``, and threads

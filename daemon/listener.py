@@ -1,5 +1,8 @@
 """A TCP listener: one socket, one thread accepting on it, one thread per connection.
 
+Connection threads come from the daemon's :class:`~daemon.threads.ConnectionThreads`:
+a spare one if a connection ended lately, else a new one.
+
 The listener enforces its connection limits before a thread exists: a
 connection over ``max_connections`` (or over ``max_per_ip`` for its address)
 is closed at once, with one ``-ERR`` line on line-based listeners, and logged.
@@ -26,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from daemon.config import ListenerConfig
     from daemon.outbox import Flusher
     from daemon.plugins import Chain
+    from daemon.threads import ConnectionThreads
 
 log = logging.getLogger("daemond.listener")
 
@@ -35,21 +39,23 @@ class BindError(Exception):
 
 
 class Listener:
-    def __init__(self, config: ListenerConfig, chain: Chain, daemon_api, flusher: Flusher):
+    def __init__(self, config: ListenerConfig, chain: Chain, daemon_api, flusher: Flusher, threads: ConnectionThreads):
         self.name = config.name
         #: for new connections; a reload may replace both, sessions keep what they started with
         self.config = config
         self.chain = chain
         self.daemon_api = daemon_api
         self.flusher = flusher
+        self.threads = threads
         self._sock: socket.socket | None = None
         self.socket_rcvtimeo = 0.0  # the idle timeout accepted sockets inherit
         self.address: tuple[str, int] | None = None
-        # _lock guards _sessions, _per_ip, _unauth_per_ip, _paused, _stopping, the error counts,
-        # low_priority and priority_changes; _state (a Condition on it) wakes the accepting
-        # thread out of a pause.
+        # _lock guards _sessions, _per_ip, _unauth_per_ip, _paused, _stopping and the error counts;
+        # _state (a Condition on it) wakes the accepting thread out of a pause, _emptied wakes
+        # join_sessions() when the last session has ended.
         self._lock = threading.Lock()
         self._state = threading.Condition(self._lock)
+        self._emptied = threading.Condition(self._lock)
         self._sessions: dict[int, Session] = {}
         self._per_ip: Counter[str] = Counter()
         self._unauth_per_ip: Counter[str] = Counter()  # sessions not yet logged in, on login-gated chains
@@ -59,10 +65,8 @@ class Listener:
         self.accepted = 0
         self.refused = 0
         self._thread: threading.Thread | None = None
-        #: whether the accepting thread (so the sessions it starts) runs at tuning.login_nice, and
-        #: how many times that was applied (a session started meanwhile sets its own)
+        #: whether the accepting thread (so the new threads it starts) runs at tuning.login_nice
         self.low_priority = False
-        self.priority_changes = 0
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -139,10 +143,10 @@ class Listener:
     def prioritize(self) -> None:
         """Run the accepting thread, and so the sessions it starts until they log in, at
         tuning.login_nice if a plugin gates this listener behind a login, else at the daemon's
-        own priority (at start, and again at a reload: either may have changed)."""
-        with self._lock:  # with the flag sessions copy in _admit, and one caller at a time
+        own priority (at start, and again at a reload: either may have changed). A session
+        checks its thread's priority as it starts, whichever thread it gets."""
+        with self._lock:  # one caller at a time
             self.low_priority = prioritize_thread(self._thread, self.chain.login_gated)
-            self.priority_changes += 1
 
     def stop_accepting(self) -> None:
         """Close the listening socket and join the accepting thread; sessions carry on."""
@@ -199,6 +203,8 @@ class Listener:
     def session_ended(self, session: Session) -> None:
         with self._lock:
             if self._sessions.pop(session.id, None) is not None:
+                if not self._sessions:
+                    self._emptied.notify_all()
                 host = session.peer[0]
                 _decrement(self._per_ip, host)
                 if session.counted_unauthenticated:
@@ -217,11 +223,10 @@ class Listener:
             self.errors[plugin or "?"] += 1
 
     def join_sessions(self, deadline: float) -> list[Session]:
-        """Wait for every session thread until ``deadline`` (monotonic); return those still running."""
-        for session in self.sessions():
-            if session.thread is not None:
-                session.thread.join(max(0.0, deadline - time.monotonic()))
-        return [s for s in self.sessions() if s.thread is not None and s.thread.is_alive()]
+        """Wait for every session to end until ``deadline`` (monotonic); return those still running."""
+        with self._lock:
+            self._emptied.wait_for(lambda: not self._sessions, max(0.0, deadline - time.monotonic()))
+            return list(self._sessions.values())
 
     # -- the accepting thread ---------------------------------------------------
 
@@ -258,8 +263,6 @@ class Listener:
                 why = f"too many connections not logged in from {host} ({config.max_unauthenticated_per_ip})"
             if why is None:
                 session = Session(conn, addr, self)
-                session.low_priority = self.low_priority
-                session.priority_seen = self.priority_changes
                 self._sessions[session.id] = session
                 self._per_ip[host] += 1
                 if gated:
@@ -272,10 +275,8 @@ class Listener:
             log.warning("refused %s %s: %s", self.name, _fmt(*addr[:2]), why)
             self._refuse(conn, why)
             return
-        thread = threading.Thread(target=session.run, name=f"conn-{self.name}-{session.peer_str}", daemon=True)
-        session.thread = thread
         try:
-            thread.start()
+            self.threads.run(session.run, f"conn-{self.name}-{session.peer_str}")
         except RuntimeError as exc:  # cannot start a new thread: out of memory or a thread limit
             log.error("listener %s: cannot start a thread for %s: %s", self.name, session.peer_str, exc)
             self.session_ended(session)

@@ -141,7 +141,7 @@ def apply_config(daemon: Daemon, new: Config) -> tuple[list[str], list[str]]:
             errors.append(f"listener {name!r} not changed: {exc}")
             continue
         if listener is None:
-            listener = Listener(lc, chain, daemon.api, daemon.flusher)
+            listener = Listener(lc, chain, daemon.api, daemon.flusher, daemon.threads)
             try:
                 listener.bind()
             except BindError as exc:
@@ -181,6 +181,11 @@ def apply_config(daemon: Daemon, new: Config) -> tuple[list[str], list[str]]:
         apply_tuning(new)
         changes.append(f"tuning: switch_interval {new.switch_interval}s, thread_stack_size {new.thread_stack_size}, "
                        f"malloc_mmap_threshold {new.malloc_mmap_threshold}, login_nice {new.login_nice}")
+    if (new.spare_threads, new.spare_thread_timeout) != (old.spare_threads, old.spare_thread_timeout):
+        daemon.threads.configure(new.spare_threads, new.spare_thread_timeout)
+        changes.append(f"tuning: spare_threads {new.spare_threads}, spare_thread_timeout {new.spare_thread_timeout}s")
+    if new.thread_stack_size != old.thread_stack_size:
+        daemon.threads.retire_spares()  # threads made from now on get the new size
     for listener in daemon.listeners.values():  # login_nice, or whether a plugin gates it, may have changed
         listener.prioritize()
     if (new.reload_watch, new.reload_debounce) != (old.reload_watch, old.reload_debounce):

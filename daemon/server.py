@@ -28,6 +28,7 @@ from daemon.outbox import Flusher
 from daemon.plugins import Chain, LoadedPlugin, PluginError, PluginLoader, PluginLoadError, blame, register_all
 from daemon.reload import Reloader, reload_daemon
 from daemon.session import Session
+from daemon.threads import ConnectionThreads
 from daemon.tuning import apply_tuning
 
 log = logging.getLogger("daemond")
@@ -47,6 +48,8 @@ class Daemon:
         self.api = DaemonAPI(self)
         self.logs = LogService()
         self.flusher = Flusher()
+        #: the threads connections run on, every listener's (kept for the next when one ends)
+        self.threads = ConnectionThreads(config.spare_threads, config.spare_thread_timeout)
         self.notifier = Notifier()
         self.listeners: dict[str, Listener] = {}
         #: every control command, core and plugins'; the control socket and the console run them
@@ -101,7 +104,7 @@ class Daemon:
             started_plugins = True
             self._plugin_call(None, "start", lambda: self.pm.hook.daemond_start.call_historic(kwargs={"daemon": self.api}))
             for lc in config.listeners.values():
-                listener = Listener(lc, Chain([config.plugins[n] for n in lc.plugins]), self.api, self.flusher)
+                listener = Listener(lc, Chain([config.plugins[n] for n in lc.plugins]), self.api, self.flusher, self.threads)
                 try:
                     listener.bind()
                 except BindError as exc:
@@ -188,6 +191,7 @@ class Daemon:
         for listener in self.listeners.values():
             listener.stop_accepting()
         self.listeners.clear()
+        self.threads.stop(time.monotonic())  # no waiting: no session has been told to end
         if self.flusher.is_alive():
             self.flusher.stop()
         if self.control is not None:
@@ -245,6 +249,7 @@ class Daemon:
         left = [s for lst in every for s in lst.join_sessions(deadline)]
         if left:
             log.warning("%d sessions did not end in time", len(left))
+        self.threads.stop(deadline)  # the spares end; the others finish their last log line
         self._safe_hook("daemond_stopped")
         self.flusher.stop()
         self.control.stop()  # last: `daemonctl stop` sees its connection close when all is done
@@ -388,6 +393,7 @@ class Daemon:
             "paused": self._paused,
             "state": self._state,
             "connections": sum(lst.connection_count() for lst in listeners),
+            "threads": self.threads.status(),
             "reload": self.last_reload,
             "listeners": [
                 {

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from daemon.lines import BadEncoding, LineFramer, TooLong, shown, split_command
 from daemon.outbox import Outbox
-from daemon.tuning import prioritize_thread, restore_priority
+from daemon.tuning import restore_priority, settle_priority
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.listener import Listener
@@ -81,13 +81,12 @@ class Session:
         self._rcvtimeo: float = 0.0
         self._end_reason: str | None = None  # set by close() from any thread
         self._started = time.monotonic()
+        #: the thread serving it, from when it starts on one (threads outlive connections: daemon/threads.py)
         self.thread: threading.Thread | None = None
         #: counted in the listener's not-logged-in count per address (guarded by the listener's lock)
         self.counted_unauthenticated = False
-        #: its thread runs at tuning.login_nice until login (it inherited the accepting thread's),
-        #: as the listener said when admitting it (how many times the listener had set that)
+        #: its thread runs at tuning.login_nice until login
         self.low_priority = False
-        self.priority_seen = 0
 
     # -- what plugins call -------------------------------------------------
 
@@ -192,6 +191,8 @@ class Session:
     # -- the thread --------------------------------------------------------
 
     def run(self) -> None:
+        """Serve the connection to its end, on the calling thread."""
+        self.thread = threading.current_thread()
         reason = "eof"
         try:
             self._setup()
@@ -219,12 +220,9 @@ class Session:
     def _setup(self) -> None:
         # Keepalive, TCP_NODELAY and the idle timeout (SO_RCVTIMEO) were set on the
         # listening socket and Linux copies them to accepted ones, so a new session
-        # makes no syscall before its first recv().
+        # makes no socket call before its first recv() (its priority costs one getpriority()).
         self._rcvtimeo = self._listener.socket_rcvtimeo
-        if self._listener.priority_changes != self.priority_seen or (self.low_priority and not self.chain.login_gated):
-            # A reload changed the listener's priority (or its plugins) while this thread was
-            # being started: it may have inherited the other one, so it sets its own.
-            self.low_priority = prioritize_thread(self.thread, self.chain.login_gated)
+        self.low_priority = settle_priority(self.chain.login_gated)
         log.info("connect %s %s", self.listener, self.peer_str)
 
     def _set_rcvtimeo(self, seconds: float) -> None:

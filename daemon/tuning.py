@@ -170,6 +170,21 @@ def prioritize_thread(thread: threading.Thread | None, login_gated: bool) -> boo
     return nice is not None
 
 
+def settle_priority(login_gated: bool) -> bool:
+    """Give the calling thread, as a connection starts on it, the priority its listener asks for
+    (login_nice, or the daemon's own); True if that is the lowered one. The thread may be new
+    (it inherited the accepting thread's, which a reload may have changed since) or a spare that
+    served another connection: so it asks the kernel, and sets it only if it differs."""
+    nice = _login_nice if login_gated else None
+    wanted = _base_nice if nice is None else nice
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) != wanted:  # 0: the calling thread, on Linux
+            os.setpriority(os.PRIO_PROCESS, 0, wanted)
+    except OSError as exc:
+        log.debug("cannot set nice %d for thread %s: %s", wanted, threading.current_thread().name, exc)
+    return nice is not None
+
+
 def restore_priority(thread: threading.Thread | None) -> None:
     """Back to the daemon's own priority: a session that has logged in."""
     if not set_thread_nice(thread, _base_nice):

@@ -86,6 +86,7 @@ def test_status_over_the_socket_has_what_the_issue_lists(echo_daemon):
     (listener,) = status["listeners"]
     assert listener["name"] == "e" and listener["address"] == list(echo_daemon.address("e"))
     assert listener["plugins"] == ["echo"] and listener["connections"] == 1
+    assert status["threads"]["all"] - status["threads"]["spare"] == 1  # the session's, busy
     assert status["plugins"]["echo"]["errors"] == 0
     assert status["plugins"][CTL]["wiped"] == 0  # a plugin's daemond_status
     assert status["control"]["socket"] == str(echo_daemon.control_socket)

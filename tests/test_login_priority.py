@@ -140,6 +140,30 @@ def test_connections_accepted_while_a_reload_changes_it_end_up_where_their_plugi
 
 @needs_two_cpus
 @needs_renice
+def test_a_spare_thread_takes_the_priority_of_each_connection_it_serves(daemond_factory):
+    # Threads outlive their connections (tuning.spare_threads): one that served echo at the
+    # daemon's priority serves a login at 19, and one left at 19 by a login never completed
+    # serves echo at the daemon's priority again.
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    d = two_listeners(daemond_factory)
+    threads = []
+    for listener, wanted in (("e", base), ("login", 19), ("e", base), ("login", 19)):
+        with LineClient(*d.address(listener)) as client:
+            if listener == "e":
+                client.send(b"x")
+                assert client.read_bytes(1) == b"x"
+            else:
+                assert client.read_line().startswith("+OK")  # the greeting; then gone without a login
+            session = only_session(d, listener)
+            assert nice_of(session.thread.native_id) == wanted, listener
+            assert session.low_priority == (wanted == 19)
+            threads.append(session.thread)
+        assert wait_until(lambda: d.daemon.threads.counts()[1] == 1, 5)
+    assert len(set(threads)) == 1 and d.daemon.threads.reused == 3
+
+
+@needs_two_cpus
+@needs_renice
 def test_a_hashing_helper_started_by_a_connection_not_logged_in_runs_at_the_daemons_priority_plus_10():
     from plugins.auth.passwords import HASHING_NICE, Argon2Params, _Helper
 

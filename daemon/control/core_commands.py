@@ -156,7 +156,7 @@ def render_status(s: dict[str, Any]) -> str:
         f"state dir:   {s['state_dir']}",
         f"control:     {control.get('socket', '-')} ({control.get('clients', 0)} connected)",
         f"last reload: {_reload_line(s.get('reload'))}",
-        f"connections: {s['connections']}",
+        f"connections: {s['connections']}{_threads(s.get('threads'))}",
         "listeners:",
     ]
     for lst in s["listeners"]:
@@ -179,6 +179,13 @@ def render_plugins(plugins: list[dict[str, Any]]) -> str:
         out.append(f"{p['name']:<16} {p['version']:<9} {p['source']:<12} {p['errors']:<7} "
                    f"{', '.join(p['listeners']) or '-':<16} {p['module']}")
     return "\n".join(out)
+
+
+def _threads(threads: dict[str, int] | None) -> str:
+    if not threads:
+        return ""
+    return (f" (threads {threads['all']}, {threads['spare']} of them spare; since start "
+            f"{threads['started']} started, {threads['reused']} reused)")
 
 
 def _address(address: list | None) -> str:

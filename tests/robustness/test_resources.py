@@ -12,13 +12,19 @@ from tests.robustness.helpers import (MIB, connect, measured, proc_stats, run_th
 
 def test_thousands_of_connect_close_cycles_leave_threads_and_fds_at_baseline(daemond_process):
     # Bound: threads and fds of the daemond process back to their baseline ±2 after
-    # 2400 connect/echo/close cycles (4 clients at once, some closing without reading).
-    d = daemond_process({"e": {"plugins": ["echo"]}})
+    # 2400 connect/echo/close cycles (4 clients at once, some closing without reading),
+    # once the threads kept for later connections (tuning.spare_threads, default 32; 8 here)
+    # have waited tuning.spare_thread_timeout for one (default 60 s; 1 s here).
+    spares, spare_timeout = 8, 1.0
+    d = daemond_process({"e": {"plugins": ["echo"]}},
+                        tuning={"spare_threads": spares, "spare_thread_timeout": spare_timeout})
     address = ("127.0.0.1", d.ports["e"])
     with connect(address) as s:  # warm up: the first connection's lazy imports and caches
         s.sendall(b"w")
         assert s.recv(1) == b"w"
-    base = wait_until(lambda: (st := proc_stats(d.proc.pid)) and st, 1)
+    warm = proc_stats(d.proc.pid)  # ... with the thread it ran on, kept as a spare until it times out
+    assert wait_until(lambda: proc_stats(d.proc.pid).threads < warm.threads, spare_timeout + 5)
+    base = proc_stats(d.proc.pid)
 
     def churn(i):
         for n in range(600):
@@ -33,10 +39,12 @@ def test_thousands_of_connect_close_cycles_leave_threads_and_fds_at_baseline(dae
             s.close()
 
     run_threads(churn, 4)
+    kept = proc_stats(d.proc.pid)
     settled = wait_until(lambda: (st := proc_stats(d.proc.pid)).threads <= base.threads + 2
-                         and st.fds <= base.fds + 2 and st, 10)
+                         and st.fds <= base.fds + 2 and st, spare_timeout + 10)
     now = proc_stats(d.proc.pid)
-    measured(5, f"2400 cycles: threads {base.threads} -> {now.threads}, fds {base.fds} -> {now.fds}")
+    measured(5, f"2400 cycles: threads {base.threads} -> {kept.threads} at the end (spares: at most {spares}) "
+                f"-> {now.threads}, fds {base.fds} -> {now.fds}")
     assert settled, f"baseline {base}, now {now}"
     assert abs(now.threads - base.threads) <= 2 and abs(now.fds - base.fds) <= 2, (base, now)
 
