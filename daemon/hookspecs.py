@@ -18,7 +18,7 @@ Hooks come in three groups, by the phase of the daemon's life they belong to:
   serve a later one (``tuning.spare_threads``): keep per-connection data in
   ``session.state``, not in ``threading.local``, and leave the thread as you
   found it (its CPU affinity, its signal mask; the daemon sets its name and
-  priority for each connection).
+  priority, and a fresh ``contextvars`` context, for each connection).
 * **Control** — what a plugin adds to ``daemonctl`` and the console.
 
 Exceptions: pluggy stops a hook call at the first implementation that raises.

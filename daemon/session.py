@@ -81,7 +81,7 @@ class Session:
         self._rcvtimeo: float = 0.0
         self._end_reason: str | None = None  # set by close() from any thread
         self._started = time.monotonic()
-        #: the thread serving it, from when it starts on one (threads outlive connections: daemon/threads.py)
+        #: the thread serving it while it runs (threads outlive connections: daemon/threads.py)
         self.thread: threading.Thread | None = None
         #: counted in the listener's not-logged-in count per address (guarded by the listener's lock)
         self.counted_unauthenticated = False
@@ -331,6 +331,10 @@ class Session:
             log.info("disconnect %s %s user=%s reason=%s in=%d out=%d duration=%.3fs",
                      self.listener, self.peer_str, self.user or "-", reason, self.bytes_in,
                      self.outbox.bytes_sent, time.monotonic() - self._started)
+            if self.low_priority:  # never logged in: the thread waits for its next connection
+                self.low_priority = False  # at the daemon's own priority, whichever listener that is
+                settle_priority(False)
+            self.thread = None  # it may serve another connection now
 
     def _drain(self, stall: float) -> None:
         """Let the flusher send what is queued while the client keeps reading."""

@@ -29,9 +29,11 @@ own threshold the same way). Setting the threshold pins it: those blocks are
 mmap'd and unmapped when freed.
 
 Connections that have not logged in yet run at a low priority (``login_nice``,
-nice +19): the accepting thread of a login-gated listener is lowered, the
-session threads it starts inherit that, and a session goes back to the
-daemon's own priority when it logs in (:func:`restore_priority`). So the CPU a
+nice +19): the accepting thread of a login-gated listener is lowered, a
+connection's thread is lowered as the connection starts (a new thread
+inherits it from the accepting thread; a spare one, daemon/threads.py, sets it:
+:func:`settle_priority`), and it goes back to the daemon's own priority when
+the session logs in (:func:`restore_priority`) or ends. So the CPU a
 login storm costs on the Python CPU (accepting, a thread, the dialogue, the
 store: ~1.8 ms a login, nearly all of it the kernel's) yields to everyone
 already served. Measured with bench/auth_bench.py (docs/reliability.md, item

@@ -142,8 +142,8 @@ def test_connections_accepted_while_a_reload_changes_it_end_up_where_their_plugi
 @needs_renice
 def test_a_spare_thread_takes_the_priority_of_each_connection_it_serves(daemond_factory):
     # Threads outlive their connections (tuning.spare_threads): one that served echo at the
-    # daemon's priority serves a login at 19, and one left at 19 by a login never completed
-    # serves echo at the daemon's priority again.
+    # daemon's priority serves a login at 19, and one whose connection ended at 19 without a
+    # login waits, and serves echo, at the daemon's priority again.
     base = os.getpriority(os.PRIO_PROCESS, 0)
     d = two_listeners(daemond_factory)
     threads = []
@@ -159,6 +159,8 @@ def test_a_spare_thread_takes_the_priority_of_each_connection_it_serves(daemond_
             assert session.low_priority == (wanted == 19)
             threads.append(session.thread)
         assert wait_until(lambda: d.daemon.threads.counts()[1] == 1, 5)
+        assert session.thread is None  # its thread may serve another connection now
+        assert nice_of(threads[-1].native_id) == base  # it waits at the daemon's priority, whatever comes
     assert len(set(threads)) == 1 and d.daemon.threads.reused == 3
 
 

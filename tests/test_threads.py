@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 
@@ -117,8 +118,38 @@ def test_fewer_spares_or_a_new_stack_size_end_the_spares_at_once(pool):
     assert spares_are(threads, 3, 3)
     threads.configure(1, 30.0)
     assert spares_are(threads, 1, 1)
-    threads.retire_spares()
+    threads.configure(1, 5.0)  # a spare waits with the timeout it read: a new one ends them all
     assert spares_are(threads, 0, 0)
+    busy, spare = Job(hold=True), Job()
+    threads.run(busy, "conn-busy")
+    threads.run(spare, "conn-spare")
+    assert busy.started.wait(5) and spare.done.wait(5)
+    assert spares_are(threads, 2, 1)
+    threads.retire_spares()  # a new stack size: the spare ends now, the busy one when done
+    assert spares_are(threads, 1, 0)
+    busy.release.set()
+    busy.thread.join(5)
+    assert not busy.thread.is_alive() and threads.counts() == (0, 0)
+    after = Job()
+    threads.run(after, "conn-after")  # threads started from now on are kept again
+    assert after.done.wait(5) and spares_are(threads, 1, 1)
+
+
+def test_each_job_starts_with_fresh_context_variables(pool):
+    threads = pool()
+    var = contextvars.ContextVar("var", default="unset")
+    seen = []
+
+    def job(value):
+        seen.append((threading.current_thread(), var.get()))
+        var.set(value)
+
+    for value in ("first", "second"):
+        ran = Job()
+        threads.run(lambda v=value, r=ran: (job(v), r()), f"conn-{value}")
+        assert ran.done.wait(5)
+    assert seen[0][0] is seen[1][0]  # the same thread
+    assert [v for _, v in seen] == ["unset", "unset"]  # yet nothing carried over
 
 
 def test_a_job_that_raises_is_logged_and_the_thread_goes_on(pool, caplog):
@@ -188,10 +219,19 @@ def test_a_reload_changes_the_spares_and_stop_ends_them(daemond_factory):
     for c in clients:
         c.send(b"x")
         assert c.read_bytes(1) == b"x"
+    assert len(d.daemon.sessions("e")) == 3  # each on a thread of its own
+    for c in clients:
         c.close()
     assert wait_until(lambda: d.daemon.threads.counts() == (3, 3), 5)
-    report = d.reconfigure(lambda doc: doc.setdefault("tuning", {}).update(spare_threads=1, spare_thread_timeout=5))
-    assert any("spare_threads 1, spare_thread_timeout 5.0s" in change for change in report["changes"]), report
+    report = d.reconfigure(lambda doc: doc.setdefault("tuning", {}).update(spare_threads=1))
+    assert any("spare_threads 1, spare_thread_timeout 60.0s" in change for change in report["changes"]), report
+    assert wait_until(lambda: d.daemon.threads.counts() == (1, 1), 5)
+    report = d.reconfigure(lambda doc: doc["tuning"].update(spare_thread_timeout=3))
+    assert any("spare_threads 1, spare_thread_timeout 3.0s" in change for change in report["changes"]), report
+    assert wait_until(lambda: d.daemon.threads.counts() == (0, 0), 5)  # ended, not left waiting 60 s
+    with LineClient(*d.address("e")) as c:
+        c.send(b"z")
+        assert c.read_bytes(1) == b"z"
     assert wait_until(lambda: d.daemon.threads.counts() == (1, 1), 5)
     d.stop()
     assert d.daemon.threads.counts() == (0, 0)
