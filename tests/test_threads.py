@@ -46,6 +46,15 @@ def pool():
         assert threads.stop(time.monotonic() + 5) == []
 
 
+def all_running(threads: ConnectionThreads, count: int) -> list[Job]:
+    """``count`` held jobs, each running on its own thread."""
+    jobs = [Job(hold=True) for _ in range(count)]
+    for i, job in enumerate(jobs):
+        threads.run(job, f"conn-{i}")
+    assert all(job.started.wait(5) for job in jobs)
+    return jobs
+
+
 def spares_are(threads: ConnectionThreads, total: int, spares: int) -> bool:
     return wait_until(lambda: threads.counts() == (total, spares), 5)
 
@@ -66,10 +75,7 @@ def test_a_finished_thread_serves_the_next_job_under_its_name(pool):
 
 def test_jobs_at_once_each_get_a_thread_of_their_own(pool):
     threads = pool()
-    jobs = [Job(hold=True) for _ in range(6)]
-    for i, job in enumerate(jobs):
-        threads.run(job, f"conn-{i}")
-    assert all(job.started.wait(5) for job in jobs)
+    jobs = all_running(threads, 6)
     assert len({job.thread for job in jobs}) == 6
     for job in jobs:
         job.release.set()
@@ -77,10 +83,7 @@ def test_jobs_at_once_each_get_a_thread_of_their_own(pool):
 
 def test_at_most_spares_are_kept_and_the_warmest_serves_first(pool):
     threads = pool(spares=2)
-    jobs = [Job(hold=True) for _ in range(4)]
-    for i, job in enumerate(jobs):
-        threads.run(job, f"conn-{i}")
-    assert all(job.started.wait(5) for job in jobs)
+    jobs = all_running(threads, 4)
     for finished, job in enumerate(jobs, 1):  # one after the other: the first two to finish are kept
         job.release.set()
         assert job.done.wait(5)
@@ -109,10 +112,7 @@ def test_a_spare_ends_after_the_timeout(pool):
 
 def test_fewer_spares_or_a_new_stack_size_end_the_spares_at_once(pool):
     threads = pool(spares=4)
-    jobs = [Job(hold=True) for _ in range(3)]
-    for i, job in enumerate(jobs):
-        threads.run(job, f"conn-{i}")
-    assert all(job.started.wait(5) for job in jobs)
+    jobs = all_running(threads, 3)
     for job in jobs:
         job.release.set()
     assert spares_are(threads, 3, 3)
