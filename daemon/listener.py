@@ -65,8 +65,6 @@ class Listener:
         self.accepted = 0
         self.refused = 0
         self._thread: threading.Thread | None = None
-        #: whether the accepting thread (so the new threads it starts) runs at tuning.login_nice
-        self.low_priority = False
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -146,7 +144,7 @@ class Listener:
         own priority (at start, and again at a reload: either may have changed). A session
         checks its thread's priority as it starts, whichever thread it gets."""
         with self._lock:  # one caller at a time
-            self.low_priority = prioritize_thread(self._thread, self.chain.login_gated)
+            prioritize_thread(self._thread, self.chain.login_gated)
 
     def stop_accepting(self) -> None:
         """Close the listening socket and join the accepting thread; sessions carry on."""

@@ -333,7 +333,7 @@ class Session:
                      self.outbox.bytes_sent, time.monotonic() - self._started)
             if self.low_priority:  # never logged in: the thread waits for its next connection
                 self.low_priority = False  # at the daemon's own priority, whichever listener that is
-                settle_priority(False)
+                restore_priority(self.thread)
             self.thread = None  # it may serve another connection now
 
     def _drain(self, stall: float) -> None:

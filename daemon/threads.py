@@ -119,8 +119,8 @@ class ConnectionThreads:
 
     def counts(self) -> tuple[int, int]:
         """(threads in all, spares among them)."""
-        with self._lock:
-            return len(self._workers), len(self._idle)
+        now = self.status()
+        return now["all"], now["spare"]
 
     def status(self) -> dict[str, int]:
         """For ``daemonctl status``: threads now (all, spare) and since start (started, reused)."""

@@ -164,31 +164,32 @@ def set_thread_nice(thread: threading.Thread | None, nice: int) -> bool:
     return True
 
 
-def prioritize_thread(thread: threading.Thread | None, login_gated: bool) -> bool:
-    """Set a listener's thread to its priority: login_nice if the listener asks for a login (and
-    login_nice applies), else the daemon's own. True if it was lowered."""
-    nice = _login_nice if login_gated else None
-    set_thread_nice(thread, _base_nice if nice is None else nice)
-    return nice is not None
+def _listener_nice(login_gated: bool) -> tuple[int, bool]:
+    """The nice value for a listener's threads, and whether it is the lowered one: login_nice
+    if the listener asks for a login (and login_nice applies), else the daemon's own."""
+    if login_gated and _login_nice is not None:
+        return _login_nice, True
+    return _base_nice, False
+
+
+def prioritize_thread(thread: threading.Thread | None, login_gated: bool) -> None:
+    """Set a listener's accepting thread to its priority (:func:`_listener_nice`)."""
+    set_thread_nice(thread, _listener_nice(login_gated)[0])
 
 
 def settle_priority(login_gated: bool) -> bool:
-    """Give the calling thread, as a connection starts on it, the priority its listener asks for
-    (login_nice, or the daemon's own); True if that is the lowered one. The thread may be new
-    (it inherited the accepting thread's, which a reload may have changed since) or a spare that
-    served another connection: so it asks the kernel, and sets it only if it differs."""
-    nice = _login_nice if login_gated else None
-    wanted = _base_nice if nice is None else nice
-    try:
-        if os.getpriority(os.PRIO_PROCESS, 0) != wanted:  # 0: the calling thread, on Linux
-            os.setpriority(os.PRIO_PROCESS, 0, wanted)
-    except OSError as exc:
-        log.debug("cannot set nice %d for thread %s: %s", wanted, threading.current_thread().name, exc)
-    return nice is not None
+    """Give the calling thread, as a connection starts on it, the priority its listener asks for;
+    True if that is the lowered one. The thread may be new (it inherited the accepting thread's,
+    which a reload may have changed since) or a spare that served another connection: so it asks
+    the kernel, and sets it only if it differs."""
+    nice, lowered = _listener_nice(login_gated)
+    if os.getpriority(os.PRIO_PROCESS, 0) != nice:  # 0: the calling thread, on Linux
+        set_thread_nice(threading.current_thread(), nice)
+    return lowered
 
 
 def restore_priority(thread: threading.Thread | None) -> None:
-    """Back to the daemon's own priority: a session that has logged in."""
+    """Back to the daemon's own priority: a session that has logged in, or ended without."""
     if not set_thread_nice(thread, _base_nice):
         log.warning("cannot give thread %s back the daemon's priority (nice %d); it stays at %s",
                     thread.name if thread else "?", _base_nice, _login_nice)
