@@ -8,10 +8,7 @@ The session, line and settings types a hook receives are re-exported here too;
 everything else under ``daemon.`` is private and may change.
 """
 
-__version__ = "0.1.0"
-
-#: The project name pluggy markers carry; hook names start with ``daemond_``.
-PROJECT = "daemond"
+from daemon.version import PROJECT, __version__
 
 __all__ = [
     "PROJECT",
@@ -60,7 +57,7 @@ def __getattr__(name):
 
         return getattr(commands, name)
     if name == "PluginError":
-        from daemon import plugins
+        from daemon import loader
 
-        return plugins.PluginError
+        return loader.PluginError
     raise AttributeError(f"module 'daemon' has no attribute {name!r}")

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from daemon.tuning import native_cpus
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from daemon.server import Daemon
     from daemon.session import Session
 
 
@@ -21,8 +18,8 @@ class DaemonAPI:
     (every loaded plugin), for plugins that define cooperation with others.
     """
 
-    def __init__(self, daemon: Daemon):
-        self._daemon = daemon
+    def __init__(self, daemon: Any):
+        self._daemon = daemon  # the daemon.core.Daemon (not imported: the daemon sits above its API)
 
     @property
     def state_dir(self) -> Path:
@@ -60,7 +57,7 @@ class DaemonAPI:
         GIL (hashing, compression): every CPU but the one the daemon keeps its Python threads on
         (``tuning.pin_threads``). Move such threads there with ``os.sched_setaffinity(0, cpus)``.
         None: no such split (pinning off, or one CPU) — leave them where they are."""
-        return native_cpus()
+        return self._daemon.policy.native_cpus()
 
     def request_stop(self) -> None:
         """Ask the daemon to shut down gracefully (returns at once)."""

@@ -12,7 +12,7 @@ import logging
 import resource
 import sys
 
-from daemon import __version__
+from daemon.version import __version__
 
 log = logging.getLogger("daemond")
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from daemon.config import ConfigError, find_config, load_config
-    from daemon.plugins import PluginLoader
+    from daemon.loader import PluginLoader
 
     loader = PluginLoader()
     try:
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
 def serve(config, loader, path, console: bool | None = None) -> int:
     from daemon.control.console import Foreground, block_signals, want_console
-    from daemon.server import Daemon, StartError
+    from daemon.core import Daemon, StartError
 
     _raise_fd_limit()
     daemon = Daemon(config, loader)

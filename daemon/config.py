@@ -3,13 +3,19 @@
 ``load_config`` reads one YAML file and checks all of it — the core's keys,
 every listener, and each plugin's own section through the plugin's schema —
 reporting every problem as ``FILE:LINE:COL: message``, not just the first.
+
+Each core setting is declared once, as a :class:`Setting` in a section's
+schema below: its type, bounds, default, help and whether a change needs a
+restart. The objects a running daemon reads (:class:`ListenerConfig` and one
+settings class per section) are made from those declarations, and so is the
+reload's diff (:mod:`daemon.changes`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,127 +35,137 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+@dataclass
+class Setting(Field):
+    """A core setting: a :class:`~daemon.settings.Field` that also says whether the running
+    daemon can take a new value at a reload (``restart=True``: it keeps the old one and the
+    reload reports that a restart is needed)."""
+
+    restart: bool = False
+
+
 def _check_host(value: str) -> str | None:
     return None if value.strip() else "must not be empty"
 
 
 LISTENER_SCHEMA = Schema(
     {
-        "host": Field(str, default="127.0.0.1", check=_check_host, help="address to bind; '::' or '0.0.0.0' for all"),
-        "port": Field(int, min=0, max=65535, help="TCP port; 0 picks a free one (tests)"),
-        "plugins": Field(list, items=str, min=1, help="plugins serving this listener, in order"),
-        "max_connections": Field(int, default=1000, min=1, max=1_000_000),
-        "max_per_ip": Field(int, default=None, nullable=True, min=1),
-        "max_unauthenticated_per_ip": Field(int, default=20, nullable=True, min=1,
-                                            help="connections not yet logged in from one address (login-gated listeners); null: no limit"),
-        "idle_timeout": Field(float, default=300.0, min=0, help="seconds without input before a session is closed; 0 = never"),
-        "max_line": Field(int, default=4096, min=16, max=16 * 1024 * 1024),
-        "send_queue": Field(int, default=1024 * 1024, min=4096, help="bytes queued for a slow reader before it is cut"),
-        "keepalive": Field(bool, default=True),
-        "backlog": Field(int, default=4096, min=1, max=65535, help="capped by net.core.somaxconn"),
+        "host": Setting(str, default="127.0.0.1", check=_check_host, help="address to bind; '::' or '0.0.0.0' for all"),
+        "port": Setting(int, min=0, max=65535, help="TCP port; 0 picks a free one (tests)"),
+        "plugins": Setting(list, items=str, min=1, help="plugins serving this listener, in order"),
+        "max_connections": Setting(int, default=1000, min=1, max=1_000_000),
+        "max_per_ip": Setting(int, default=None, nullable=True, min=1),
+        "max_unauthenticated_per_ip": Setting(int, default=20, nullable=True, min=1,
+                                              help="connections not yet logged in from one address (login-gated listeners); null: no limit"),
+        "idle_timeout": Setting(float, default=300.0, min=0, help="seconds without input before a session is closed; 0 = never"),
+        "max_line": Setting(int, default=4096, min=16, max=16 * 1024 * 1024),
+        "send_queue": Setting(int, default=1024 * 1024, min=4096, help="bytes queued for a slow reader before it is cut"),
+        "keepalive": Setting(bool, default=True),
+        "backlog": Setting(int, default=4096, min=1, max=65535, help="capped by net.core.somaxconn"),
     }
 )
 
 LOGGING_SCHEMA = Schema(
     {
-        "file": Field(str, default="daemond.log", nullable=True, help="relative to the state directory; null: no file"),
-        "level": Field(str, default="info", choices=LOG_LEVELS),
-        "buffer": Field(int, default=1000, min=0, max=1_000_000, help="lines kept in memory for `daemonctl logs`"),
+        "file": Setting(str, default="daemond.log", nullable=True, help="relative to the state directory; null: no file"),
+        "level": Setting(str, default="info", choices=LOG_LEVELS),
+        "buffer": Setting(int, default=1000, min=0, max=1_000_000, help="lines kept in memory for `daemonctl logs`"),
     }
 )
 
 CONTROL_SCHEMA = Schema(
     {
-        "socket": Field(str, default=None, nullable=True),
-        "group": Field(str, default=None, nullable=True),
+        "socket": Setting(str, default=None, nullable=True, restart=True),
+        "group": Setting(str, default=None, nullable=True, restart=True),
     }
 )
 
 RELOAD_SCHEMA = Schema(
     {
-        "watch": Field(bool, default=True),
-        "debounce": Field(float, default=0.25, min=0, max=10),
+        "watch": Setting(bool, default=True),
+        "debounce": Setting(float, default=0.25, min=0, max=10),
     }
 )
 
 TUNING_SCHEMA = Schema(
     {
-        "switch_interval": Field(float, default=0.05, min=0.0001, max=10.0,
-                                 help="CPython's GIL switch interval (sys.setswitchinterval), seconds"),
-        "thread_stack_size": Field(int, default=512 * 1024, min=256 * 1024, max=64 * 1024 * 1024,
-                                   help="stack size of connection threads, bytes"),
-        "spare_threads": Field(int, default=32, min=0, max=100000,
-                               help="threads kept, once their connection ends, for the next connections; "
-                                    "0: a new thread for every connection"),
-        "spare_thread_timeout": Field(float, default=60.0, min=0.01, max=86400.0,
-                                      help="seconds a kept thread waits for a connection before it ends"),
-        "malloc_mmap_threshold": Field(int, default=128 * 1024, nullable=True, min=4096, max=32 * 1024 * 1024,
-                                       help="glibc: allocations this big or bigger are mmap'd and returned on free; "
-                                            "null: glibc's sliding default"),
-        "pin_threads": Field(bool, default=True,
-                             help="keep the threads that run Python (listeners, connections) on one CPU"),
-        "cpu": Field(int, default=None, nullable=True, min=0, max=4095,
-                     help="that CPU; null: the last one the process may use"),
-        "login_nice": Field(int, default=19, nullable=True, min=-20, max=19,
-                            help="nice value of the threads serving connections not logged in yet "
-                                 "(login-gated listeners); null: the daemon's own"),
+        "switch_interval": Setting(float, default=0.05, min=0.0001, max=10.0,
+                                   help="CPython's GIL switch interval (sys.setswitchinterval), seconds"),
+        "thread_stack_size": Setting(int, default=512 * 1024, min=256 * 1024, max=64 * 1024 * 1024,
+                                     help="stack size of connection threads, bytes"),
+        "spare_threads": Setting(int, default=32, min=0, max=100000,
+                                 help="threads kept, once their connection ends, for the next connections; "
+                                      "0: a new thread for every connection"),
+        "spare_thread_timeout": Setting(float, default=60.0, min=0.01, max=86400.0,
+                                        help="seconds a kept thread waits for a connection before it ends"),
+        "malloc_mmap_threshold": Setting(int, default=128 * 1024, nullable=True, min=4096, max=32 * 1024 * 1024,
+                                         help="glibc: allocations this big or bigger are mmap'd and returned on free; "
+                                              "null: glibc's sliding default"),
+        "pin_threads": Setting(bool, default=True, restart=True,
+                               help="keep the threads that run Python (listeners, connections) on one CPU"),
+        "cpu": Setting(int, default=None, nullable=True, min=0, max=4095, restart=True,
+                       help="that CPU; null: the last one the process may use"),
+        "login_nice": Setting(int, default=19, nullable=True, min=-20, max=19,
+                              help="nice value of the threads serving connections not logged in yet "
+                                   "(login-gated listeners); null: the daemon's own"),
     }
 )
 
 TOP_SCHEMA = Schema(
     {
-        "state_dir": Field(str, default=None, nullable=True),
-        "listeners": Field(dict),
-        "plugins": Field(dict, default=None, nullable=True),
-        "logging": Field(dict, default=None, nullable=True),
-        "control": Field(dict, default=None, nullable=True),
-        "reload": Field(dict, default=None, nullable=True),
-        "tuning": Field(dict, default=None, nullable=True),
+        "state_dir": Setting(str, default=None, nullable=True, restart=True),
+        "listeners": Setting(dict),
+        "plugins": Setting(dict, default=None, nullable=True),
+        "logging": Setting(dict, default=None, nullable=True),
+        "control": Setting(dict, default=None, nullable=True),
+        "reload": Setting(dict, default=None, nullable=True),
+        "tuning": Setting(dict, default=None, nullable=True),
     }
 )
 
+#: The core's sections of plain settings, by their key in the config file.
+SECTIONS = {"logging": LOGGING_SCHEMA, "control": CONTROL_SCHEMA, "reload": RELOAD_SCHEMA, "tuning": TUNING_SCHEMA}
 
-@dataclass(frozen=True)
-class ListenerConfig:
-    name: str
-    host: str
-    port: int
-    plugins: tuple[str, ...]
-    max_connections: int = 1000
-    max_per_ip: int | None = None
-    max_unauthenticated_per_ip: int | None = 20
-    idle_timeout: float = 300.0
-    max_line: int = 4096
-    send_queue: int = 1024 * 1024
-    keepalive: bool = True
-    backlog: int = 4096
 
-    @property
-    def address(self) -> tuple[str, int]:
-        return (self.host, self.port)
+def settings_class(name: str, schema: Schema, first: tuple[tuple[str, type], ...] = (),
+                   namespace: dict[str, Any] | None = None) -> type:
+    """A frozen dataclass with one attribute per key of ``schema``, defaulting to the declared
+    default, after the ``first`` (name, type) attributes, which have none."""
+    fields: list[Any] = list(first)
+    fields += [(key, Any) if setting.required else (key, Any, field(default=setting.default))
+               for key, setting in schema.fields.items()]
+    cls = make_dataclass(name, fields, frozen=True, kw_only=True, namespace=namespace)
+    cls.__module__ = __name__
+    return cls
+
+
+#: One listener's settings (``listeners.NAME``), with ``name``; ``plugins`` is a tuple.
+ListenerConfig = settings_class("ListenerConfig", LISTENER_SCHEMA, (("name", str),),
+                                {"address": property(lambda self: (self.host, self.port))})
+LoggingSettings = settings_class("LoggingSettings", LOGGING_SCHEMA)
+ControlSettings = settings_class("ControlSettings", CONTROL_SCHEMA)
+ReloadSettings = settings_class("ReloadSettings", RELOAD_SCHEMA)
+TuningSettings = settings_class("TuningSettings", TUNING_SCHEMA)
+_SECTION_CLASSES = {"logging": LoggingSettings, "control": ControlSettings, "reload": ReloadSettings,
+                    "tuning": TuningSettings}
 
 
 @dataclass
 class Config:
+    """A validated config: the sections as settings objects, and what is derived from them."""
+
     path: Path
     state_dir: Path
-    listeners: dict[str, ListenerConfig]
+    listeners: dict[str, Any]  # name -> ListenerConfig
     plugin_settings: dict[str, dict[str, Any]]
-    log_file: Path | None
-    log_level: str = "info"
-    log_buffer: int = 1000
+    logging: Any = field(default_factory=LoggingSettings)
+    control: Any = field(default_factory=ControlSettings)
+    reload: Any = field(default_factory=ReloadSettings)
+    tuning: Any = field(default_factory=TuningSettings)
+    #: ``logging.file`` and ``control.socket`` resolved to where they are (None: no log file)
+    log_file: Path | None = None
     control_socket: Path | None = None
-    control_group: str | None = None
-    reload_watch: bool = True
-    reload_debounce: float = 0.25
-    switch_interval: float = 0.05
-    thread_stack_size: int = 512 * 1024
-    spare_threads: int = 32
-    spare_thread_timeout: float = 60.0
-    malloc_mmap_threshold: int | None = 128 * 1024
-    pin_threads: bool = True
-    cpu: int | None = None
-    login_nice: int | None = 19
+    #: sha256 of the file's bytes, as :func:`file_digest` computes it
     digest: str = ""
     #: plugin name -> the LoadedPlugin, for every plugin a listener or ``plugins:`` names
     plugins: dict[str, Any] = field(default_factory=dict)
@@ -162,6 +178,15 @@ class Config:
         return p if p.is_absolute() else self.state_dir / p
 
 
+def file_digest(path: str | os.PathLike) -> str | None:
+    """sha256 of a config file's bytes; None if it cannot be read (gone mid-rename, unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
 def find_config(explicit: str | None = None, environ=os.environ) -> Path:
     """The config to use: ``-c``, else ``$DAEMOND_CONFIG``, else the search path."""
     found = paths.search_config(explicit, environ)
@@ -171,15 +196,10 @@ def find_config(explicit: str | None = None, environ=os.environ) -> Path:
     raise ConfigError([Problem(None, f"no config file found (tried $DAEMOND_CONFIG, {tried}); use -c FILE")])
 
 
-def default_state_dir(environ=os.environ) -> Path:
-    """``$STATE_DIRECTORY`` (systemd), else ``$XDG_STATE_HOME/daemond``, else ~/.local/state/daemond."""
-    return Path(paths.default_state_dir(environ))
-
-
 def load_config(path: str | os.PathLike, loader, environ=os.environ) -> Config:
     """Read and validate the config at ``path``; raise ConfigError listing every problem.
 
-    ``loader`` is the :class:`daemon.plugins.PluginLoader` that finds the
+    ``loader`` is the :class:`daemon.loader.PluginLoader` that finds the
     plugins the config names and asks each for its settings schema.
     """
     path = Path(path)
@@ -194,7 +214,7 @@ def load_config(path: str | os.PathLike, loader, environ=os.environ) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(None, f"{shown}: cannot read config file: {exc}")]) from None
     config = parse_config(text, path, loader, environ)
-    config.digest = hashlib.sha256(raw).hexdigest()  # of the bytes, as the reloader hashes them
+    config.digest = hashlib.sha256(raw).hexdigest()  # of the bytes, as file_digest() hashes them
     return config
 
 
@@ -214,8 +234,7 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         return doc.value_marks.get(key, doc_mark) if hasattr(doc, "value_marks") else doc_mark
 
     sections = {}
-    for key, schema in (("logging", LOGGING_SCHEMA), ("control", CONTROL_SCHEMA), ("reload", RELOAD_SCHEMA),
-                        ("tuning", TUNING_SCHEMA)):
+    for key, schema in SECTIONS.items():
         raw = top.get(key) if isinstance(top.get(key), dict) else None
         sections[key], found = schema.validate(raw, marks_of(key), key)
         problems.extend(found)
@@ -300,22 +319,9 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         state_dir=state_dir,
         listeners=listeners,
         plugin_settings=plugin_settings,
+        **{key: _SECTION_CLASSES[key](**values) for key, values in sections.items()},
         log_file=log_path,
-        log_level=logging_cfg["level"],
-        log_buffer=logging_cfg["buffer"],
         control_socket=socket_path,
-        control_group=control_cfg["group"],
-        reload_watch=sections["reload"]["watch"],
-        reload_debounce=sections["reload"]["debounce"],
-        switch_interval=sections["tuning"]["switch_interval"],
-        thread_stack_size=sections["tuning"]["thread_stack_size"],
-        spare_threads=sections["tuning"]["spare_threads"],
-        spare_thread_timeout=sections["tuning"]["spare_thread_timeout"],
-        malloc_mmap_threshold=sections["tuning"]["malloc_mmap_threshold"],
-        pin_threads=sections["tuning"]["pin_threads"],
-        cpu=sections["tuning"]["cpu"],
-        login_nice=sections["tuning"]["login_nice"],
-        digest=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         plugins=loaded,
         warnings=warnings,
     )

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from daemon import __version__
+from daemon.version import __version__
 from daemon.control import protocol
 
 USAGE = """\

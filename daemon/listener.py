@@ -1,7 +1,9 @@
 """A TCP listener: one socket, one thread accepting on it, one thread per connection.
 
-Connection threads come from the daemon's :class:`~daemon.threads.ConnectionThreads`:
-a spare one if a connection ended lately, else a new one.
+Which thread serves a connection is the daemon's runtime policy's to decide
+(:mod:`daemon.policy`); the listener hands each admitted session to it. The
+listener is each of its sessions' host (:class:`~daemon.session.SessionHost`):
+it counts them, per address, and their plugins' errors.
 
 The listener enforces its connection limits before a thread exists: a
 connection over ``max_connections`` (or over ``max_per_ip`` for its address)
@@ -22,14 +24,14 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from daemon.addresses import format_address
+from daemon.serving import serve
 from daemon.session import Session, timeval
-from daemon.tuning import pin_this_thread, prioritize_thread
 
 if TYPE_CHECKING:  # pragma: no cover
-    from daemon.config import ListenerConfig
+    from daemon.loader import Chain
     from daemon.outbox import Flusher
-    from daemon.plugins import Chain
-    from daemon.threads import ConnectionThreads
+    from daemon.policy import PlainThreads
 
 log = logging.getLogger("daemond.listener")
 
@@ -39,16 +41,16 @@ class BindError(Exception):
 
 
 class Listener:
-    def __init__(self, config: ListenerConfig, chain: Chain, daemon_api, flusher: Flusher, threads: ConnectionThreads):
+    def __init__(self, config, chain: Chain, api, flusher: Flusher, policy: PlainThreads):
         self.name = config.name
-        #: for new connections; a reload may replace both, sessions keep what they started with
+        #: for new connections (a ListenerConfig); a reload may replace both, sessions keep what they started with
         self.config = config
         self.chain = chain
-        self.daemon_api = daemon_api
+        self.api = api
         self.flusher = flusher
-        self.threads = threads
+        self._policy = policy
         self._sock: socket.socket | None = None
-        self.socket_rcvtimeo = 0.0  # the idle timeout accepted sockets inherit
+        self.rcvtimeo = 0.0  # the idle timeout accepted sockets inherit
         self.address: tuple[str, int] | None = None
         # _lock guards _sessions, _per_ip, _unauth_per_ip, _paused, _stopping and the error counts;
         # _state (a Condition on it) wakes the accepting thread out of a pause, _emptied wakes
@@ -73,7 +75,7 @@ class Listener:
         self._sock = self._open(self.config)
         self.address = self._sock.getsockname()[:2]
 
-    def _open(self, config: ListenerConfig) -> socket.socket:
+    def _open(self, config) -> socket.socket:
         host, port = config.host, config.port
         try:
             infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -94,23 +96,23 @@ class Listener:
             sock.close()
             why = {errno.EADDRINUSE: "address already in use", errno.EACCES: "permission denied (ports below 1024 need privileges)",
                    errno.EADDRNOTAVAIL: "address not available on this machine"}.get(exc.errno, exc.strerror or str(exc))
-            raise BindError(f"listener {self.name!r}: cannot listen on {_fmt(host, port)}: {why}") from None
+            raise BindError(f"listener {self.name!r}: cannot listen on {format_address(host, port)}: {why}") from None
         return sock
 
-    def _set_inherited_options(self, sock: socket.socket, config: ListenerConfig) -> None:
+    def _set_inherited_options(self, sock: socket.socket, config) -> None:
         """Options Linux copies from a listening socket to each accepted one."""
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1 if config.keepalive else 0)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(config.idle_timeout))
-        self.socket_rcvtimeo = config.idle_timeout
+        self.rcvtimeo = config.idle_timeout
 
-    def update(self, config: ListenerConfig) -> None:
+    def update(self, config) -> None:
         """New settings for new connections (a reload); the address is changed with rebind()."""
         if self._sock is not None and (config.keepalive, config.idle_timeout) != (self.config.keepalive, self.config.idle_timeout):
             self._set_inherited_options(self._sock, config)
         self.config = config
 
-    def rebind(self, config: ListenerConfig) -> None:
+    def rebind(self, config) -> None:
         """Move to a new address (a reload): bind the new socket first, then retire the old one.
 
         Sessions carry on; if the new address cannot be bound, BindError is
@@ -138,13 +140,15 @@ class Listener:
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def prioritize(self) -> None:
-        """Run the accepting thread, and so the sessions it starts until they log in, at
-        tuning.login_nice if a plugin gates this listener behind a login, else at the daemon's
-        own priority (at start, and again at a reload: either may have changed). A session
-        checks its thread's priority as it starts, whichever thread it gets."""
+    def use_chain(self, chain: Chain) -> None:
+        """Serve new connections with ``chain`` (a reload); sessions keep the one they started with."""
+        self.chain = chain
+        self.policy_changed()
+
+    def policy_changed(self) -> None:
+        """Tell the policy again about the accepting thread (whether a login gates it may have changed)."""
         with self._lock:  # one caller at a time
-            prioritize_thread(self._thread, self.chain.login_gated)
+            self._policy.listener_started(self._thread, self.chain.login_gated)
 
     def stop_accepting(self) -> None:
         """Close the listening socket and join the accepting thread; sessions carry on."""
@@ -210,11 +214,13 @@ class Listener:
                     _decrement(self._unauth_per_ip, host)
 
     def session_logged_in(self, session: Session) -> None:
-        """A logged-in session no longer counts against max_unauthenticated_per_ip."""
+        """A logged-in session no longer counts against max_unauthenticated_per_ip (and the
+        policy may serve it differently from now on)."""
         with self._lock:
             if session.counted_unauthenticated:
                 session.counted_unauthenticated = False
                 _decrement(self._unauth_per_ip, session.peer[0])
+        self._policy.logged_in(session.thread)
 
     def count_error(self, plugin: str | None) -> None:
         with self._lock:
@@ -229,8 +235,8 @@ class Listener:
     # -- the accepting thread ---------------------------------------------------
 
     def _accept_loop(self, sock: socket.socket) -> None:
-        pin_this_thread()  # the session threads started here inherit the CPU (daemon/tuning.py)
-        self.prioritize()  # ... and the priority
+        self._policy.thread_started()
+        self.policy_changed()
         while True:
             try:
                 conn, addr = sock.accept()
@@ -270,11 +276,11 @@ class Listener:
             else:
                 self.refused += 1
         if why is not None:
-            log.warning("refused %s %s: %s", self.name, _fmt(*addr[:2]), why)
+            log.warning("refused %s %s: %s", self.name, format_address(*addr[:2]), why)
             self._refuse(conn, why)
             return
         try:
-            self.threads.run(session.run, f"conn-{self.name}-{session.peer_str}")
+            self._policy.serve(lambda: serve(session), f"conn-{self.name}-{session.peer_str}", self.chain.login_gated)
         except RuntimeError as exc:  # cannot start a new thread: out of memory or a thread limit
             log.error("listener %s: cannot start a thread for %s: %s", self.name, session.peer_str, exc)
             self.session_ended(session)
@@ -316,6 +322,3 @@ def _decrement(counter: Counter[str], key: str) -> None:
     if counter[key] <= 0:
         del counter[key]
 
-
-def _fmt(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -6,7 +6,7 @@
 
 import pluggy
 
-from daemon import PROJECT
+from daemon.version import PROJECT
 
 #: Marks a function as a hook specification (used only by :mod:`daemon.hookspecs`).
 hookspec = pluggy.HookspecMarker(PROJECT)

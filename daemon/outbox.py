@@ -19,8 +19,6 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from daemon.tuning import pin_this_thread
-
 log = logging.getLogger("daemond.outbox")
 
 _DONTWAIT = socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0)
@@ -163,7 +161,8 @@ class Outbox:
 class Flusher:
     """The one thread that drains every outbox the kernel could not take at once."""
 
-    def __init__(self, name: str = "flusher"):
+    def __init__(self, name: str = "flusher", on_start: Callable[[], None] | None = None):
+        self._on_start = on_start  # called first on the flusher thread (the daemon's runtime policy)
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
@@ -212,7 +211,8 @@ class Flusher:
         os.close(self._wake_w)
 
     def _run(self) -> None:
-        pin_this_thread()
+        if self._on_start is not None:
+            self._on_start()
         watched: dict[int, Outbox] = {}
         while True:
             with self._lock:

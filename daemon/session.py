@@ -1,11 +1,11 @@
-"""One client connection, served by a thread of its own.
+"""One client connection, as plugins see it: what a plugin may do to it.
 
-A :class:`Session` runs ``setup → handle → finish`` on its thread (the shape
-of ``socketserver.BaseRequestHandler``): it calls ``daemond_session_open`` for
-the listener's plugins in order, then frames input into lines or passes raw
-bytes on, and always ends with ``daemond_session_close`` and a log line, in a
-``finally``. Everything a plugin does to a connection goes through the
-methods here.
+A :class:`Session` is created by the listener that accepted the connection
+(its *host*, seen only through the narrow :class:`SessionHost` interface) and
+served on a thread of its own by :func:`daemon.serving.serve`, which runs the
+hooks. Here are the methods plugins call: writing (never blocking, from any
+thread), sending with back-pressure, reading a line during a dialogue,
+logging in and closing.
 """
 
 from __future__ import annotations
@@ -16,20 +16,17 @@ import socket
 import struct
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from daemon.lines import BadEncoding, LineFramer, TooLong, shown, split_command
-from daemon.outbox import Outbox
-from daemon.tuning import restore_priority, settle_priority
-
-if TYPE_CHECKING:  # pragma: no cover
-    from daemon.listener import Listener
+from daemon.addresses import format_address
+from daemon.lines import BadEncoding, LineFramer, TooLong
+from daemon.outbox import Flusher, Outbox
 
 log = logging.getLogger("daemond.session")
 
 #: How much a streaming sender may have queued before :meth:`Session.send` waits.
 SEND_HIGH_WATER = 256 * 1024
-_RECV_SIZE = 65536
+RECV_SIZE = 65536
 _ids = itertools.count(1)
 
 
@@ -53,6 +50,23 @@ class SessionEnd(Exception):
         self.reason = reason
 
 
+class SessionHost(Protocol):
+    """What a session needs of the listener that accepted it, and all it may call there."""
+
+    name: str
+    config: Any  # the listener's ListenerConfig, when the connection was accepted
+    chain: Any  # the listener's plugins (daemon.loader.Chain)
+    api: Any  # the DaemonAPI
+    flusher: Flusher
+    rcvtimeo: float  # the receive timeout accepted sockets inherit
+
+    def session_logged_in(self, session: Session) -> None: ...
+
+    def session_ended(self, session: Session) -> None: ...
+
+    def count_error(self, plugin: str | None) -> None: ...
+
+
 class Session:
     """A connected client, as plugins see it.
 
@@ -63,37 +77,35 @@ class Session:
     your plugin's name as the key), ``connected_at`` (epoch seconds).
     """
 
-    def __init__(self, sock: socket.socket, peer: tuple, listener: Listener):
+    def __init__(self, sock: socket.socket, peer: tuple, host: SessionHost):
         self.id = next(_ids)
         self.sock = sock
         self.peer = (peer[0], peer[1])
-        self.listener = listener.name
-        self.settings = listener.config
-        self.daemon = listener.daemon_api
-        self.chain = listener.chain
+        self.listener = host.name
+        self.settings = host.config
+        self.daemon = host.api
+        self.chain = host.chain
         self.user: str | None = None
         self.state: dict[str, Any] = {}
         self.connected_at = time.time()
         self.bytes_in = 0
-        self.outbox = Outbox(sock, listener.flusher, self.settings.send_queue, on_overflow=self._overflowed)
-        self._listener = listener
-        self._framer = LineFramer(self.settings.max_line)
-        self._rcvtimeo: float = 0.0
-        self._end_reason: str | None = None  # set by close() from any thread
-        self._started = time.monotonic()
+        self.outbox = Outbox(sock, host.flusher, self.settings.send_queue, on_overflow=self._overflowed)
+        self.host = host
+        self.framer = LineFramer(self.settings.max_line)
+        self.rcvtimeo: float = host.rcvtimeo  # the socket's SO_RCVTIMEO now
+        self.end_reason: str | None = None  # set by close() from any thread
+        self.started = time.monotonic()
         #: the thread serving it while it runs (threads outlive connections: daemon/threads.py)
         self.thread: threading.Thread | None = None
-        #: counted in the listener's not-logged-in count per address (guarded by the listener's lock)
+        #: counted in the host's not-logged-in count per address (guarded by the host's lock)
         self.counted_unauthenticated = False
-        #: its thread runs at tuning.login_nice until login
-        self.low_priority = False
 
     # -- what plugins call -------------------------------------------------
 
     @property
     def peer_str(self) -> str:
-        host, port = self.peer
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        """The peer as ``host:port`` (``[host]:port`` for IPv6), for logs and notices."""
+        return format_address(*self.peer)
 
     def write(self, data: bytes) -> bool:
         """Queue ``data`` for the client without ever blocking; any thread may call it.
@@ -113,20 +125,20 @@ class Session:
         outbox = self.outbox
         if len(data) <= SEND_HIGH_WATER:  # the common case, kept short: it is echo's hot path
             if not outbox.write(data):
-                raise SessionEnd(self._end_reason or "reset")
+                raise SessionEnd(self.end_reason or "reset")
             if outbox.queued >= SEND_HIGH_WATER:
                 self._wait_below_high_water()
             return
         view = memoryview(data)
         for start in range(0, len(view), SEND_HIGH_WATER):
             if not outbox.write(view[start : start + SEND_HIGH_WATER]):
-                raise SessionEnd(self._end_reason or "reset")
+                raise SessionEnd(self.end_reason or "reset")
             if outbox.queued >= SEND_HIGH_WATER:
                 self._wait_below_high_water()
 
     def _wait_below_high_water(self) -> None:
         if not self.outbox.wait_below(SEND_HIGH_WATER, self.settings.idle_timeout or None):
-            raise SessionEnd(self._end_reason or ("reset" if self.outbox.closed else "timeout"))
+            raise SessionEnd(self.end_reason or ("reset" if self.outbox.closed else "timeout"))
 
     def send_line(self, text: str) -> bool:
         """Queue one line of text (a line ending is added)."""
@@ -150,10 +162,10 @@ class Session:
         """
         deadline = time.monotonic() + timeout if timeout else None
         while True:
-            event = self._next_event(deadline)
+            event = self.next_event(deadline)
             if isinstance(event, str):
                 return event
-            self._report(event)
+            self.report(event)
 
     def login(self, user: str) -> None:
         """Record that ``user`` has logged in and tell the plugins (``daemond_session_login``).
@@ -161,17 +173,14 @@ class Session:
         Called by a login plugin (the built-in ``auth``) after it verified the user.
         """
         self.user = user
-        if self.low_priority:  # served from now on: back to the daemon's own priority
-            self.low_priority = False
-            restore_priority(self.thread)
-        self._listener.session_logged_in(self)
+        self.host.session_logged_in(self)
         self.chain.hook.daemond_session_login(session=self, user=user)
         log.info("login %s %s user=%s", self.listener, self.peer_str, user)  # after: a plugin may refuse it
 
     def close(self, reason: str = "kicked") -> None:
         """End the session from any thread; what is already queued is still sent."""
-        if self._end_reason is None:
-            self._end_reason = reason
+        if self.end_reason is None:
+            self.end_reason = reason
         self.outbox.interrupt()  # wakes the session's thread out of send()'s back-pressure wait
         try:
             self.sock.shutdown(socket.SHUT_RD)  # wakes the session's thread out of recv()
@@ -180,84 +189,28 @@ class Session:
 
     def abort(self, reason: str) -> None:
         """End the session at once, dropping anything queued (from any thread)."""
-        if self._end_reason is None:
-            self._end_reason = reason
+        if self.end_reason is None:
+            self.end_reason = reason
         self.outbox.close()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
 
-    # -- the thread --------------------------------------------------------
-
-    def run(self) -> None:
-        """Serve the connection to its end, on the calling thread."""
-        self.thread = threading.current_thread()
-        reason = "eof"
-        try:
-            self._setup()
-            self.chain.hook.daemond_session_open(session=self)
-            if self.chain.line_mode:
-                self._serve_lines()
-            else:
-                self._serve_bytes()
-        except SessionEnd as end:
-            reason = end.reason
-        except BlockingIOError:  # SO_RCVTIMEO expired
-            reason = "timeout"
-        except (ConnectionError, OSError) as exc:
-            reason = "reset" if self._end_reason is None else self._end_reason
-            log.debug("session %s %s: %s", self.listener, self.peer_str, exc)
-        except Exception as exc:
-            reason = "error"
-            plugin = self.chain.blame(exc)
-            self._listener.count_error(plugin)
-            log.error("plugin %s raised in listener %s (%s); closing this connection",
-                      plugin or "?", self.listener, self.peer_str, exc_info=True)
-        finally:
-            self._finish(self._end_reason or reason)
-
-    def _setup(self) -> None:
-        # Keepalive, TCP_NODELAY and the idle timeout (SO_RCVTIMEO) were set on the
-        # listening socket and Linux copies them to accepted ones, so a new session
-        # makes no socket call before its first recv() (its priority costs one getpriority()).
-        self._rcvtimeo = self._listener.socket_rcvtimeo
-        self.low_priority = settle_priority(self.chain.login_gated)
-        log.info("connect %s %s", self.listener, self.peer_str)
+    # -- input, for read_line() and the serving loop ------------------------------------
 
     def _set_rcvtimeo(self, seconds: float) -> None:
         # A kernel receive timeout keeps the socket blocking (one syscall per
         # recv) where socket.settimeout() would add a poll() before each one.
-        if seconds != self._rcvtimeo:
+        if seconds != self.rcvtimeo:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(seconds))
-            self._rcvtimeo = seconds
+            self.rcvtimeo = seconds
 
-    def _serve_bytes(self) -> None:
-        on_data = self.chain.on_data
-        rest = self._framer.take_rest()
-        if rest:
-            self.bytes_in += len(rest)
-            on_data(self, rest)
-        recv = self.sock.recv
-        while True:
-            data = recv(_RECV_SIZE)
-            if not data:
-                return
-            self.bytes_in += len(data)
-            on_data(self, data)
-
-    def _serve_lines(self) -> None:
-        on_line = self.chain.on_line
-        while True:
-            event = self._next_event(None)
-            if isinstance(event, str):
-                if on_line(session=self, line=event) is None:
-                    self._unhandled(event)
-            else:
-                self._report(event)
-
-    def _next_event(self, deadline: float | None):
-        framer = self._framer
+    def next_event(self, deadline: float | None):
+        """The next input event (a line, or a :class:`~daemon.lines.TooLong` or
+        :class:`~daemon.lines.BadEncoding` to :meth:`report`), reading as needed until
+        ``deadline`` (monotonic; None: the idle timeout). Raises SessionEnd at EOF or timeout."""
+        framer = self.framer
         while True:
             event = framer.next()
             if event is not None:
@@ -271,7 +224,7 @@ class Session:
             else:
                 self._set_rcvtimeo(self.settings.idle_timeout)
             try:
-                data = self.sock.recv(_RECV_SIZE)
+                data = self.sock.recv(RECV_SIZE)
             except BlockingIOError:
                 raise SessionEnd("timeout") from None
             if not data:
@@ -282,76 +235,14 @@ class Session:
             self.bytes_in += len(data)
             framer.feed(data)
 
-    def _report(self, event) -> None:
+    def report(self, event) -> None:
+        """Answer an input event that is not a line with its ``-ERR``."""
         if isinstance(event, TooLong):
             self.err("line-too-long", f"lines are limited to {event.limit} bytes; line discarded")
         elif isinstance(event, BadEncoding):
             self.err("bad-encoding", f"lines must be UTF-8 text ({event.reason}); line discarded")
 
-    def _unhandled(self, line: str) -> None:
-        command = split_command(line)
-        if command is None:
-            self.err("unknown-command", "nothing on this listener handles plain text")
-            return
-        name, _ = command
-        if name == "/quit":
-            self.ok("bye")
-            raise SessionEnd("quit")
-        if name == "/help":
-            entries = [("/help", "list commands"), ("/quit", "close the connection")]
-            for result in self.chain.hook.daemond_line_commands(session=self):
-                entries.extend(result or [])
-            seen = set()
-            for usage, text in entries:
-                if usage not in seen:
-                    seen.add(usage)
-                    self.send_line(f"HELP {usage} - {text}")
-            self.ok(f"{len(seen)} commands")
-            return
-        self.err("unknown-command", f"{shown(name)} (try /help)")  # never an escape back to a terminal
-
     def _overflowed(self) -> None:
         log.warning("send queue exceeded: %s %s user=%s has more than %d bytes unread; disconnecting",
                     self.listener, self.peer_str, self.user or "-", self.settings.send_queue)
         self.abort("overflow")
-
-    def _finish(self, reason: str) -> None:
-        try:
-            self._call_close_hooks(reason)
-            if reason not in ("overflow", "reset", "error") and self.outbox.queued:
-                self._drain(1.0 if reason == "shutdown" else 5.0)
-        finally:
-            self.outbox.close()
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self.sock.close()
-            self._listener.session_ended(self)
-            log.info("disconnect %s %s user=%s reason=%s in=%d out=%d duration=%.3fs",
-                     self.listener, self.peer_str, self.user or "-", reason, self.bytes_in,
-                     self.outbox.bytes_sent, time.monotonic() - self._started)
-            if self.low_priority:  # never logged in: the thread waits for its next connection
-                self.low_priority = False  # at the daemon's own priority, whichever listener that is
-                restore_priority(self.thread)
-            self.thread = None  # it may serve another connection now
-
-    def _drain(self, stall: float) -> None:
-        """Let the flusher send what is queued while the client keeps reading."""
-        last = self.outbox.queued
-        while last and not self.outbox.wait_empty(stall):
-            now = self.outbox.queued
-            if self.outbox.closed or now >= last:
-                return
-            last = now
-
-    def _call_close_hooks(self, reason: str) -> None:
-        # Every implementation is called even if one raises (pluggy would stop at the first).
-        for impl in reversed(self.chain.hook.daemond_session_close.get_hookimpls()):
-            kwargs = {"session": self, "reason": reason}
-            try:
-                impl.function(*[kwargs[a] for a in impl.argnames])
-            except Exception:
-                self._listener.count_error(impl.plugin_name)
-                log.error("plugin %s raised in daemond_session_close (%s %s)",
-                          impl.plugin_name, self.listener, self.peer_str, exc_info=True)

@@ -110,8 +110,8 @@ class RunningDaemon:
 
     def __init__(self, config_path: Path):
         from daemon.config import load_config
-        from daemon.plugins import PluginLoader
-        from daemon.server import Daemon
+        from daemon.loader import PluginLoader
+        from daemon.core import Daemon
 
         self.config_path = config_path
         self.loader = PluginLoader()

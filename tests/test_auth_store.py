@@ -10,7 +10,7 @@ import threading
 import argon2
 import pytest
 
-from daemon.server import StartError
+from daemon.core import StartError
 from plugins.auth.passwords import OWASP_MINIMUM, Argon2Params, Hasher
 from plugins.auth.settings import SCHEMA, AuthSettings
 from plugins.auth.store import StoreError, UserStore

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config import ConfigError, find_config, load_config
-from daemon.plugins import PluginLoader
+from daemon.loader import PluginLoader
 from tests.conftest import installed
 
 REPO = Path(__file__).resolve().parent.parent

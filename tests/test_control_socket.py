@@ -16,7 +16,7 @@ import pytest
 
 from daemon.control import protocol
 from daemon.control import server as control_server
-from daemon.server import StartError
+from daemon.core import StartError
 from daemon.testing import LineClient
 
 ECHO = {"e": {"plugins": ["echo"]}}

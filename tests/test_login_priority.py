@@ -72,13 +72,12 @@ def test_a_connection_runs_at_login_nice_until_it_logs_in_then_at_the_daemons_pr
     with LineClient(*d.address("login")) as client, LineClient(*d.address("e")) as echo:
         assert client.read_line().startswith("+OK")
         waiting = only_session(d, "login")
-        assert waiting.low_priority and nice_of(waiting.thread.native_id) == 19
+        assert nice_of(waiting.thread.native_id) == 19
         echo.send(b"x")
         assert echo.read_bytes(1) == b"x"
         assert nice_of(only_session(d, "e").thread.native_id) == base
 
         assert client.command("/register ann correct-horse-1")[1].startswith("+OK")
-        assert not waiting.low_priority
         assert nice_of(waiting.thread.native_id) == base  # served now: the same thread, back up
         client.send(b"after\n")
         assert client.read_line() == "after"  # echo behind auth: served at its new priority
@@ -97,7 +96,7 @@ def test_a_reload_can_turn_it_off_and_on_and_follows_the_plugins(daemond_factory
     with LineClient(*d.address("login")) as client:
         assert client.read_line().startswith("+OK")
         session = only_session(d, "login")
-        assert not session.low_priority and nice_of(session.thread.native_id) == base
+        assert nice_of(session.thread.native_id) == base
     d.reconfigure(lambda doc: doc["tuning"].update(login_nice=15))
     assert nice_of(accepting(d, "login").native_id) == 15
     d.reconfigure(lambda doc: doc["listeners"]["login"].update(plugins=["echo"]))  # no login asked now
@@ -115,7 +114,7 @@ def test_connections_accepted_while_a_reload_changes_it_end_up_where_their_plugi
     d = two_listeners(daemond_factory)
     assert wait_until(lambda: nice_of(accepting(d, "login").native_id) == 19, 5)
     listener = d.daemon.listeners["login"]
-    real = listener.prioritize
+    real = listener.policy_changed
     held = threading.Event()
     go = threading.Event()
 
@@ -124,7 +123,7 @@ def test_connections_accepted_while_a_reload_changes_it_end_up_where_their_plugi
         go.wait(10)  # the reload is between the new plugins and the new priority
         real()
 
-    monkeypatch.setattr(listener, "prioritize", late_prioritize)
+    monkeypatch.setattr(listener, "policy_changed", late_prioritize)
     reload = threading.Thread(target=d.reconfigure, args=(lambda doc: doc["listeners"]["login"].update(plugins=["echo"]),))
     reload.start()
     assert held.wait(10)
@@ -132,7 +131,7 @@ def test_connections_accepted_while_a_reload_changes_it_end_up_where_their_plugi
         between.send(b"x")
         assert between.read_bytes(1) == b"x"  # echo, no login: served at the daemon's priority
         session = only_session(d, "login")
-        assert not session.low_priority and nice_of(session.thread.native_id) == base
+        assert nice_of(session.thread.native_id) == base
         go.set()
         reload.join(10)
     assert nice_of(accepting(d, "login").native_id) == base
@@ -156,7 +155,6 @@ def test_a_spare_thread_takes_the_priority_of_each_connection_it_serves(daemond_
                 assert client.read_line().startswith("+OK")  # the greeting; then gone without a login
             session = only_session(d, listener)
             assert nice_of(session.thread.native_id) == wanted, listener
-            assert session.low_priority == (wanted == 19)
             threads.append(session.thread)
         assert wait_until(lambda: d.daemon.threads.counts()[1] == 1, 5)
         assert session.thread is None  # its thread may serve another connection now
@@ -198,7 +196,7 @@ def test_without_pinning_nothing_is_lowered_and_the_log_says_why(daemond_factory
     with LineClient(*d.address("login")) as client:
         assert client.read_line().startswith("+OK")
         session = only_session(d, "login")
-        assert not session.low_priority and nice_of(session.thread.native_id) == base
+        assert nice_of(session.thread.native_id) == base
     assert nice_of(accepting(d, "login").native_id) == base
     assert "tuning.login_nice: connections not logged in run at the daemon's own priority: the threads " \
            "that run Python do not have a CPU of their own" in caplog.text

@@ -272,23 +272,18 @@ def edit_through(path):
 def _reloader_on(path, loaded: bytes):
     """A Reloader for ``path`` whose daemon loaded ``loaded``; records the reloads it asks for."""
     import hashlib
-    from types import SimpleNamespace
 
-    from daemon.reload import Reloader
+    from daemon.watcher import Reloader
 
     asked = []
-    daemon = SimpleNamespace(
-        config=SimpleNamespace(path=path, digest=hashlib.sha256(loaded).hexdigest(), reload_debounce=0.05,
-                               reload_watch=True),
-        reload=lambda source: asked.append(source))
-    return Reloader(daemon), asked
+    return Reloader(path, hashlib.sha256(loaded).hexdigest(), asked.append), asked
 
 
 def test_an_edit_saved_before_the_watch_began_is_reloaded(tmp_path):
     path = tmp_path / "daemond.yaml"
     path.write_bytes(b"edited: after loading\n")
     reloader, asked = _reloader_on(path, b"as loaded\n")
-    reloader.start()
+    reloader.start(True, 0.05)
     try:
         deadline = time.monotonic() + 5
         while not asked and time.monotonic() < deadline:
@@ -303,7 +298,7 @@ def test_starting_the_watch_on_an_unchanged_file_logs_and_reloads_nothing(tmp_pa
     path.write_bytes(b"as loaded\n")
     reloader, asked = _reloader_on(path, b"as loaded\n")
     with caplog.at_level(logging.DEBUG, logger="daemond.reload"):
-        reloader.start()
+        reloader.start(True, 0.05)
         time.sleep(0.3)  # several debounce periods
         reloader.stop()
     assert asked == []

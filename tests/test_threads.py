@@ -224,10 +224,10 @@ def test_a_reload_changes_the_spares_and_stop_ends_them(daemond_factory):
         c.close()
     assert wait_until(lambda: d.daemon.threads.counts() == (3, 3), 5)
     report = d.reconfigure(lambda doc: doc.setdefault("tuning", {}).update(spare_threads=1))
-    assert any("spare_threads 1, spare_thread_timeout 60.0s" in change for change in report["changes"]), report
+    assert any("tuning settings changed: spare_threads 1" in change for change in report["changes"]), report
     assert wait_until(lambda: d.daemon.threads.counts() == (1, 1), 5)
     report = d.reconfigure(lambda doc: doc["tuning"].update(spare_thread_timeout=3))
-    assert any("spare_threads 1, spare_thread_timeout 3.0s" in change for change in report["changes"]), report
+    assert any("spare_thread_timeout 3.0" in change for change in report["changes"]), report
     assert wait_until(lambda: d.daemon.threads.counts() == (0, 0), 5)  # ended, not left waiting 60 s
     with LineClient(*d.address("e")) as c:
         c.send(b"z")

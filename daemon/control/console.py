@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from daemon.commands import ArgumentNeeded, CommandError, ConfirmationNeeded, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from daemon.server import Daemon
+    from daemon.core import Daemon
 
 log = logging.getLogger("daemond")
 

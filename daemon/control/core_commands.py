@@ -18,7 +18,7 @@ from daemon.commands import Argument, CommandError, ControlCommand, render_resul
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.logs import LogService
-    from daemon.server import Daemon
+    from daemon.core import Daemon
 
 log = logging.getLogger("daemond.control")
 

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from daemon.config import ConfigError, find_config, load_config
-    from daemon.plugins import PluginLoader
+    from daemon.loader import PluginLoader
 
     try:
         config = load_config(find_config(args.config), PluginLoader())

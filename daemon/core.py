@@ -1,9 +1,11 @@
-"""The daemon: owns the plugins, the listeners, the flusher and the logs.
+"""The daemon: owns the plugins, the listeners, the flusher, the logs and the runtime policy.
 
 ``Daemon.start()`` really waits until every listener is bound and re-raises a
 failure as :class:`StartError` (one line, for stderr); ``Daemon.stop()`` stops
 accepting, lets plugins say goodbye, closes every session and joins every
-thread it started.
+thread it started. ``Daemon.apply(config)`` changes a running daemon to match
+a new, validated config, one small step per part (plugins, listeners, each
+core section); a part that fails is reported and the rest still applies.
 """
 
 from __future__ import annotations
@@ -13,23 +15,25 @@ import os
 import threading
 import time
 from collections import Counter
+from dataclasses import fields, replace
 from typing import Any
 
-from daemon import __version__
+from daemon.addresses import format_address
 from daemon.api import DaemonAPI
+from daemon.changes import ConfigChanges, compare
 from daemon.commands import CommandRegistry, ControlCommand
-from daemon.config import Config
+from daemon.config import Config, ConfigError, file_digest, load_config
 from daemon.control.core_commands import core_commands
 from daemon.control.server import ControlError, ControlServer
 from daemon.listener import BindError, Listener
+from daemon.loader import Chain, LoadedPlugin, PluginError, PluginLoader, PluginLoadError, blame, register_all
 from daemon.logs import LogService
 from daemon.notify import Notifier
 from daemon.outbox import Flusher
-from daemon.plugins import Chain, LoadedPlugin, PluginError, PluginLoader, PluginLoadError, blame, register_all
-from daemon.reload import Reloader, reload_daemon
+from daemon.policy import PlainThreads, TunedPolicy
 from daemon.session import Session
-from daemon.threads import ConnectionThreads
-from daemon.tuning import apply_tuning
+from daemon.version import __version__
+from daemon.watcher import Reloader
 
 log = logging.getLogger("daemond")
 
@@ -42,14 +46,16 @@ class StartError(Exception):
 
 
 class Daemon:
-    def __init__(self, config: Config, loader: PluginLoader | None = None, *, log_to_stderr: bool = True):
+    def __init__(self, config: Config, loader: PluginLoader | None = None, *, log_to_stderr: bool = True,
+                 policy: PlainThreads | None = None):
         self.config = config
         self.loader = loader or PluginLoader()
         self.api = DaemonAPI(self)
         self.logs = LogService()
-        self.flusher = Flusher()
-        #: the threads connections run on, every listener's (kept for the next when one ends)
-        self.threads = ConnectionThreads(config.spare_threads, config.spare_thread_timeout)
+        #: which thread serves a connection, where and at which priority (daemon/policy.py);
+        #: PlainThreads() turns all of that off
+        self.policy = policy if policy is not None else TunedPolicy()
+        self.flusher = Flusher(on_start=self.policy.thread_started)
         self.notifier = Notifier()
         self.listeners: dict[str, Listener] = {}
         #: every control command, core and plugins'; the control socket and the console run them
@@ -77,20 +83,20 @@ class Daemon:
         config = self.config
         self._prepare_state_dir()
         try:
-            self.logs.setup(config.log_level, config.log_file, config.log_buffer, stderr=self._log_to_stderr)
+            self.logs.setup(config.logging.level, config.log_file, config.logging.buffer, stderr=self._log_to_stderr)
         except OSError as exc:
             raise StartError(f"cannot open log file {config.log_file}: {exc.strerror or exc}") from None
         log.info("daemond %s starting (pid %d) with config file %s", __version__, os.getpid(), config.path)
         log.info("state directory %s", config.state_dir)
         for warning in config.warnings:
             log.warning("%s", warning)
-        apply_tuning(config, starting=True)
+        self.policy.start(config.tuning)
         started_plugins = False
         try:
             # First, so that a second daemond on the same state directory says so (the control
             # socket is live) before its plugins open shared files or its listeners fail to bind.
             try:
-                self.control = ControlServer(self.commands, config.control_socket, config.control_group,
+                self.control = ControlServer(self.commands, config.control_socket, config.control.group,
                                              on_plugin_error=self.count_plugin_error)
                 self.control.bind()
             except ControlError as exc:
@@ -104,29 +110,32 @@ class Daemon:
             started_plugins = True
             self._plugin_call(None, "start", lambda: self.pm.hook.daemond_start.call_historic(kwargs={"daemon": self.api}))
             for lc in config.listeners.values():
-                listener = Listener(lc, Chain([config.plugins[n] for n in lc.plugins]), self.api, self.flusher, self.threads)
                 try:
-                    listener.bind()
+                    self.listeners[lc.name] = self._bound_listener(lc, Chain([config.plugins[n] for n in lc.plugins]))
                 except BindError as exc:
                     raise StartError(str(exc)) from None
-                self.listeners[lc.name] = listener
             self._register_commands()
             self.flusher.start()
             for listener in self.listeners.values():
                 listener.start()
-                host, port = listener.address
-                log.info("listening on %s:%d (%s) with plugins %s", host, port, listener.name, ", ".join(listener.chain.names))
+                log.info("listening on %s (%s) with plugins %s", format_address(*listener.address[:2]), listener.name,
+                         ", ".join(listener.chain.names))
             self.control.start()
         except BaseException:
             self._abandon_start(started_plugins)
             raise
         self.started_at = time.time()
         self._state = "running"
-        self.reloader = Reloader(self)
-        self.reloader.start()
+        self.reloader = Reloader(config.path, config.digest, lambda source: self.reload(source=source))
+        self.reloader.start(config.reload.watch, config.reload.debounce)
         log.info("ready: %s", self.status_line())
         self.notifier.ready(self.status_line())
         self.notifier.start_watchdog(self.healthy)
+
+    @property
+    def threads(self):
+        """The connection threads (the policy's), for status and tests."""
+        return self.policy.threads
 
     def healthy(self) -> bool:
         """Whether the daemon's own threads are alive (gates systemd watchdog pings)."""
@@ -191,7 +200,7 @@ class Daemon:
         for listener in self.listeners.values():
             listener.stop_accepting()
         self.listeners.clear()
-        self.threads.stop(time.monotonic())  # no waiting: no session has been told to end
+        self.policy.stop(time.monotonic())  # no waiting: no session has been told to end
         if self.flusher.is_alive():
             self.flusher.stop()
         if self.control is not None:
@@ -249,7 +258,7 @@ class Daemon:
         left = [s for lst in every for s in lst.join_sessions(deadline)]
         if left:
             log.warning("%d sessions did not end in time", len(left))
-        self.threads.stop(deadline)  # the spares end; the others finish their last log line
+        self.policy.stop(deadline)  # spare threads end; the others finish their last log line
         self._safe_hook("daemond_stopped")
         self.flusher.stop()
         self.control.stop()  # last: `daemonctl stop` sees its connection close when all is done
@@ -281,30 +290,195 @@ class Daemon:
     # -- reload ---------------------------------------------------------------
 
     def reload(self, source: str = "control") -> dict[str, Any]:
-        """Re-read the config and apply what changed; returns when applied or refused."""
+        """Re-read the config, validate all of it and apply what changed; returns the reload's
+        report when applied or refused (the daemon keeps running on the last good config)."""
         with self._reload_lock:
             if self._state != "running":
                 return {"ok": False, "errors": ["the daemon is not running"], "changes": [], "source": source}
-            report = reload_daemon(self, source)
+            report = self._reload(source)
             self.last_reload = report
             if self.reloader is not None and report.get("digest"):
                 self.reloader.note_digest(report["digest"])
             return report
+
+    def _reload(self, source: str) -> dict[str, Any]:
+        begun = time.monotonic()
+        path = self.config.path
+        report: dict[str, Any] = {"ok": False, "file": str(path), "source": source, "at": time.time(),
+                                  "changes": [], "errors": [], "duration": 0.0}
+        self.notifier.reloading()
+        try:
+            try:
+                new = load_config(path, self.loader)
+            except ConfigError as exc:
+                report["errors"] = [str(p) for p in exc.problems]
+                report["digest"] = file_digest(path)  # tried: the watcher need not try it again
+            else:
+                report["digest"] = new.digest
+                for warning in new.warnings:
+                    log.warning("%s", warning)
+                report["changes"], report["errors"] = self.apply(new)
+                report["ok"] = not report["errors"]
+        finally:
+            report["duration"] = round(time.monotonic() - begun, 4)
+            self.notifier.ready(self.status_line())
+        if report["ok"]:
+            log.info("reload (%s) of %s applied in %.3fs: %s", source, path, report["duration"],
+                     "; ".join(report["changes"]) or "no changes")
+        else:
+            log.error("reload (%s) of %s failed in %.3fs; still running on the last good config:\n  %s",
+                      source, path, report["duration"], "\n  ".join(report["errors"]))
+            if report["changes"]:
+                log.info("reload applied in part: %s", "; ".join(report["changes"]))
+        return report
 
     def request_reload(self) -> None:
         """Reload soon, on the reload thread (for signal handlers)."""
         if self.reloader is not None:
             self.reloader.request()
 
-    def add_listener(self, listener: Listener) -> None:
+    def apply(self, new: Config) -> tuple[list[str], list[str]]:
+        """Make the running daemon match ``new`` (validated); returns (changes, errors)."""
+        diff = compare(self.config, new)
+        changes: list[str] = []
+        errors: list[str] = list(diff.refused)
+        old, new = self.config, diff.config
+        usable = self._apply_plugins(old, new, changes, errors)  # first: listeners may use new ones
+        self._apply_listeners(old, new, usable, changes, errors)
+        new = self._apply_logging(diff, changes, errors)
+        self._apply_tuning(diff, changes)
+        for listener in self.listeners.values():  # login_nice, or whether a plugin gates it, may have changed
+            listener.policy_changed()
+        if diff.changed("reload"):
+            changes.append(diff.describe("reload"))
+            if self.reloader is not None:
+                self.reloader.configure(new.reload.watch, new.reload.debounce)
+        # Keep plugins the old config named (their sessions may still run) so they stop cleanly.
+        new.plugins = {**{k: v for k, v in old.plugins.items() if k not in new.plugins}, **usable}
+        self.config = new
+        return changes, errors
+
+    def _apply_plugins(self, old: Config, new: Config, changes: list[str], errors: list[str]) -> dict[str, LoadedPlugin]:
+        """Load plugins named for the first time, give the others their changed settings;
+        returns the plugins new listeners may use."""
+        usable = dict(new.plugins)
+        for name, plugin in new.plugins.items():
+            settings = new.plugin_settings.get(name, {})
+            if name not in old.plugins and self.pm.get_plugin(name) is None:
+                try:
+                    self._load_plugin(plugin, settings)
+                    changes.append(f"plugin {name} loaded")
+                except Exception as exc:
+                    log.error("plugin %s failed to load at reload", name, exc_info=True)
+                    if self.pm.get_plugin(name) is not None:
+                        self.pm.unregister(name=name)
+                    errors.append(f"plugin {name!r} failed to load: {exc.__class__.__name__}: {exc}")
+                    del usable[name]
+            elif settings != old.plugin_settings.get(name, settings if name not in old.plugins else None):
+                try:
+                    plugin.configure(settings, self.api)
+                    changes.append(f"plugin {name} settings changed")
+                except Exception as exc:
+                    log.error("plugin %s rejected its new settings", name, exc_info=True)
+                    if not isinstance(exc, PluginError):  # a deliberate refusal is not a fault
+                        self.count_plugin_error(name)
+                    errors.append(f"plugin {name!r} rejected its new settings: {exc.__class__.__name__}: {exc}")
+        for name in old.plugins:
+            if name not in new.plugins:
+                changes.append(f"plugin {name} no longer named: no new connections use it")
+        return usable
+
+    def _load_plugin(self, plugin: LoadedPlugin, settings: dict[str, Any]) -> None:
+        plugin.configure(settings, self.api)
+        self.pm.register(plugin.obj, name=plugin.name)  # replays the historic daemond_start
+        try:
+            self.register_plugin_commands(plugin.name, plugin)
+        except StartError:
+            self.commands.unregister_plugin(plugin.name)
+            raise
+        log.info("plugin %s (%s %s) loaded", plugin.name, plugin.source, plugin.version)
+
+    def _apply_listeners(self, old: Config, new: Config, usable: dict[str, LoadedPlugin],
+                         changes: list[str], errors: list[str]) -> None:
+        for name in list(self.listeners):
+            if name not in new.listeners:
+                self._retire_listener(name)
+                changes.append(f"listener {name} removed")
+        for name, lc in new.listeners.items():
+            missing = [p for p in lc.plugins if p not in usable]
+            if missing:
+                errors.append(f"listener {name!r} not changed: plugin(s) {', '.join(missing)} unavailable")
+                continue
+            try:
+                chain = Chain([usable[p] for p in lc.plugins])
+            except PluginLoadError as exc:
+                errors.append(f"listener {name!r} not changed: {exc}")
+                continue
+            listener = self.listeners.get(name)
+            if listener is None:
+                try:
+                    self._add_listener(self._bound_listener(lc, chain))
+                except BindError as exc:
+                    errors.append(str(exc))
+                else:
+                    changes.append(f"listener {name} added on {format_address(*self.listeners[name].address)}")
+                continue
+            self._change_listener(listener, lc, chain, old, usable, changes, errors)
+
+    def _change_listener(self, listener: Listener, lc, chain: Chain, old: Config, usable: dict[str, LoadedPlugin],
+                         changes: list[str], errors: list[str]) -> None:
+        name, old_lc = listener.name, listener.config
+        if (lc.host, lc.port) != (old_lc.host, old_lc.port):
+            try:
+                listener.rebind(lc)
+            except BindError as exc:
+                errors.append(f"{exc}; still listening on {format_address(*listener.address)}")
+                lc = replace(lc, host=old_lc.host, port=old_lc.port)
+            else:
+                changes.append(f"listener {name} moved to {format_address(*listener.address)}")
+        if lc.plugins != old_lc.plugins or any(usable[p] is not old.plugins.get(p) for p in lc.plugins):
+            listener.use_chain(chain)
+            changes.append(f"listener {name} plugins now {', '.join(lc.plugins)}")
+        if lc != old_lc:
+            listener.update(lc)
+            changed = [f.name for f in fields(lc) if f.name not in ("host", "port", "plugins", "name")
+                       and getattr(lc, f.name) != getattr(old_lc, f.name)]
+            if changed:
+                changes.append(f"listener {name} settings changed: {', '.join(changed)}")
+
+    def _apply_logging(self, diff: ConfigChanges, changes: list[str], errors: list[str]) -> Config:
+        new, old = diff.config, self.config
+        if not diff.changed("logging") and new.log_file == old.log_file:
+            return new
+        try:
+            self.logs.setup(new.logging.level, new.log_file, new.logging.buffer, stderr=self.logs.stderr_handler is not None)
+            changes.append("logging settings changed")
+        except OSError as exc:
+            errors.append(f"cannot open log file {new.log_file}: {exc.strerror or exc}")
+            new = replace(new, log_file=old.log_file)
+        return new
+
+    def _apply_tuning(self, diff: ConfigChanges, changes: list[str]) -> None:
+        if diff.changed("tuning"):
+            self.policy.configure(diff.config.tuning, set(diff.sections["tuning"]))
+            changes.append(diff.describe("tuning"))
+
+    def _bound_listener(self, lc, chain: Chain) -> Listener:
+        """A new listener for ``lc``, bound (raises BindError), not yet accepting."""
+        listener = Listener(lc, chain, self.api, self.flusher, self.policy)
+        listener.bind()
+        return listener
+
+    def _add_listener(self, listener: Listener) -> None:
         with self._lock:
             self.listeners[listener.name] = listener
             listener.start()
             if self._paused:
                 listener.pause()
-        log.info("listening on %s:%d (%s) with plugins %s", *listener.address[:2], listener.name, ", ".join(listener.chain.names))
+        log.info("listening on %s (%s) with plugins %s", format_address(*listener.address[:2]), listener.name,
+                 ", ".join(listener.chain.names))
 
-    def retire_listener(self, name: str) -> None:
+    def _retire_listener(self, name: str) -> None:
         """Stop a listener (a reload removed it): its sessions get a notice and end."""
         with self._lock:
             listener = self.listeners.pop(name)
@@ -314,15 +488,6 @@ class Daemon:
             if listener.chain.line_mode:
                 session.send_line(f"NOTICE listener {name} was removed by a config reload; closing")
             session.close("listener-removed")
-
-    def plugin_added(self, plugin: LoadedPlugin) -> None:
-        """A reload loaded ``plugin`` for the first time (it is registered and started)."""
-        try:
-            self.register_plugin_commands(plugin.name, plugin)
-        except StartError:
-            self.commands.unregister_plugin(plugin.name)
-            raise
-        log.info("plugin %s (%s %s) loaded", plugin.name, plugin.source, plugin.version)
 
     # -- what the control commands use ---------------------------------------
 
@@ -393,7 +558,7 @@ class Daemon:
             "paused": self._paused,
             "state": self._state,
             "connections": sum(lst.connection_count() for lst in listeners),
-            "threads": self.threads.status(),
+            "threads": self.policy.status(),
             "reload": self.last_reload,
             "listeners": [
                 {

@@ -22,7 +22,8 @@ from typing import Any
 
 import pluggy
 
-from daemon import PROJECT, hookspecs
+from daemon import hookspecs
+from daemon.version import PROJECT
 
 ENTRY_POINT_GROUP = "daemond.plugins"
 

@@ -1,0 +1,141 @@
+"""Serving one session on its thread: ``setup → handle → finish``, the hooks in order.
+
+The shape of ``socketserver.BaseRequestHandler``: :func:`serve` calls
+``daemond_session_open`` for the listener's plugins in order, then frames
+input into lines (``daemond_line_received``) or passes raw bytes on
+(``daemond_data_received``), and always ends, in a ``finally``, with every
+``daemond_session_close``, the last queued bytes sent, the socket closed, the
+host told and one log line. An exception from a plugin ends only this session.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+from daemon.lines import shown, split_command
+from daemon.session import RECV_SIZE, Session, SessionEnd
+
+log = logging.getLogger("daemond.session")
+
+
+def serve(session: Session) -> None:
+    """Serve ``session`` to its end, on the calling thread."""
+    session.thread = threading.current_thread()
+    reason = "eof"
+    try:
+        log.info("connect %s %s", session.listener, session.peer_str)
+        session.chain.hook.daemond_session_open(session=session)
+        if session.chain.line_mode:
+            _serve_lines(session)
+        else:
+            _serve_bytes(session)
+    except SessionEnd as end:
+        reason = end.reason
+    except BlockingIOError:  # SO_RCVTIMEO expired
+        reason = "timeout"
+    except (ConnectionError, OSError) as exc:
+        reason = "reset" if session.end_reason is None else session.end_reason
+        log.debug("session %s %s: %s", session.listener, session.peer_str, exc)
+    except Exception as exc:
+        reason = "error"
+        plugin = session.chain.blame(exc)
+        session.host.count_error(plugin)
+        log.error("plugin %s raised in listener %s (%s); closing this connection",
+                  plugin or "?", session.listener, session.peer_str, exc_info=True)
+    finally:
+        _finish(session, session.end_reason or reason)
+
+
+def _serve_bytes(session: Session) -> None:
+    on_data = session.chain.on_data
+    rest = session.framer.take_rest()
+    if rest:
+        session.bytes_in += len(rest)
+        on_data(session, rest)
+    recv = session.sock.recv
+    while True:
+        data = recv(RECV_SIZE)
+        if not data:
+            return
+        session.bytes_in += len(data)
+        on_data(session, data)
+
+
+def _serve_lines(session: Session) -> None:
+    on_line = session.chain.on_line
+    while True:
+        event = session.next_event(None)
+        if isinstance(event, str):
+            if on_line(session=session, line=event) is None:
+                _unhandled(session, event)
+        else:
+            session.report(event)
+
+
+def _unhandled(session: Session, line: str) -> None:
+    """A line no plugin took: the core's own ``/help`` and ``/quit``, else ``unknown-command``."""
+    command = split_command(line)
+    if command is None:
+        session.err("unknown-command", "nothing on this listener handles plain text")
+        return
+    name, _ = command
+    if name == "/quit":
+        session.ok("bye")
+        raise SessionEnd("quit")
+    if name == "/help":
+        entries = [("/help", "list commands"), ("/quit", "close the connection")]
+        for result in session.chain.hook.daemond_line_commands(session=session):
+            entries.extend(result or [])
+        seen = set()
+        for usage, text in entries:
+            if usage not in seen:
+                seen.add(usage)
+                session.send_line(f"HELP {usage} - {text}")
+        session.ok(f"{len(seen)} commands")
+        return
+    session.err("unknown-command", f"{shown(name)} (try /help)")  # never an escape back to a terminal
+
+
+def _finish(session: Session, reason: str) -> None:
+    try:
+        _call_close_hooks(session, reason)
+        if reason not in ("overflow", "reset", "error") and session.outbox.queued:
+            _drain(session, 1.0 if reason == "shutdown" else 5.0)
+    finally:
+        session.outbox.close()
+        try:
+            session.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        session.sock.close()
+        session.host.session_ended(session)
+        log.info("disconnect %s %s user=%s reason=%s in=%d out=%d duration=%.3fs",
+                 session.listener, session.peer_str, session.user or "-", reason, session.bytes_in,
+                 session.outbox.bytes_sent, time.monotonic() - session.started)
+        session.thread = None  # it may serve another connection now
+
+
+def _drain(session: Session, stall: float) -> None:
+    """Let the flusher send what is queued while the client keeps reading."""
+    outbox = session.outbox
+    last = outbox.queued
+    while last and not outbox.wait_empty(stall):
+        now = outbox.queued
+        if outbox.closed or now >= last:
+            return
+        last = now
+
+
+def _call_close_hooks(session: Session, reason: str) -> None:
+    # Every implementation is called even if one raises (pluggy would stop at the first).
+    for impl in reversed(session.chain.hook.daemond_session_close.get_hookimpls()):
+        kwargs = {"session": session, "reason": reason}
+        try:
+            impl.function(*[kwargs[a] for a in impl.argnames])
+        except Exception:
+            session.host.count_error(impl.plugin_name)
+            log.error("plugin %s raised in daemond_session_close (%s %s)",
+                      impl.plugin_name, session.listener, session.peer_str, exc_info=True)
