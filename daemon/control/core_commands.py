@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from daemon.addresses import format_address
 from daemon.commands import Argument, CommandError, ControlCommand, render_result
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -191,8 +192,7 @@ def _threads(threads: dict[str, int] | None) -> str:
 def _address(address: list | None) -> str:
     if not address:
         return "-"
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return format_address(address[0], address[1])
 
 
 def _duration(seconds: float) -> str:
