@@ -3,7 +3,7 @@
 The core's commands (``status``, ``pause``, …) and plugins' commands (from the
 ``daemond_control_commands`` hook) are registered the same way, and both front
 doors — the Unix control socket and the console — dispatch through
-:meth:`CommandRegistry.run`.
+:meth:`CommandRegistry.prepare`.
 
 A plugin adds one like this::
 
@@ -262,10 +262,6 @@ class CommandRegistry:
     def __iter__(self) -> Iterator[ControlCommand]:
         with self._lock:
             return iter(sorted(self._commands.values(), key=lambda c: c.name))
-
-    def run(self, name: str, raw_args: dict[str, Any] | None = None) -> Any:
-        command = self.get(name)
-        return command.run(command.bind(raw_args))
 
     def prepare(self, name: str, *, args: dict[str, Any] | None = None, argv: list[str] | None = None,
                 confirmed: bool = False) -> Call:

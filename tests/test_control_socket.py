@@ -359,12 +359,6 @@ def test_reload_applies_and_refuses_and_status_shows_it(daemond_factory):
     assert echo_daemon.control("status")["result"]["reload"]["ok"] is False
 
 
-def test_reload_without_a_reload_method_is_a_failure(echo_daemon, monkeypatch):
-    monkeypatch.delattr(type(echo_daemon.daemon), "reload")
-    reply = echo_daemon.control("reload")
-    assert reply["error"] == {"code": "failed", "message": "reload not available in this daemond"}
-
-
 def test_a_plugin_loaded_by_a_reload_brings_its_commands(daemond_factory):
     d = daemond_factory(ECHO, reload={"watch": False})
     assert d.control("wipe")["error"]["code"] == "usage"  # no such command yet

@@ -134,12 +134,8 @@ class Foreground:
         return self.daemon.stop_requested
 
     def _reload(self) -> None:
-        request = getattr(self.daemon, "request_reload", None)
-        if request is None:
-            log.warning("SIGHUP received: reload not available in this daemond")
-            return
         log.info("SIGHUP received: reloading")
-        request()  # on the reload thread; it logs the outcome
+        self.daemon.request_reload()  # on the reload thread; it logs the outcome
 
     # -- the console ---------------------------------------------------------------------
 
@@ -182,8 +178,8 @@ class Foreground:
 
     def _show_prompt_after_logs(self, prompt: str | None) -> None:
         """While reading, log lines on stderr redraw the prompt and the half-typed line."""
-        handler = getattr(self.daemon.logs, "stderr_handler", None)
-        if handler is None or not hasattr(handler, "prompt"):
+        handler = self.daemon.logs.stderr_handler
+        if handler is None:
             return
         if prompt is None:
             handler.prompt = None

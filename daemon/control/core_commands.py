@@ -45,10 +45,7 @@ def core_commands(daemon: Daemon) -> list[ControlCommand]:
         return "daemond is stopping"
 
     def reload(args: dict[str, Any]) -> dict[str, Any]:
-        apply = getattr(daemon, "reload", None)
-        if apply is None:
-            raise CommandError("reload not available in this daemond")
-        result = apply()
+        result = daemon.reload()
         if not result.get("ok"):
             errors = result.get("errors") or ["no reason given"]
             raise CommandError(f"reload refused: {'; '.join(map(str, errors))}", details=result)
