@@ -20,7 +20,7 @@ from daemon.api import DaemonAPI
 from daemon.commands import CommandRegistry, ControlCommand
 from daemon.config import Config
 from daemon.control.core_commands import core_commands
-from daemon.control.server import ControlError, ControlServer
+from daemon.control.endpoint import ControlError, ControlServer
 from daemon.listener import BindError, Listener
 from daemon.logs import LogService
 from daemon.notify import Notifier

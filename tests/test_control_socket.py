@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from daemon.control import protocol
-from daemon.control import server as control_server
+from daemon.control import endpoint as control_endpoint
 from daemon.server import StartError
 from daemon.testing import LineClient
 
@@ -237,7 +237,7 @@ def test_a_hundred_parallel_status_requests_are_all_answered(echo_daemon):
 
 def test_a_burst_over_the_client_limit_waits_its_turn(daemond_factory, monkeypatch):
     """More clients than control threads: the rest wait in the backlog and are answered in turn."""
-    monkeypatch.setattr(control_server, "MAX_CLIENTS", 8)
+    monkeypatch.setattr(control_endpoint, "MAX_CLIENTS", 8)
     d = daemond_factory(ECHO)
     replies = _parallel_status(d, 100, leave=True)
     assert [r.get("id") for r in replies] == list(range(100))

@@ -1,4 +1,4 @@
-"""The control thread: a Unix stream socket speaking JSON lines to daemonctl and scripts.
+"""The control socket's endpoint: a Unix stream socket speaking JSON lines to daemonctl and scripts.
 
 One thread (``control``) accepts; each client is served by a short-lived
 thread of its own (``control-client-N``), at most :data:`MAX_CLIENTS` at once
