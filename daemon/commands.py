@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from daemon.control.render import render_result
+
 
 class CommandError(Exception):
     """Raise from a command to report failure: daemonctl prints the message and exits 1.
@@ -307,40 +309,3 @@ class Call:
         if self.help:
             return result
         return self.command.text(result)
-
-
-def render_result(result: Any, indent: str = "") -> str:
-    """A result as text for people: strings as they are, mappings as ``key: value`` lines."""
-    if result is None:
-        return ""
-    if isinstance(result, str):
-        return result
-    if isinstance(result, dict):
-        lines = []
-        for key, value in result.items():
-            if isinstance(value, (dict, list)) and value:
-                lines.append(f"{indent}{key}:")
-                lines.append(render_result(value, indent + "  "))
-            else:
-                lines.append(f"{indent}{key}: {_scalar(value)}")
-        return "\n".join(lines)
-    if isinstance(result, (list, tuple)):
-        lines = []
-        for item in result:
-            if isinstance(item, (dict, list)) and item:
-                lines.append(f"{indent}-")
-                lines.append(render_result(item, indent + "  "))
-            else:
-                lines.append(f"{indent}- {_scalar(item)}")
-        return "\n".join(lines)
-    return f"{indent}{_scalar(result)}"
-
-
-def _scalar(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (dict, list)):
-        return "none"
-    return str(value)

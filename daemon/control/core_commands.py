@@ -8,25 +8,18 @@ and the console) run them on their own thread.
 from __future__ import annotations
 
 import logging
-import queue
-import time
-from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from daemon.addresses import format_address
-from daemon.commands import Argument, CommandError, ControlCommand, render_result
+from daemon.commands import Argument, CommandError, ControlCommand
+from daemon.control.log_follower import LogFollower
+from daemon.control.render import (render_cleared, render_help, render_lines, render_plugins, render_reload,
+                                   render_status)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from daemon.logs import LogService
     from daemon.server import Daemon
 
 log = logging.getLogger("daemond.control")
-
-#: Lines a ``logs -f`` client may fall behind before lines are dropped for it.
-FOLLOW_BACKLOG = 10_000
-#: Seconds between ``None`` heartbeats of an idle ``logs -f`` (the front door checks its client then).
-FOLLOW_HEARTBEAT = 0.25
 
 
 def core_commands(daemon: Daemon) -> list[ControlCommand]:
@@ -81,10 +74,9 @@ def core_commands(daemon: Daemon) -> list[ControlCommand]:
         ControlCommand("logs", "the daemon's last log lines; -f keeps streaming new ones", logs, args=(
             Argument("lines", "how many lines", option=True, short="n", type=_count, default=50),
             Argument("follow", "keep streaming new lines until interrupted", flag=True, short="f"),
-        ), render=lambda lines: "\n".join(lines)),
+        ), render=render_lines),
         ControlCommand("clear-logs", "empty the log file (in place) and the in-memory log lines", clear_logs,
-                       render=lambda r: f"emptied {r['file']} and the in-memory lines" if r["file"]
-                       else "emptied the in-memory lines (no log file)"),
+                       render=render_cleared),
         ControlCommand("plugins", "loaded plugins: version, source (built-in, entry point, path), listeners, errors",
                        plugins, render=render_plugins),
         ControlCommand("help", "the commands, including those plugins add; help COMMAND for one", help,
@@ -97,144 +89,3 @@ def _count(text: Any) -> int:
     if value < 0:
         raise ValueError(text)
     return value
-
-
-class LogFollower:
-    """The last ``n`` lines, then each new line as it is logged; ``None`` while idle.
-
-    Subscribed when created — before the front door says the stream has begun, so
-    no line logged after that is missed — and unsubscribed by :meth:`close`.
-    """
-
-    def __init__(self, service: LogService, n: int):
-        self._lines: queue.Queue[str] = queue.Queue(FOLLOW_BACKLOG)
-        self._dropped = 0
-        backlog, self._unsubscribe = service.tail_and_follow(n, self._receive)
-        self._backlog = deque(backlog)
-        self._closed = False
-
-    def _receive(self, line: str) -> None:  # called by logging, under the memory handler's lock
-        try:
-            self._lines.put_nowait(line)
-        except queue.Full:
-            self._dropped += 1
-
-    def __iter__(self) -> LogFollower:
-        return self
-
-    def __next__(self) -> str | None:
-        if self._closed:
-            raise StopIteration
-        if self._backlog:
-            return self._backlog.popleft()
-        if self._dropped:
-            missed, self._dropped = self._dropped, 0
-            return f"[daemond: {missed} log lines dropped: this client reads too slowly]"
-        try:
-            return self._lines.get(timeout=FOLLOW_HEARTBEAT)
-        except queue.Empty:
-            return None
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._unsubscribe()
-
-
-# -- rendering for people -------------------------------------------------------
-
-
-def render_status(s: dict[str, Any]) -> str:
-    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s["started_at"])) if s.get("started_at") else "-"
-    control = s.get("control") or {}
-    out = [
-        f"daemond {s['version']} (pid {s['pid']}): {s['state']}{', PAUSED' if s['paused'] else ''}, "
-        f"since {started} (up {_duration(s['uptime'])})",
-        f"config:      {s['config']}",
-        f"state dir:   {s['state_dir']}",
-        f"control:     {control.get('socket', '-')} ({control.get('clients', 0)} connected)",
-        f"last reload: {_reload_line(s.get('reload'))}",
-        f"connections: {s['connections']}{_threads(s.get('threads'))}",
-        "listeners:",
-    ]
-    for lst in s["listeners"]:
-        address = _address(lst["address"])
-        paused = " PAUSED" if lst["paused"] else ""
-        errors = sum(lst["errors"].values())
-        out.append(f"  {lst['name']:<12} {address:<22} {lst['connections']} connected (accepted {lst['accepted']}, "
-                   f"refused {lst['refused']}, errors {errors}){paused}  plugins: {', '.join(lst['plugins'])}")
-    out.append("plugins:")
-    for name, p in s["plugins"].items():
-        extra = {k: v for k, v in p.items() if k not in ("version", "source", "errors", "listeners")}
-        extras = "".join(f"  {k}: {render_result(v) if not isinstance(v, (dict, list)) else v}" for k, v in extra.items())
-        out.append(f"  {name:<12} {p['version']} ({p['source']})  errors: {p['errors']}{extras}")
-    return "\n".join(out)
-
-
-def render_plugins(plugins: list[dict[str, Any]]) -> str:
-    out = [f"{'plugin':<16} {'version':<9} {'source':<12} {'errors':<7} {'listeners':<16} module"]
-    for p in plugins:
-        out.append(f"{p['name']:<16} {p['version']:<9} {p['source']:<12} {p['errors']:<7} "
-                   f"{', '.join(p['listeners']) or '-':<16} {p['module']}")
-    return "\n".join(out)
-
-
-def _threads(threads: dict[str, int] | None) -> str:
-    if not threads:
-        return ""
-    return (f" (threads {threads['all']}, {threads['spare']} of them spare; since start "
-            f"{threads['started']} started, {threads['reused']} reused)")
-
-
-def _address(address: list | None) -> str:
-    if not address:
-        return "-"
-    return format_address(address[0], address[1])
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    days, seconds = divmod(seconds, 86400)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    parts = [f"{days}d"] if days else []
-    if days or hours:
-        parts.append(f"{hours}h")
-    if days or hours or minutes:
-        parts.append(f"{minutes}m")
-    parts.append(f"{seconds}s")
-    return " ".join(parts)
-
-
-def _reload_line(reload: dict[str, Any] | None) -> str:
-    if not reload:
-        return "none since start"
-    when = reload.get("at") or reload.get("time")
-    at = f" at {time.strftime('%H:%M:%S', time.localtime(when))}" if isinstance(when, (int, float)) else ""
-    by = f" by {reload['source']}" if reload.get("source") else ""
-    if reload.get("ok"):
-        return f"applied{at}{by} ({_changes(reload.get('changes'))})"
-    return f"refused{at}{by}: {'; '.join(map(str, reload.get('errors') or []))}"
-
-
-def _changes(changes: Any) -> str:
-    if not changes:
-        return "no changes"
-    if isinstance(changes, (list, tuple)):
-        return "; ".join(map(str, changes))
-    return render_result(changes).replace("\n", "; ")
-
-
-def render_reload(result: dict[str, Any]) -> str:
-    return f"reload applied ({_changes(result.get('changes'))})"
-
-
-def render_help(result: list[dict[str, Any]] | dict[str, Any]) -> str:
-    if isinstance(result, dict):
-        return result["text"]
-    width = max((len(c["usage"]) for c in result), default=0)
-    lines = []
-    for c in result:
-        by = f"  [{c['plugin']}]" if c["plugin"] else ""
-        lines.append(f"  {c['usage']:<{width}}  {c['help']}{by}")
-    return "commands:\n" + "\n".join(lines)
