@@ -2,43 +2,45 @@
 
 They are :class:`~daemon.commands.ControlCommand` objects like the ones plugins
 add, registered by the daemon at start; both front doors (the control socket
-and the console) run them on their own thread.
+and the console) run them on their own thread. They see the daemon only
+through the control facade (:mod:`daemon.control.facade`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from daemon.commands import Argument, CommandError, ControlCommand
+from daemon.control.facade import DaemonControl
 from daemon.control.log_follower import LogFollower
 from daemon.control.render import (render_cleared, render_help, render_lines, render_plugins, render_reload,
                                    render_status)
 
-if TYPE_CHECKING:  # pragma: no cover
-    from daemon.server import Daemon
-
 log = logging.getLogger("daemond.control")
 
 
-def core_commands(daemon: Daemon) -> list[ControlCommand]:
+def core_commands(daemon: Any) -> list[ControlCommand]:
+    """The core's commands for ``daemon`` (the Daemon), which they reach only through :class:`DaemonControl`."""
+    control = DaemonControl(daemon)
+
     def status(args: dict[str, Any]) -> dict[str, Any]:
-        return daemon.status()
+        return control.status()
 
     def pause(args: dict[str, Any]) -> str:
-        return daemon.pause()
+        return control.pause()
 
     def resume(args: dict[str, Any]) -> str:
-        return daemon.resume()
+        return control.resume()
 
     def stop(args: dict[str, Any]) -> str:
-        daemon.request_stop()  # first: the console draws no prompt below a line logged while stopping
+        control.request_stop()  # first: the console draws no prompt below a line logged while stopping
         log.info("stop requested by a control command")
         return "daemond is stopping"
 
     def reload(args: dict[str, Any]) -> dict[str, Any]:
-        result = daemon.reload()
+        result = control.reload()
         if not result.get("ok"):
             errors = result.get("errors") or ["no reason given"]
             raise CommandError(f"reload refused: {'; '.join(map(str, errors))}", details=result)
@@ -46,22 +48,22 @@ def core_commands(daemon: Daemon) -> list[ControlCommand]:
 
     def logs(args: dict[str, Any]) -> list[str] | Iterator[str | None]:
         if args["follow"]:
-            return LogFollower(daemon.logs, args["lines"])
-        return daemon.logs.tail(args["lines"])
+            return LogFollower(control.logs, args["lines"])
+        return control.logs.tail(args["lines"])
 
     def clear_logs(args: dict[str, Any]) -> dict[str, Any]:
-        daemon.logs.clear()
-        file = daemon.logs.file
+        control.logs.clear()
+        file = control.logs.file
         return {"file": str(file) if file else None, "cleared": True}
 
     def plugins(args: dict[str, Any]) -> list[dict[str, Any]]:
-        return daemon.plugin_list()
+        return control.plugin_list()
 
     def help(args: dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
         if args["command"]:
-            command = daemon.commands.get(args["command"])
+            command = control.commands.get(args["command"])
             return {**command.describe(), "text": command.help_text()}
-        return [command.describe() for command in daemon.commands]
+        return [command.describe() for command in control.commands]
 
     return [
         ControlCommand("status", "the daemon's state: pid, config, listeners, connections, plugins, last reload",
