@@ -150,6 +150,10 @@ class ControlCommand:
             lines.append(f"  {spelled:<18} {arg.help}{extra}")
         return "\n".join(lines)
 
+    def argument(self, name: str) -> Argument | None:
+        """The argument called ``name``, if the command has one."""
+        return next((arg for arg in self.args if arg.name == name), None)
+
     def text(self, result: Any) -> str:
         """The human-readable text of a result of this command."""
         return (self.render or render_result)(result)

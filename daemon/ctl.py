@@ -347,14 +347,12 @@ def ask_value(details: dict) -> str | None:
     once). None: cannot ask."""
     prompt = f"{details.get('prompt') or details.get('argument')}: "
     if details.get("secret"):
-        if sys.stdin.isatty():
-            import getpass
+        from daemon.control.secret_input import SecretsDiffer, read_secret
 
-            value = getpass.getpass(prompt)
-            if value and details.get("confirm") and getpass.getpass("again: ") != value:
-                raise Exit(protocol.EXIT_FAILED, f"the {details.get('argument')}s you typed differ; nothing done")
-        else:
-            value = sys.stdin.readline().rstrip("\r\n")
+        try:
+            value = read_secret(prompt, bool(details.get("confirm")))
+        except SecretsDiffer:
+            raise Exit(protocol.EXIT_FAILED, f"the {details.get('argument')}s you typed differ; nothing done") from None
     elif sys.stdin.isatty() and sys.stderr.isatty():
         sys.stderr.write(prompt)
         sys.stderr.flush()

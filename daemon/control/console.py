@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from daemon.commands import ArgumentNeeded, CommandError, ConfirmationNeeded, UsageError
+from daemon.control.secret_input import SecretsDiffer, ask_secret
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.server import Daemon
@@ -255,24 +256,19 @@ class Foreground:
     def _ask_argument(self, name: str, exc: ArgumentNeeded, asked: dict[str, str]) -> bool:
         """Ask for what the command needs (a secret without echo; a new one twice, raising
         CommandError if the two differ); False if nothing was given."""
-        argument = next((a for a in self.daemon.commands.get(name).args if a.name == exc.argument), None)
-        again = None
+        argument = self.daemon.commands.get(name).argument(exc.argument)
         try:
             if argument is not None and argument.secret:
-                import getpass
-
-                value = getpass.getpass(f"{exc.prompt}: ")  # not echoed, not in the history
-                if value and exc.confirm:
-                    again = getpass.getpass("again: ")
+                value = ask_secret(f"{exc.prompt}: ", exc.confirm)  # not echoed, not in the history
             else:
                 value = self._read(f"{exc.prompt}: ")
+        except SecretsDiffer:
+            raise CommandError(f"the {exc.argument}s you typed differ; nothing done") from None
         except (_Interrupted, EOFError, KeyboardInterrupt):
             self._print("")
             return False
         if not value:
             return False
-        if again is not None and again != value:
-            raise CommandError(f"the {exc.argument}s you typed differ; nothing done")
         asked[exc.argument] = value
         return True
 

@@ -421,7 +421,7 @@ class ControlClient:
 
 
 def _argument_needed(commands: CommandRegistry, name: str, exc: ArgumentNeeded, rid: Any) -> dict[str, Any]:
-    argument = next((a for a in commands.get(name).args if a.name == exc.argument), None)
+    argument = commands.get(name).argument(exc.argument)
     details = {"argument": exc.argument, "prompt": exc.prompt, "secret": bool(argument and argument.secret),
                "confirm": exc.confirm}
     return protocol.error(protocol.ARGUMENT_NEEDED, str(exc), details, rid)
