@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def serve(config, loader, path, console: bool | None = None) -> int:
-    from daemon.control.console import Foreground, block_signals, want_console
+    from daemon.control.facade import DaemonControl
+    from daemon.control.foreground import Foreground, block_signals, want_console
     from daemon.core import Daemon, StartError
 
     _raise_fd_limit()
@@ -79,7 +80,7 @@ def serve(config, loader, path, console: bool | None = None) -> int:
         print(f"daemond: {exc}", file=sys.stderr)
         return 1
     # SIGTERM/SIGINT stop, SIGHUP reloads; with a console the main thread reads commands
-    with Foreground(daemon, console=want_console(console)) as foreground:
+    with Foreground(DaemonControl(daemon), console=want_console(console)) as foreground:
         try:
             foreground.run()
         finally:

@@ -3,7 +3,7 @@
 The core's commands (``status``, ``pause``, …) and plugins' commands (from the
 ``daemond_control_commands`` hook) are registered the same way, and both front
 doors — the Unix control socket and the console — dispatch through
-:meth:`CommandRegistry.run`.
+:meth:`CommandRegistry.prepare`.
 
 A plugin adds one like this::
 
@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from daemon.control.render import render_result
 
 
 class CommandError(Exception):
@@ -148,6 +150,10 @@ class ControlCommand:
             lines.append(f"  {spelled:<18} {arg.help}{extra}")
         return "\n".join(lines)
 
+    def argument(self, name: str) -> Argument | None:
+        """The argument called ``name``, if the command has one."""
+        return next((arg for arg in self.args if arg.name == name), None)
+
     def text(self, result: Any) -> str:
         """The human-readable text of a result of this command."""
         return (self.render or render_result)(result)
@@ -263,10 +269,6 @@ class CommandRegistry:
         with self._lock:
             return iter(sorted(self._commands.values(), key=lambda c: c.name))
 
-    def run(self, name: str, raw_args: dict[str, Any] | None = None) -> Any:
-        command = self.get(name)
-        return command.run(command.bind(raw_args))
-
     def prepare(self, name: str, *, args: dict[str, Any] | None = None, argv: list[str] | None = None,
                 confirmed: bool = False) -> Call:
         """Check a request before running it — the one path both front doors take.
@@ -311,40 +313,3 @@ class Call:
         if self.help:
             return result
         return self.command.text(result)
-
-
-def render_result(result: Any, indent: str = "") -> str:
-    """A result as text for people: strings as they are, mappings as ``key: value`` lines."""
-    if result is None:
-        return ""
-    if isinstance(result, str):
-        return result
-    if isinstance(result, dict):
-        lines = []
-        for key, value in result.items():
-            if isinstance(value, (dict, list)) and value:
-                lines.append(f"{indent}{key}:")
-                lines.append(render_result(value, indent + "  "))
-            else:
-                lines.append(f"{indent}{key}: {_scalar(value)}")
-        return "\n".join(lines)
-    if isinstance(result, (list, tuple)):
-        lines = []
-        for item in result:
-            if isinstance(item, (dict, list)) and item:
-                lines.append(f"{indent}-")
-                lines.append(render_result(item, indent + "  "))
-            else:
-                lines.append(f"{indent}- {_scalar(item)}")
-        return "\n".join(lines)
-    return f"{indent}{_scalar(result)}"
-
-
-def _scalar(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (dict, list)):
-        return "none"
-    return str(value)

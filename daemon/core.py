@@ -24,7 +24,7 @@ from daemon.changes import ConfigChanges, compare
 from daemon.commands import CommandRegistry, ControlCommand
 from daemon.config import Config, ConfigError, file_digest, load_config
 from daemon.control.core_commands import core_commands
-from daemon.control.server import ControlError, ControlServer
+from daemon.control.endpoint import ControlError, ControlServer
 from daemon.listener import BindError, Listener
 from daemon.loader import Chain, LoadedPlugin, PluginError, PluginLoader, PluginLoadError, blame, register_all
 from daemon.logs import LogService

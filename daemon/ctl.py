@@ -4,8 +4,9 @@ A thin client of the JSON-lines protocol (:mod:`daemon.control.protocol`,
 ``docs/control.md``): it sends the command and its words, prints the reply and
 exits 0 (ok), 1 (the daemon reported failure), 2 (usage error) or 3 (no daemon
 answers). It imports only the standard library and daemond's protocol module
-(plus ``daemon.paths`` when the socket has to be found through the config,
-which it reads line by line — PyYAML only for configs in fancier YAML), so
+(plus ``daemon.paths`` and ``daemon.quickyaml`` when the socket has to be
+found through the config, which it reads line by line — PyYAML only for
+configs in fancier YAML), so
 that it starts fast: see bench/README-ctl.md.
 """
 
@@ -137,7 +138,7 @@ def find_socket(opts: Options, environ=os.environ) -> str:
     if config is None:
         state_dir, setting = paths.state_dir(None, "", environ), None
     else:
-        settings = _read_config(config, paths)
+        settings = _read_config(config)
         setting = settings["socket"]
         state_dir = paths.state_dir(settings["state_dir"], config, environ)
     path = paths.control_socket(setting, state_dir, environ)
@@ -147,7 +148,7 @@ def find_socket(opts: Options, environ=os.environ) -> str:
     return path
 
 
-def _read_config(path: str, paths) -> dict:
+def _read_config(path: str) -> dict:
     """``state_dir`` and ``control.socket`` of the config at ``path``."""
     try:
         with open(path, encoding="utf-8") as file:
@@ -156,7 +157,9 @@ def _read_config(path: str, paths) -> dict:
         raise Exit(protocol.EXIT_USAGE, f"cannot read config {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise Exit(protocol.EXIT_USAGE, f"cannot read config {path}: not UTF-8") from None
-    quick = paths.quick_control_settings(text)
+    from daemon.quickyaml import quick_control_settings
+
+    quick = quick_control_settings(text)
     if quick is not None:
         return quick
     import yaml  # only for configs the quick reader does not follow
@@ -344,14 +347,12 @@ def ask_value(details: dict) -> str | None:
     once). None: cannot ask."""
     prompt = f"{details.get('prompt') or details.get('argument')}: "
     if details.get("secret"):
-        if sys.stdin.isatty():
-            import getpass
+        from daemon.control.secret_input import SecretsDiffer, read_secret
 
-            value = getpass.getpass(prompt)
-            if value and details.get("confirm") and getpass.getpass("again: ") != value:
-                raise Exit(protocol.EXIT_FAILED, f"the {details.get('argument')}s you typed differ; nothing done")
-        else:
-            value = sys.stdin.readline().rstrip("\r\n")
+        try:
+            value = read_secret(prompt, bool(details.get("confirm")))
+        except SecretsDiffer:
+            raise Exit(protocol.EXIT_FAILED, f"the {details.get('argument')}s you typed differ; nothing done") from None
     elif sys.stdin.isatty() and sys.stderr.isatty():
         sys.stderr.write(prompt)
         sys.stderr.flush()

@@ -122,7 +122,7 @@ class LogService:
         self.logger = logging.getLogger(ROOT)
         self.memory = MemoryHandler(1000)
         self.file_handler: logging.FileHandler | None = None
-        self.stderr_handler: logging.Handler | None = None
+        self.stderr_handler: PromptAwareHandler | None = None
         self._lock = threading.Lock()  # guards handler replacement during reconfigure
 
     def setup(self, level: str, file: Path | None, buffer: int, stderr: bool = True) -> None:
@@ -166,9 +166,6 @@ class LogService:
 
     def tail(self, n: int) -> list[str]:
         return self.memory.tail(n)
-
-    def follow(self, callback: Callable[[str], None]) -> Callable[[], None]:
-        return self.memory.follow(callback)
 
     def tail_and_follow(self, n: int, callback: Callable[[str], None]) -> tuple[list[str], Callable[[], None]]:
         return self.memory.tail_and_follow(n, callback)

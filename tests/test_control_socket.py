@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from daemon.control import protocol
-from daemon.control import server as control_server
+from daemon.control import endpoint as control_endpoint
 from daemon.core import StartError
 from daemon.testing import LineClient
 
@@ -237,7 +237,7 @@ def test_a_hundred_parallel_status_requests_are_all_answered(echo_daemon):
 
 def test_a_burst_over_the_client_limit_waits_its_turn(daemond_factory, monkeypatch):
     """More clients than control threads: the rest wait in the backlog and are answered in turn."""
-    monkeypatch.setattr(control_server, "MAX_CLIENTS", 8)
+    monkeypatch.setattr(control_endpoint, "MAX_CLIENTS", 8)
     d = daemond_factory(ECHO)
     replies = _parallel_status(d, 100, leave=True)
     assert [r.get("id") for r in replies] == list(range(100))
@@ -357,12 +357,6 @@ def test_reload_applies_and_refuses_and_status_shows_it(daemond_factory):
     assert refused["message"].startswith(f"reload refused: {path}:") and "listeners.e.port" in refused["message"]
     assert refused["details"]["ok"] is False
     assert echo_daemon.control("status")["result"]["reload"]["ok"] is False
-
-
-def test_reload_without_a_reload_method_is_a_failure(echo_daemon, monkeypatch):
-    monkeypatch.delattr(type(echo_daemon.daemon), "reload")
-    reply = echo_daemon.control("reload")
-    assert reply["error"] == {"code": "failed", "message": "reload not available in this daemond"}
 
 
 def test_a_plugin_loaded_by_a_reload_brings_its_commands(daemond_factory):

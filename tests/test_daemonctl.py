@@ -234,7 +234,7 @@ def test_an_unreadable_config_is_a_usage_error(tmp_path):
 def test_daemonctl_imports_only_what_it_needs(d):
     probe = ("import sys; from daemon import ctl; sys.argv = ['daemonctl'] + sys.argv[1:]; code = ctl.main();"
              "print(' '.join(sorted(sys.modules)), file=sys.stderr); sys.exit(code)")
-    heavy = {"pluggy", "watchdog", "daemon.server", "daemon.config", "daemon.plugins", "daemon.commands", "plugins",
+    heavy = {"pluggy", "watchdog", "daemon.core", "daemon.config", "daemon.loader", "daemon.commands", "plugins",
              "socket", "selectors", "typing"}
     by_socket = subprocess.run([sys.executable, "-c", probe, "--socket", str(d.control_socket), "status"],
                                capture_output=True, text=True, timeout=30)

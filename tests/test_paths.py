@@ -1,4 +1,4 @@
-"""daemon.paths: the quick reader daemonctl uses agrees with PyYAML, or leaves the file to it."""
+"""daemon.quickyaml: the quick reader daemonctl uses agrees with PyYAML, or leaves the file to it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from daemon import paths
+from daemon.quickyaml import quick_control_settings
 from daemon.testing import write_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -67,17 +67,17 @@ LEFT_TO_PYYAML = [
 
 @pytest.mark.parametrize("text", FOLLOWED)
 def test_quick_reader_agrees_with_pyyaml(text):
-    assert paths.quick_control_settings(text) == by_yaml(text)
+    assert quick_control_settings(text) == by_yaml(text)
 
 
 @pytest.mark.parametrize("text", LEFT_TO_PYYAML)
 def test_quick_reader_leaves_other_yaml_to_pyyaml(text):
-    assert paths.quick_control_settings(text) is None
+    assert quick_control_settings(text) is None
 
 
 def test_the_shipped_config_and_test_configs_are_read_quickly(tmp_path):
     shipped = (REPO_ROOT / "etc" / "daemond.yaml").read_text()
-    assert paths.quick_control_settings(shipped) == by_yaml(shipped) == {"state_dir": None, "socket": None}
+    assert quick_control_settings(shipped) == by_yaml(shipped) == {"state_dir": None, "socket": None}
     written = write_config(tmp_path, {"e": {"plugins": ["echo"]}}, control={"socket": str(tmp_path / "c.sock")}).read_text()
-    assert paths.quick_control_settings(written) == by_yaml(written)
-    assert paths.quick_control_settings(written)["socket"] == str(tmp_path / "c.sock")
+    assert quick_control_settings(written) == by_yaml(written)
+    assert quick_control_settings(written)["socket"] == str(tmp_path / "c.sock")

@@ -1,9 +1,4 @@
-"""daemond's main thread while the daemon runs: signals, reloads, and the console.
-
-SIGTERM and SIGINT ask for a graceful stop, SIGHUP for a reload. The signal
-handlers only set flags (or interrupt the console's read); the main thread
-does the work, so a handler never runs a reload or takes a lock in the middle
-of whatever the main thread was doing.
+"""The console: a ``daemond>`` prompt on the daemon's terminal.
 
 With a console — stdin is a terminal in the foreground, or ``--console`` —
 the main thread reads commands at a ``daemond>`` prompt, with line editing,
@@ -11,6 +6,11 @@ history and tab completion (readline), and runs them through the same
 command registry as the control socket. Ctrl-C at the prompt stops the daemon
 (as SIGINT does); during a command (``logs -f``) it ends the command. Ctrl-D
 leaves the console; the daemon runs on until stopped.
+
+The console knows nothing of signals: the main loop
+(:class:`~daemon.control.foreground.Foreground`) owns them, and the console
+only marks, through :class:`MainLoop`, when it waits for input and when a
+command runs.
 """
 
 from __future__ import annotations
@@ -18,144 +18,65 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import signal
-import sys
-import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol
 
 from daemon.commands import ArgumentNeeded, CommandError, ConfirmationNeeded, UsageError
+from daemon.control.secret_input import SecretsDiffer, ask_secret
 
 if TYPE_CHECKING:  # pragma: no cover
-    from daemon.core import Daemon
+    from daemon.control.facade import DaemonControl
 
 log = logging.getLogger("daemond")
 
 PROMPT = "daemond> "
-#: Seconds between checks for a stop or reload request while there is no console.
-POLL = 0.2
 #: Lines of console history kept in the state directory.
 HISTORY_LENGTH = 1000
-#: Seconds between the console's ticks (SIGALRM) while it waits for a line: readline blocks
-#: in C, and a tick brings it back to Python to run a signal handler that came at a bad
-#: moment, or to notice a stop requested by another thread (`daemonctl stop`).
-TICK = 0.2
-#: The signals the main thread handles; every other thread blocks them (see block_signals).
-SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM}
 
 
-def block_signals() -> None:
-    """Block SIGNALS in the calling (main) thread; threads it starts from now on inherit the mask.
-
-    The kernel delivers a process signal to any thread that does not block it; the
-    console's read wakes up only for a signal delivered to the main thread. Call
-    before the daemon starts its threads; Foreground unblocks the main thread.
-    """
-    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+class Interrupted(Exception):
+    """Raised out of the console's read: the main loop has a stop or reload to handle."""
 
 
-class _Interrupted(Exception):
-    """Raised by a signal handler out of the console's read: check for stop and reload."""
+class MainLoop(Protocol):
+    """What the console needs of the main thread's loop."""
+
+    def stop_due(self) -> bool:
+        """Handle a flagged stop or reload; True once the daemon should stop."""
+
+    def reading(self) -> AbstractContextManager[None]:
+        """Around a read: raises :class:`Interrupted` out of it when a stop or reload is flagged."""
+
+    def running(self) -> AbstractContextManager[None]:
+        """Around a command: Ctrl-C raises KeyboardInterrupt in it."""
+
+    def interrupt(self) -> None:
+        """Treat a Ctrl-C as one at the prompt: stop the daemon."""
 
 
-def want_console(flag: bool | None, stdin=None) -> bool:
-    """``--console``/``--no-console``, else: stdin is a terminal and we are its foreground job."""
-    if flag is not None:
-        return flag
-    stdin = stdin or sys.stdin
-    try:
-        fd = stdin.fileno()
-        return os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp()
-    except (OSError, ValueError, AttributeError):
-        return False
+class Console:
+    """Read and run commands on the main thread until a stop is due or the console is closed."""
 
-
-class Foreground:
-    """Run the main thread until a stop is requested. Use as a context manager:
-    the signal handlers are installed on enter and restored on exit."""
-
-    def __init__(self, daemon: Daemon, console: bool, stdout=None):
+    def __init__(self, daemon: DaemonControl, loop: MainLoop, out):
         self.daemon = daemon
-        self.console = console
-        self.out = stdout or sys.stdout
-        self._reload_requested = False
-        self._stop_signal: str | None = None
-        self._reading = False  # inside the console's input(): a signal may interrupt it
-        self._running = False  # a console command runs: Ctrl-C ends it instead of stopping the daemon
-        self._saved: dict[int, Any] = {}
+        self.loop = loop
+        self.out = out
         self._readline = None
 
-    def __enter__(self) -> Foreground:
-        for signum, handler in ((signal.SIGTERM, self._on_stop_signal), (signal.SIGINT, self._on_stop_signal),
-                                (signal.SIGHUP, self._on_reload_signal), (signal.SIGALRM, self._on_tick)):
-            self._saved[signum] = signal.signal(signum, handler)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)  # handlers are in place: deliver what is pending
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._saved.items():
-            signal.signal(signum, handler)
-
-    # -- signal handlers: flags only ---------------------------------------------------
-
-    # A handler may run nested in another (at any bytecode of it), so only the tick raises
-    # out of the console's read; the others just set flags for the main loop.
-
-    def _on_stop_signal(self, signum, frame) -> None:
-        if signum == signal.SIGINT and self._running:
-            raise KeyboardInterrupt  # ends the console's command, not the daemon (no tick runs then)
-        self._stop_signal = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
-
-    def _on_reload_signal(self, signum, frame) -> None:
-        self._reload_requested = True
-
-    def _on_tick(self, signum, frame) -> None:
-        if self._reading and (self._stop_signal or self._reload_requested or self.daemon.stop_requested):
-            raise _Interrupted
-
-    # -- the main loop -------------------------------------------------------------------
-
     def run(self) -> None:
-        """Return once a stop is requested (the caller then stops the daemon)."""
-        if self.console:
-            self._console_loop()
-        while not self._stop_due():
-            time.sleep(POLL)
-
-    def _stop_due(self) -> bool:
-        """Handle what the signal handlers flagged; True once the daemon should stop."""
-        if self._stop_signal:
-            log.info("%s received: stopping", self._stop_signal)
-            self._stop_signal = None
-            self.daemon.request_stop()
-        if self._reload_requested and not self.daemon.stop_requested:
-            self._reload_requested = False
-            self._reload()
-        return self.daemon.stop_requested
-
-    def _reload(self) -> None:
-        request = getattr(self.daemon, "request_reload", None)
-        if request is None:
-            log.warning("SIGHUP received: reload not available in this daemond")
-            return
-        log.info("SIGHUP received: reloading")
-        request()  # on the reload thread; it logs the outcome
-
-    # -- the console ---------------------------------------------------------------------
-
-    def _console_loop(self) -> None:
         self._setup_readline()
         self._print("daemond console: `help` lists the commands; `stop` or Ctrl-C stops the daemon; "
                     "Ctrl-D leaves the console")
         try:
-            while not self._stop_due():
+            while not self.loop.stop_due():
                 try:
                     line = self._read(PROMPT)
-                except _Interrupted:
+                except Interrupted:
                     self._print("")
                     continue
                 except KeyboardInterrupt:  # a SIGINT as a command ended: treat it as at the prompt
-                    self._stop_signal = "SIGINT"
+                    self.loop.interrupt()
                     continue
                 except EOFError:
                     self._print("\nconsole closed; daemond runs on (stop it with daemonctl stop or SIGTERM)")
@@ -168,22 +89,17 @@ class Foreground:
             self._save_history()
 
     def _read(self, prompt: str) -> str:
-        self._reading = True
-        signal.setitimer(signal.ITIMER_REAL, TICK, TICK)
-        try:
-            if self._stop_signal or self._reload_requested or self.daemon.stop_requested:
-                raise _Interrupted  # the signal came just before we started reading
+        with self.loop.reading():
             self._show_prompt_after_logs(prompt)
-            return input(prompt)
-        finally:
-            self._show_prompt_after_logs(None)
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            self._reading = False
+            try:
+                return input(prompt)
+            finally:
+                self._show_prompt_after_logs(None)
 
     def _show_prompt_after_logs(self, prompt: str | None) -> None:
         """While reading, log lines on stderr redraw the prompt and the half-typed line."""
-        handler = getattr(self.daemon.logs, "stderr_handler", None)
-        if handler is None or not hasattr(handler, "prompt"):
+        handler = self.daemon.logs.stderr_handler
+        if handler is None:
             return
         if prompt is None:
             handler.prompt = None
@@ -244,8 +160,7 @@ class Foreground:
                 self._print(f"{name}: not confirmed; nothing done")
                 return
             call = registry.prepare(name, argv=argv, args=asked, confirmed=True)
-        self._running = True
-        try:
+        with self.loop.running():
             result = call.run()
             if isinstance(result, Iterator):
                 self._stream(result)
@@ -253,30 +168,23 @@ class Foreground:
                 text = call.text(result)
                 if text:
                     self._print(text)
-        finally:
-            self._running = False
 
     def _ask_argument(self, name: str, exc: ArgumentNeeded, asked: dict[str, str]) -> bool:
         """Ask for what the command needs (a secret without echo; a new one twice, raising
         CommandError if the two differ); False if nothing was given."""
-        argument = next((a for a in self.daemon.commands.get(name).args if a.name == exc.argument), None)
-        again = None
+        argument = self.daemon.commands.get(name).argument(exc.argument)
         try:
             if argument is not None and argument.secret:
-                import getpass
-
-                value = getpass.getpass(f"{exc.prompt}: ")  # not echoed, not in the history
-                if value and exc.confirm:
-                    again = getpass.getpass("again: ")
+                value = ask_secret(f"{exc.prompt}: ", exc.confirm)  # not echoed, not in the history
             else:
                 value = self._read(f"{exc.prompt}: ")
-        except (_Interrupted, EOFError, KeyboardInterrupt):
+        except SecretsDiffer:
+            raise CommandError(f"the {exc.argument}s you typed differ; nothing done") from None
+        except (Interrupted, EOFError, KeyboardInterrupt):
             self._print("")
             return False
         if not value:
             return False
-        if again is not None and again != value:
-            raise CommandError(f"the {exc.argument}s you typed differ; nothing done")
         asked[exc.argument] = value
         return True
 
@@ -297,7 +205,7 @@ class Foreground:
     def _confirm(self, question: str) -> bool:
         try:
             answer = self._read(f"{question} [y/N] ")
-        except (_Interrupted, EOFError, KeyboardInterrupt):
+        except (Interrupted, EOFError, KeyboardInterrupt):
             self._print("")
             return False
         return answer.strip().lower() in ("y", "yes")
@@ -309,7 +217,7 @@ class Foreground:
     # -- readline: history and completion -------------------------------------------------
 
     def _history_file(self) -> str:
-        return str(self.daemon.config.state_dir / "console_history")
+        return str(self.daemon.state_dir / "console_history")
 
     def _setup_readline(self) -> None:
         try:

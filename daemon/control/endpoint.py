@@ -1,4 +1,4 @@
-"""The control thread: a Unix stream socket speaking JSON lines to daemonctl and scripts.
+"""The control socket's endpoint: a Unix stream socket speaking JSON lines to daemonctl and scripts.
 
 One thread (``control``) accepts; each client is served by a short-lived
 thread of its own (``control-client-N``), at most :data:`MAX_CLIENTS` at once
@@ -421,7 +421,7 @@ class ControlClient:
 
 
 def _argument_needed(commands: CommandRegistry, name: str, exc: ArgumentNeeded, rid: Any) -> dict[str, Any]:
-    argument = next((a for a in commands.get(name).args if a.name == exc.argument), None)
+    argument = commands.get(name).argument(exc.argument)
     details = {"argument": exc.argument, "prompt": exc.prompt, "secret": bool(argument and argument.secret),
                "confirm": exc.confirm}
     return protocol.error(protocol.ARGUMENT_NEEDED, str(exc), details, rid)
