@@ -107,6 +107,7 @@ TOP_SCHEMA = Schema(
         "tuning": Field(dict, default=None, nullable=True),
     }
 )
+SECTIONS = {"logging": LOGGING_SCHEMA, "control": CONTROL_SCHEMA, "reload": RELOAD_SCHEMA, "tuning": TUNING_SCHEMA}
 
 
 @dataclass(frozen=True)
