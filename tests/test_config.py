@@ -67,6 +67,33 @@ def test_yaml_syntax_error_has_a_position(tmp_path):
     assert proc.stderr.startswith(f"{path}:3:1: YAML syntax error"), proc.stderr
     assert "Traceback" not in proc.stderr
 
+def test_yaml_syntax_error_also_says_where_the_unclosed_construct_started(tmp_path):
+    path, proc = check(tmp_path, """\
+        listeners:
+          echo:
+            port: 1
+            plugins: [echo, auth
+            host: 127.0.0.1
+        """)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == (
+        f"{path}:5:9: YAML syntax error: did not find expected ',' or ']' "
+        "(in the flow sequence that starts at line 4, column 14)"), proc.stderr
+    path, proc = check(tmp_path, """\
+        listeners:
+          echo: {port: 1, plugins: [echo]
+        """)
+    assert proc.stderr.splitlines()[0] == (
+        f"{path}:3:1: YAML syntax error: did not find expected ',' or '}}' "
+        "(in the flow mapping that starts at line 2, column 9)"), proc.stderr
+    path, proc = check(tmp_path, """\
+        logging:
+          file: "daemond.log
+        """)
+    assert proc.stderr.splitlines()[0] == (
+        f"{path}:3:1: YAML syntax error: found unexpected end of stream "
+        "(in the quoted scalar that starts at line 2, column 9)"), proc.stderr
+
 
 def test_duplicate_keys_are_errors(tmp_path):
     path, proc = check(tmp_path, """\
