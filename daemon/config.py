@@ -53,7 +53,7 @@ LISTENER_SCHEMA = Schema(
 LOGGING_SCHEMA = Schema(
     {
         "file": Field(str, default="daemond.log", nullable=True, help="relative to the state directory; null: no file"),
-        "level": Field(str, default="info", choices=LOG_LEVELS),
+        "level": Field(str, default="info", choices=LOG_LEVELS, normalize=str.lower, help="any case, as Python's logging"),
         "buffer": Field(int, default=1000, min=0, max=1_000_000, help="lines kept in memory for `daemonctl logs`"),
     }
 )

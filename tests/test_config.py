@@ -94,6 +94,25 @@ def test_yaml_syntax_error_also_says_where_the_unclosed_construct_started(tmp_pa
         f"{path}:3:1: YAML syntax error: found unexpected end of stream "
         "(in the quoted scalar that starts at line 2, column 9)"), proc.stderr
 
+def test_logging_level_in_any_case(tmp_path):
+    for given in ("INFO", "Debug", "warning", "CRITICAL"):
+        path, proc = check(tmp_path, f"""\
+            listeners:
+              echo: {{port: 0, plugins: [echo]}}
+            logging:
+              level: {given}
+            """)
+        assert proc.returncode == 0, (given, proc.stderr)
+        assert load_config(path, PluginLoader()).log_level == given.lower()
+    path, proc = check(tmp_path, """\
+        listeners:
+          echo: {port: 0, plugins: [echo]}
+        logging:
+          level: LOUD
+        """)
+    assert proc.returncode == 1
+    assert f"{path}:4:10: logging.level: must be one of debug, info, warning, error, critical, not 'LOUD'" in proc.stderr
+
 
 def test_duplicate_keys_are_errors(tmp_path):
     path, proc = check(tmp_path, """\
