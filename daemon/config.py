@@ -245,7 +245,6 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
                 listeners[name] = ListenerConfig(name=str(name), **{**values, "plugins": tuple(plugin_list)})
         problems.extend(_address_clashes(listeners, raw_listeners))
 
-    used_by_listeners = set(named_plugins)
     warnings: list[str] = []
     plugin_sections = top.get("plugins") or {}
     for plugin in plugin_sections if isinstance(plugin_sections, dict) else ():
@@ -258,10 +257,8 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         try:
             loaded[plugin] = loader.load(plugin)
         except Exception as exc:  # PluginLoadError, or anything a broken plugin raises on import
-            if plugin in used_by_listeners:
-                problems.append(Problem(pmark, f"plugin {plugin!r}: {exc}"))
-            else:  # only configured, no listener needs it: run without it, and say so
-                warnings.append(f"{pmark}: plugin {plugin!r} not loaded (no listener uses it): {exc}")
+            # a section for a plugin that cannot load is a typo or a missing install, even if no listener uses it
+            problems.append(Problem(pmark, f"plugin {plugin!r}: {_with_known(exc, loader)}"))
             continue
         raw = plugin_sections.get(plugin) if isinstance(plugin_sections, dict) else None
         smark = plugin_sections.value_marks.get(plugin, pmark) if hasattr(plugin_sections, "value_marks") else pmark
@@ -320,6 +317,14 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         plugins=loaded,
         warnings=warnings,
     )
+
+
+def _with_known(exc: Exception, loader) -> str:
+    """The load error, naming the plugins that are installed if it does not already."""
+    message = str(exc)
+    if "known:" in message:
+        return message
+    return f"{message} (known: {', '.join(loader.available()) or 'none installed'})"
 
 
 def _address_clashes(listeners: dict[str, ListenerConfig], raw) -> list[Problem]:

@@ -1,5 +1,6 @@
 """Config validation: every problem at once, as FILE:LINE:COL: message."""
 
+import re
 import subprocess
 import textwrap
 from pathlib import Path
@@ -67,6 +68,7 @@ def test_yaml_syntax_error_has_a_position(tmp_path):
     assert proc.stderr.startswith(f"{path}:3:1: YAML syntax error"), proc.stderr
     assert "Traceback" not in proc.stderr
 
+
 def test_yaml_syntax_error_also_says_where_the_unclosed_construct_started(tmp_path):
     path, proc = check(tmp_path, """\
         listeners:
@@ -94,6 +96,7 @@ def test_yaml_syntax_error_also_says_where_the_unclosed_construct_started(tmp_pa
         f"{path}:3:1: YAML syntax error: found unexpected end of stream "
         "(in the quoted scalar that starts at line 2, column 9)"), proc.stderr
 
+
 def test_logging_level_in_any_case(tmp_path):
     for given in ("INFO", "Debug", "warning", "CRITICAL"):
         path, proc = check(tmp_path, f"""\
@@ -112,6 +115,20 @@ def test_logging_level_in_any_case(tmp_path):
         """)
     assert proc.returncode == 1
     assert f"{path}:4:10: logging.level: must be one of debug, info, warning, error, critical, not 'LOUD'" in proc.stderr
+
+
+def test_a_plugins_section_naming_a_plugin_nothing_loads_is_an_error(tmp_path):
+    path, proc = check(tmp_path, """\
+        listeners:
+          x: {port: 0, plugins: [echo]}
+        plugins:
+          echo: {}
+          nosuchplugin: {colour: red}
+        """)
+    assert proc.returncode == 1
+    assert re.search(rf"^{re.escape(str(path))}:5:3: plugin 'nosuchplugin': unknown plugin \(known: [^)]*\bchat\b[^)]*\becho\b",
+                     proc.stderr, re.MULTILINE), proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_duplicate_keys_are_errors(tmp_path):
