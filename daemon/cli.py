@@ -57,8 +57,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"daemond: config has {len(exc.problems)} problem(s)", file=sys.stderr)
         return 1
     if args.check_config:
-        for warning in config.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
         print(f"{path}: ok (listeners: {', '.join(config.listeners)}; plugins: {', '.join(config.plugins)})")
         return 0
     return serve(config, loader, path, console=args.console)

@@ -68,7 +68,7 @@ LISTENER_SCHEMA = Schema(
 LOGGING_SCHEMA = Schema(
     {
         "file": Setting(str, default="daemond.log", nullable=True, help="relative to the state directory; null: no file"),
-        "level": Setting(str, default="info", choices=LOG_LEVELS),
+        "level": Setting(str, default="info", choices=LOG_LEVELS, normalize=str.lower, help="any case, as Python's logging"),
         "buffer": Setting(int, default=1000, min=0, max=1_000_000, help="lines kept in memory for `daemonctl logs`"),
     }
 )
@@ -126,7 +126,6 @@ TOP_SCHEMA = Schema(
 #: The core's sections of plain settings, by their key in the config file.
 SECTIONS = {"logging": LOGGING_SCHEMA, "control": CONTROL_SCHEMA, "reload": RELOAD_SCHEMA, "tuning": TUNING_SCHEMA}
 
-
 def settings_class(name: str, schema: Schema, first: tuple[tuple[str, type], ...] = (),
                    namespace: dict[str, Any] | None = None) -> type:
     """A frozen dataclass with one attribute per key of ``schema``, defaulting to the declared
@@ -169,8 +168,6 @@ class Config:
     digest: str = ""
     #: plugin name -> the LoadedPlugin, for every plugin a listener or ``plugins:`` names
     plugins: dict[str, Any] = field(default_factory=dict)
-    #: things worth telling the operator that do not stop the daemon
-    warnings: list[str] = field(default_factory=list)
 
     def resolve(self, path: str | os.PathLike) -> Path:
         """A path from the config: relative ones stand in the state directory."""
@@ -263,8 +260,6 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
                 listeners[name] = ListenerConfig(name=str(name), **{**values, "plugins": tuple(plugin_list)})
         problems.extend(_address_clashes(listeners, raw_listeners))
 
-    used_by_listeners = set(named_plugins)
-    warnings: list[str] = []
     plugin_sections = top.get("plugins") or {}
     for plugin in plugin_sections if isinstance(plugin_sections, dict) else ():
         key_marks = getattr(plugin_sections, "key_marks", {})
@@ -276,10 +271,8 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         try:
             loaded[plugin] = loader.load(plugin)
         except Exception as exc:  # PluginLoadError, or anything a broken plugin raises on import
-            if plugin in used_by_listeners:
-                problems.append(Problem(pmark, f"plugin {plugin!r}: {exc}"))
-            else:  # only configured, no listener needs it: run without it, and say so
-                warnings.append(f"{pmark}: plugin {plugin!r} not loaded (no listener uses it): {exc}")
+            # a section for a plugin that cannot load is a typo or a missing install, even if no listener uses it
+            problems.append(Problem(pmark, f"plugin {plugin!r}: {_with_known(exc, loader)}"))
             continue
         raw = plugin_sections.get(plugin) if isinstance(plugin_sections, dict) else None
         smark = plugin_sections.value_marks.get(plugin, pmark) if hasattr(plugin_sections, "value_marks") else pmark
@@ -323,8 +316,15 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         log_file=log_path,
         control_socket=socket_path,
         plugins=loaded,
-        warnings=warnings,
     )
+
+
+def _with_known(exc: Exception, loader) -> str:
+    """The load error, naming the plugins that are installed if it does not already."""
+    message = str(exc)
+    if "known:" in message:
+        return message
+    return f"{message} (known: {', '.join(loader.available()) or 'none installed'})"
 
 
 def _address_clashes(listeners: dict[str, ListenerConfig], raw) -> list[Problem]:

@@ -88,8 +88,6 @@ class Daemon:
             raise StartError(f"cannot open log file {config.log_file}: {exc.strerror or exc}") from None
         log.info("daemond %s starting (pid %d) with config file %s", __version__, os.getpid(), config.path)
         log.info("state directory %s", config.state_dir)
-        for warning in config.warnings:
-            log.warning("%s", warning)
         self.policy.start(config.tuning)
         started_plugins = False
         try:
@@ -315,8 +313,6 @@ class Daemon:
                 report["digest"] = file_digest(path)  # tried: the watcher need not try it again
             else:
                 report["digest"] = new.digest
-                for warning in new.warnings:
-                    log.warning("%s", warning)
                 report["changes"], report["errors"] = self.apply(new)
                 report["ok"] = not report["errors"]
         finally:

@@ -36,6 +36,9 @@ class Field:
     ``null`` is allowed. ``min``/``max``: bounds for numbers (and list
     lengths). ``choices``: the allowed values. ``check``: a function of the
     value returning an error message, or ``None`` when the value is fine.
+    ``normalize``: a function applied to a value of the right type before the
+    other checks, its result being the setting's value (``str.lower`` makes
+    ``choices`` case-insensitive).
     """
 
     type: type
@@ -47,6 +50,7 @@ class Field:
     max: float | None = None
     choices: Sequence[Any] | None = None
     check: Callable[[Any], str | None] | None = None
+    normalize: Callable[[Any], Any] | None = None
 
     @property
     def required(self) -> bool:
@@ -62,6 +66,9 @@ class Field:
             return value, [Problem(mark, f"{where}: must be {problem}, not {_describe(value)}")]
         if self.type is float:
             value = float(value)
+        given = value
+        if self.normalize is not None:
+            value = self.normalize(value)
         problems = []
         if self.type is list and self.items is not None:
             marks = getattr(value, "item_marks", None) or [mark] * len(value)
@@ -77,7 +84,7 @@ class Field:
             if self.max is not None and size > self.max:
                 problems.append(Problem(mark, f"{where}: must be at most {_num(self.max)}{' items' if self.type is list else ''}, not {_num(size)}"))
         if self.choices is not None and value not in self.choices:
-            problems.append(Problem(mark, f"{where}: must be one of {', '.join(map(str, self.choices))}, not {value!r}"))
+            problems.append(Problem(mark, f"{where}: must be one of {', '.join(map(str, self.choices))}, not {given!r}"))
         if not problems and self.check is not None:
             message = self.check(value)
             if message:

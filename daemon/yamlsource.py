@@ -7,6 +7,7 @@ with the plain values (dicts, lists, scalars) the rest of the daemon uses.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import yaml
@@ -72,10 +73,7 @@ def load(text: str, file: str) -> tuple[object, Mark]:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = _mark(file, exc.problem_mark) if exc.problem_mark else None
-        problem = exc.problem or str(exc)
-        if exc.context:
-            problem = f"{problem} ({exc.context})"
-        raise ProblemList([Problem(mark, f"YAML syntax error: {problem}")]) from None
+        raise ProblemList([Problem(mark, f"YAML syntax error: {_syntax_problem(exc)}")]) from None
     except yaml.YAMLError as exc:
         raise ProblemList([Problem(Mark(file, 1, 1), f"YAML error: {exc}")]) from None
     finally:
@@ -87,6 +85,24 @@ def load(text: str, file: str) -> tuple[object, Mark]:
     if problems:
         raise ProblemList(problems)
     return value, _mark(file, node.start_mark)
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's complaint, and where the construct it was reading began.
+
+    PyYAML notices an unclosed ``[`` or quote only where the next thing fails
+    to fit, often a line later; the construct's own start is what to fix.
+    """
+    problem = exc.problem or str(exc)
+    if not exc.context:
+        return problem
+    if exc.context_mark is None:
+        return f"{problem} ({exc.context})"
+    where = f"line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
+    construct = re.fullmatch(r"while (?:parsing|scanning) (?:an? )?(.+)", exc.context)
+    if construct:
+        return f"{problem} (in the {construct.group(1)} that starts at {where})"
+    return f"{problem} ({exc.context} at {where})"
 
 
 class ProblemList(Exception):

@@ -1,5 +1,6 @@
 """Config validation: every problem at once, as FILE:LINE:COL: message."""
 
+import re
 import subprocess
 import textwrap
 from pathlib import Path
@@ -65,6 +66,68 @@ def test_yaml_syntax_error_has_a_position(tmp_path):
         """)
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"{path}:3:1: YAML syntax error"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_yaml_syntax_error_also_says_where_the_unclosed_construct_started(tmp_path):
+    path, proc = check(tmp_path, """\
+        listeners:
+          echo:
+            port: 1
+            plugins: [echo, auth
+            host: 127.0.0.1
+        """)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == (
+        f"{path}:5:9: YAML syntax error: did not find expected ',' or ']' "
+        "(in the flow sequence that starts at line 4, column 14)"), proc.stderr
+    path, proc = check(tmp_path, """\
+        listeners:
+          echo: {port: 1, plugins: [echo]
+        """)
+    assert proc.stderr.splitlines()[0] == (
+        f"{path}:3:1: YAML syntax error: did not find expected ',' or '}}' "
+        "(in the flow mapping that starts at line 2, column 9)"), proc.stderr
+    path, proc = check(tmp_path, """\
+        logging:
+          file: "daemond.log
+        """)
+    assert proc.stderr.splitlines()[0] == (
+        f"{path}:3:1: YAML syntax error: found unexpected end of stream "
+        "(in the quoted scalar that starts at line 2, column 9)"), proc.stderr
+
+
+def test_logging_level_in_any_case(tmp_path):
+    for given in ("INFO", "Debug", "warning", "CRITICAL"):
+        path, proc = check(tmp_path, f"""\
+            listeners:
+              echo: {{port: 0, plugins: [echo]}}
+            logging:
+              level: {given}
+            """)
+        assert proc.returncode == 0, (given, proc.stderr)
+        assert load_config(path, PluginLoader()).log_level == given.lower()
+    path, proc = check(tmp_path, """\
+        listeners:
+          echo: {port: 0, plugins: [echo]}
+        logging:
+          level: LOUD
+        """)
+    assert proc.returncode == 1
+    assert f"{path}:4:10: logging.level: must be one of debug, info, warning, error, critical, not 'LOUD'" in proc.stderr
+
+
+def test_a_plugins_section_naming_a_plugin_nothing_loads_is_an_error(tmp_path):
+    path, proc = check(tmp_path, """\
+        listeners:
+          x: {port: 0, plugins: [echo]}
+        plugins:
+          echo: {}
+          nosuchplugin: {colour: red}
+        """)
+    assert proc.returncode == 1
+    assert re.search(rf"^{re.escape(str(path))}:5:3: plugin 'nosuchplugin': unknown plugin \(known: [^)]*\bchat\b[^)]*\becho\b",
+                     proc.stderr, re.MULTILINE), proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -190,7 +190,7 @@ def test_a_hashing_helper_started_by_a_connection_not_logged_in_runs_at_the_daem
 
 def test_without_pinning_nothing_is_lowered_and_the_log_says_why(daemond_factory, caplog):
     # Spread over the CPUs, a thread at 19 holding the GIL would be preempted by password
-    # hashing at +10 and every connection would wait for it (reliability.md, item 9).
+    # hashing at +10 and every connection would wait for it (bench/README-reliability.md, item 9).
     base = os.getpriority(os.PRIO_PROCESS, 0)
     d = two_listeners(daemond_factory, pin_threads=False)
     with LineClient(*d.address("login")) as client:

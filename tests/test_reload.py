@@ -116,6 +116,19 @@ def test_bad_edits_keep_the_last_good_config(daemond_factory):
     assert daemon.status()["reload"]["changes"] == ["logging settings changed"]
 
 
+def test_a_reload_naming_a_plugin_nothing_loads_is_refused(daemond_factory):
+    d = daemond_factory({"a": {"plugins": ["echo"]}}, reload={"watch": False})
+    doc = yaml.safe_load(d.config_path.read_text())
+    doc["plugins"] = {**(doc.get("plugins") or {}), "nosuchplugin": {}}
+    d.config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    report = d.daemon.reload()
+    assert not report["ok"], report
+    assert any(re.match(rf"{re.escape(str(d.config_path))}:\d+:\d+: plugin 'nosuchplugin': unknown plugin \(known: ", e)
+               for e in report["errors"]), report
+    assert "nosuchplugin" not in d.daemon.status()["plugins"]
+    assert echo_ok(d.port("a"))
+
+
 def test_a_port_in_use_fails_that_part_only(daemond_factory):
     d = daemond_factory({"a": {"plugins": ["echo"]}}, reload={"watch": False})
     blocker = socket.socket()

@@ -5,7 +5,7 @@ login storm could otherwise take the daemon's memory and CPUs with it. And
 although argon2-cffi releases the GIL while it hashes, a hashing *thread* in
 the daemon still takes the GIL for its own few lines of Python, from a CPU
 that is busy hashing: when the kernel preempts it there, it keeps the GIL and
-every connection waits (measured in docs/reliability.md, item 9).
+every connection waits (measured in bench/README-reliability.md, item 9).
 
 So hashes run in a helper process (``hashworker.py``, run by the daemon's own
 Python): ``max_concurrent`` threads there, each serving one *channel*, a pair

@@ -7,7 +7,7 @@ own slice, and one that wakes with a *shorter* slice than the running task's (an
 CPU time) preempts it at once. With the default slice for both, a client or any other
 program woken on the CPU where argon2 runs waited up to a tick behind the helper (the worst
 echo of bench/auth_bench.py during a login storm was 5.2–5.5 ms, about 2 ms with this;
-docs/reliability.md, item 9). So the helper asks for a slice longer than any default
+bench/README-reliability.md, item 9). So the helper asks for a slice longer than any default
 (0.75 ms times 1 + log2 of the CPUs, at most 3 ms). Its share of a CPU that others keep busy
 is still its nice value's, taken in turns of up to that slice.
 

@@ -145,5 +145,5 @@ def run_threads(target, count: int, *args) -> list:
 
 
 def measured(item: int, text: str) -> None:
-    """Print a figure for docs/reliability.md (see it with ``pytest -s tests/robustness | grep MEASURED``)."""
+    """Print a figure for bench/README-reliability.md (see it with ``pytest -s tests/robustness | grep MEASURED``)."""
     print(f"\nMEASURED item {item}: {text}", flush=True)

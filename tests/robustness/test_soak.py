@@ -11,7 +11,7 @@ seconds per sample, DAEMOND_SOAK_REPORT [unset] a file for the samples as JSON.
 Each sample also says what the machine did in its window (major page faults of daemond
 and of this test, machine-wide I/O wait and steal seconds), so that a latency spike can
 be told apart from a stall of the machine.
-The figures go into docs/reliability.md.
+The figures go into bench/README-reliability.md.
 """
 
 from __future__ import annotations
