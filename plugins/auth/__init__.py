@@ -33,7 +33,7 @@ from typing import Any
 from daemon import PluginError, hookimpl
 from plugins.auth.admin import control_commands
 from plugins.auth.dialogue import LoginDialogue
-from plugins.auth.passwords import OWASP_MINIMUM, Hasher
+from plugins.auth.hashing import OWASP_MINIMUM, Hasher
 from plugins.auth.settings import SCHEMA, AuthSettings
 from plugins.auth.store import StoreError, UserStore
 from plugins.auth.throttle import Throttle

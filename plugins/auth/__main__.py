@@ -77,7 +77,7 @@ def _run(plugin: AuthPlugin, args: argparse.Namespace) -> int:
     if args.action in ("add", "passwd") and args.name:
         password = _read_password(f"new password for {args.name}: ")
     if args.action in ("add", "passwd"):
-        from plugins.auth.passwords import Hasher
+        from plugins.auth.hashing import Hasher
 
         plugin.hasher = Hasher(plugin.settings.argon2, plugin.settings.max_hashing)
     try:
