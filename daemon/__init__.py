@@ -5,7 +5,17 @@ A plugin needs only what this module exports::
     from daemon import hookimpl
 
 The session, line and settings types a hook receives are re-exported here too;
-everything else under ``daemon.`` is private and may change.
+everything else under ``daemon.`` is private and may change. The names:
+
+* markers: ``hookimpl`` (and ``hookspec``, for the contract itself);
+* sessions: ``Session``, ``SessionEnd``;
+* lines: ``split_command(line)`` (``("/name", "args")`` or None for a plain line),
+  ``plain_text(line)`` (a plain line with its leading ``//`` escape undone);
+* settings: ``Schema``, ``Field``;
+* control commands: ``ControlCommand``, ``Argument``, ``CommandError``,
+  ``ArgumentNeeded`` (raise it to have daemonctl or the console ask for an argument);
+* errors and the daemon: ``PluginError``, ``DaemonAPI``;
+* tools that run without the daemon: ``load_plugin_settings(config_path, plugin_name)``.
 """
 
 __version__ = "0.1.0"
@@ -24,12 +34,34 @@ __all__ = [
     "Field",
     "ControlCommand",
     "Argument",
+    "ArgumentNeeded",
     "CommandError",
     "PluginError",
     "DaemonAPI",
     "split_command",
     "plain_text",
+    "load_plugin_settings",
 ]
+
+
+def load_plugin_settings(config_path, plugin_name: str):
+    """A plugin's validated settings, for a tool that runs without the daemon (an offline admin
+    command): the config is found as ``daemond -c`` finds it (``config_path`` None: the usual
+    search) and checked whole, as ``daemond --check-config`` does.
+
+    Returns ``(settings, resolve)``: the plugin's section with its defaults filled in (``{}``
+    if the config has none), and a function that turns a path from it into the path it names,
+    as :meth:`DaemonAPI.resolve` does. Raises :class:`PluginError` with every problem, one per
+    line, if the config cannot be used.
+    """
+    from daemon.config import ConfigError, find_config, load_config
+    from daemon.plugins import PluginError, PluginLoader
+
+    try:
+        config = load_config(find_config(config_path), PluginLoader())
+    except ConfigError as exc:
+        raise PluginError("\n".join(str(problem) for problem in exc.problems)) from None
+    return config.plugin_settings.get(plugin_name, {}), config.resolve
 
 
 def __getattr__(name):
@@ -55,7 +87,7 @@ def __getattr__(name):
         from daemon.api import DaemonAPI
 
         return DaemonAPI
-    if name in ("ControlCommand", "Argument", "CommandError"):
+    if name in ("ControlCommand", "Argument", "ArgumentNeeded", "CommandError"):
         from daemon import commands
 
         return getattr(commands, name)

@@ -44,9 +44,6 @@ __all__ = ["AuthPlugin"]
 class AuthPlugin:
     """One per daemon: the users store, the hasher, the throttles and the counters."""
 
-    #: tells the core that connections here must log in (max_unauthenticated_per_ip applies)
-    daemond_login_gate = True
-
     def __init__(self):
         self.settings = AuthSettings.from_section({})
         self.hasher: Hasher | None = None
@@ -113,6 +110,10 @@ class AuthPlugin:
             self.store = None
 
     # -- sessions ----------------------------------------------------------------------
+
+    @hookimpl
+    def daemond_login_gate(self) -> bool:
+        return True  # connections must log in here first (max_unauthenticated_per_ip applies)
 
     @hookimpl
     def daemond_session_open(self, session) -> None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from daemon import CommandError, ControlCommand
-from daemon.commands import Argument, ArgumentNeeded
+from daemon import Argument, ArgumentNeeded, CommandError, ControlCommand
 from plugins.auth.hashing import HashingUnavailable
 from plugins.auth.rules import name_key, name_problem, password_problem
 

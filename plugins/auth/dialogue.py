@@ -14,8 +14,7 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING
 
-from daemon import SessionEnd
-from daemon.lines import plain_text, split_command
+from daemon import SessionEnd, plain_text, split_command
 from plugins.auth.hashing import HasherBusy, HashingUnavailable
 from plugins.auth.rules import name_key, name_problem, password_problem
 from plugins.auth.store import LoginRecord

@@ -17,8 +17,7 @@ import threading
 import time
 from typing import Any
 
-from daemon import Field, Schema, SessionEnd, hookimpl
-from daemon.lines import plain_text, split_command
+from daemon import Field, Schema, SessionEnd, hookimpl, plain_text, split_command
 
 from plugins.chat.history import History
 from plugins.chat.room import AlreadyConnected, Room
