@@ -15,6 +15,9 @@ everything else under ``daemon.`` is private and may change. The names:
 * control commands: ``ControlCommand``, ``Argument``, ``CommandError``,
   ``ArgumentNeeded`` (raise it to have daemonctl or the console ask for an argument);
 * errors and the daemon: ``PluginError``, ``DaemonAPI``;
+* private files: ``open_private``, ``create_private_sqlite``, ``check_private_sqlite``,
+  ``PrivateFileError``
+  (``daemon.files``: files only this user may read, never through a symlink);
 * tools that run without the daemon: ``load_plugin_settings(config_path, plugin_name)``.
 """
 
@@ -40,6 +43,10 @@ __all__ = [
     "DaemonAPI",
     "split_command",
     "plain_text",
+    "open_private",
+    "create_private_sqlite",
+    "check_private_sqlite",
+    "PrivateFileError",
     "load_plugin_settings",
 ]
 
@@ -95,4 +102,8 @@ def __getattr__(name):
         from daemon import plugins
 
         return plugins.PluginError
+    if name in ("open_private", "create_private_sqlite", "check_private_sqlite", "PrivateFileError"):
+        from daemon import files
+
+        return getattr(files, name)
     raise AttributeError(f"module 'daemon' has no attribute {name!r}")
