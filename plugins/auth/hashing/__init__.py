@@ -98,7 +98,7 @@ class Hasher:
         for channel in free:
             channel.close()  # its thread in the helper sees the end of its requests and ends
         if helper is not None and wait:
-            helper.end(5.0)  # else it ends by itself, and its watcher reaps it
+            helper.kill(grace=5.0)  # else it ends by itself, and its watcher reaps it
 
     def hash(self, password: str, timeout: float | None = None) -> str:
         """A new argon2id hash of ``password``; HasherBusy if no slot freed up within
@@ -184,21 +184,20 @@ class Hasher:
         self._helper, free, self._free = None, self._free, []
         for channel in free:
             channel.close()
-        if helper.answered or helper.killed_by_signal():
+        if helper.answered or helper.proc.returncode < 0:  # killed (OOM, an operator): not a broken install
             self._failures = 0
             log.error("auth: %s (pid %d); starting another", why, helper.pid)
         else:  # it cannot run here (argon2 missing?): see the daemon's stderr
             self._failed(f"{why} (pid {helper.pid}) before answering anything")
 
     def _put_back(self, channel: Channel, failure: HashingUnavailable | None = None) -> None:
-        """Return a channel after use. A broken one (its helper died, got stuck or was
-        interrupted mid-request) takes its helper down with it."""
-        broken = failure is not None and failure.broken
-        if broken:
+        """Return a channel after use. One that failed (its helper died, got stuck, failed the
+        request or was interrupted mid-request) takes its helper down with it."""
+        if failure is not None:
             channel.helper.kill()  # first (outside the lock): _retire looks at how it ended
         with self._lock:
             current = channel.helper is self._helper
-            if current and not broken:
+            if current and failure is None:
                 self._free.append(channel)
                 return
             if current:

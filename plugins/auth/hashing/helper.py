@@ -36,12 +36,11 @@ log = logging.getLogger("daemond.plugin.auth")
 
 
 class HashingUnavailable(Exception):
-    """No hash can be had just now; the message is one line for the log. ``broken``: the
-    helper is unusable and is replaced; ``retry``: it died, the request may go to the next."""
+    """No hash can be had just now; the message is one line for the log. ``retry``: the helper
+    died under the request, which may go to the next one."""
 
-    def __init__(self, why: str, broken: bool = True, retry: bool = False):
+    def __init__(self, why: str, retry: bool = False):
         super().__init__(why)
-        self.broken = broken
         self.retry = retry
 
 
@@ -108,37 +107,21 @@ class Helper:
 
     def how_it_ended(self) -> str:
         code = self.proc.returncode
-        if code is not None and code < 0:
-            try:
-                return f"was killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"was killed by signal {-code}"
-        return f"exited with status {code}"
-
-    def killed_by_signal(self) -> bool:
-        return self.proc.returncode is not None and self.proc.returncode < 0
-
-    def kill(self) -> None:
-        """End it (SIGKILL unless it is ending on its own) and reap it."""
+        if code >= 0:
+            return f"exited with status {code}"
         try:
-            self.proc.wait(0.1)  # one whose pipes just closed is exiting by itself
-            return
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:  # a real-time signal
+            return f"was killed by signal {-code}"
+
+    def kill(self, grace: float = 0.1) -> None:
+        """Reap it, with SIGKILL unless it ends within ``grace`` seconds (closing every channel
+        ends it once the hashes under way are done)."""
+        try:
+            self.proc.wait(grace)
         except subprocess.TimeoutExpired:
-            pass
-        try:
             self.proc.kill()
-            self.proc.wait(5)
-        except OSError:
-            pass
-        except subprocess.TimeoutExpired:
-            log.error("auth: the hashing helper (pid %d) did not end after SIGKILL", self.pid)
-
-    def end(self, timeout: float) -> None:
-        """It ends once every channel is closed: wait up to ``timeout`` seconds, then kill it."""
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+            self.proc.wait()
 
 
 class Channel:
@@ -170,7 +153,7 @@ class Channel:
         self.helper.answered = True
         answer = json.loads(reply)
         if "error" in answer:
-            raise HashingUnavailable(f"the hashing helper failed it ({answer['error']})", broken=False)
+            raise HashingUnavailable(f"the hashing helper failed it ({answer['error']})")
         return answer["ok"]
 
     def close(self) -> None:
