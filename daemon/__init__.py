@@ -5,7 +5,20 @@ A plugin needs only what this module exports::
     from daemon import hookimpl
 
 The session, line and settings types a hook receives are re-exported here too;
-everything else under ``daemon.`` is private and may change.
+everything else under ``daemon.`` is private and may change. The names:
+
+* markers: ``hookimpl`` (and ``hookspec``, for the contract itself);
+* sessions: ``Session``, ``SessionEnd``;
+* lines: ``split_command(line)`` (``("/name", "args")`` or None for a plain line),
+  ``plain_text(line)`` (a plain line with its leading ``//`` escape undone);
+* settings: ``Schema``, ``Field``;
+* control commands: ``ControlCommand``, ``Argument``, ``CommandError``,
+  ``ArgumentNeeded`` (raise it to have daemonctl or the console ask for an argument);
+* errors and the daemon: ``PluginError``, ``DaemonAPI``;
+* private files: ``open_private``, ``create_private_sqlite``, ``check_private_sqlite``,
+  ``PrivateFileError``
+  (``daemon.files``: files only this user may read, never through a symlink);
+* tools that run without the daemon: ``load_plugin_settings(config_path, plugin_name)``.
 """
 
 from daemon.version import PROJECT, __version__
@@ -21,11 +34,17 @@ __all__ = [
     "Field",
     "ControlCommand",
     "Argument",
+    "ArgumentNeeded",
     "CommandError",
     "PluginError",
     "DaemonAPI",
     "split_command",
     "plain_text",
+    "open_private",
+    "create_private_sqlite",
+    "check_private_sqlite",
+    "PrivateFileError",
+    "load_plugin_settings",
 ]
 
 
@@ -52,12 +71,20 @@ def __getattr__(name):
         from daemon.api import DaemonAPI
 
         return DaemonAPI
-    if name in ("ControlCommand", "Argument", "CommandError"):
+    if name in ("ControlCommand", "Argument", "ArgumentNeeded", "CommandError"):
         from daemon import commands
 
         return getattr(commands, name)
+    if name == "load_plugin_settings":
+        from daemon.offline import load_plugin_settings
+
+        return load_plugin_settings
     if name == "PluginError":
         from daemon import loader
 
         return loader.PluginError
+    if name in ("open_private", "create_private_sqlite", "check_private_sqlite", "PrivateFileError"):
+        from daemon import files
+
+        return getattr(files, name)
     raise AttributeError(f"module 'daemon' has no attribute {name!r}")

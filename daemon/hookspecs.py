@@ -97,7 +97,7 @@ def daemond_start(daemon: DaemonAPI) -> None:
     names it for the first time) is called as soon as it is registered, with
     the same ``daemon``, so every plugin sees exactly one start.
 
-    ``daemon`` is the :class:`daemon.api.DaemonAPI`: the state directory, a
+    ``daemon`` is the :class:`daemon.DaemonAPI`: the state directory, a
     logger, the daemon-wide hooks, the connected sessions.
 
     **If it raises:** the daemon logs the error and exits 1 naming your plugin
@@ -126,6 +126,32 @@ def daemond_stopped(daemon: DaemonAPI) -> None:
     **When:** once, last thing before the process exits. **Thread:** main.
 
     **Call mode:** plain. **If it raises:** logged; shutdown carries on.
+    """
+
+
+@hookspec(firstresult=True)
+def daemond_login_gate() -> bool | None:
+    """Say that your plugin puts a login in front of the plugins after it in a listener.
+
+    **When:** each time a listener that lists your plugin is set up: at start,
+    and at a reload that changes the listener's plugins. **Thread:** main or
+    reload thread. Called only for the plugins the listener lists.
+
+    **Return:** ``True`` if a client must log in through your plugin (with
+    ``session.login(user)``) before the rest of the listener sees it; the
+    built-in ``auth`` does. The listener then caps the connections not logged
+    in yet per address (``max_unauthenticated_per_ip``), frames their input in
+    lines, and runs them at ``tuning.login_nice`` until they log in. Return
+    ``None`` (or do not implement the hook) otherwise.
+
+    A plugin written before this hook may set a module or class attribute
+    ``daemond_login_gate = True`` instead; it still counts, with a
+    ``DeprecationWarning``.
+
+    **Call mode:** ``firstresult`` — one plugin saying ``True`` gates the
+    listener. **If it raises:** the listener is not set up: the daemon does
+    not start (at a reload the listener stays as it was, and the reload is
+    reported failed).
     """
 
 

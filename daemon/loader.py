@@ -16,6 +16,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -211,9 +212,22 @@ class Chain:
         self.on_line = self.hook.daemond_line_received
         self.on_data = _direct_caller(self.hook.daemond_data_received, ("session", "data"))
         self.has_data_handler = bool(self.hook.daemond_data_received.get_hookimpls())
-        #: True when a plugin gates the listener behind a login (it sets ``daemond_login_gate = True``):
+        #: True when a plugin gates the listener behind a login (the ``daemond_login_gate`` hook):
         #: the listener then caps connections not yet logged in per address
-        self.login_gated = any(getattr(p.obj, "daemond_login_gate", False) for p in self.plugins)
+        self.login_gated = self._login_gated()
+
+    def _login_gated(self) -> bool:
+        try:
+            gated = bool(self.hook.daemond_login_gate())
+        except Exception as exc:
+            raise PluginLoadError(f"daemond_login_gate raised {type(exc).__name__}: {exc}") from None
+        for plugin in self.plugins:  # the attribute that came before the hook, still honoured
+            legacy = getattr(plugin.obj, "daemond_login_gate", None)
+            if legacy is not None and not callable(legacy):
+                warnings.warn(f"plugin {plugin.name!r}: the daemond_login_gate attribute is deprecated; "
+                              "implement the daemond_login_gate hook instead", DeprecationWarning, stacklevel=2)
+                gated = gated or bool(legacy)
+        return gated
 
     def blame(self, exc: BaseException) -> str | None:
         """The plugin whose session hook raised ``exc`` (None if none of them is in its traceback)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -80,19 +79,3 @@ def session_of(running, client):
 def gone(pid: int, within: float = 5.0) -> bool:
     """True once ``pid`` has exited and been reaped (a zombie still has a /proc entry)."""
     return wait_until(lambda: not Path(f"/proc/{pid}").exists(), within, 0.02)
-
-
-def slices_of(pid: int) -> set[int] | None:
-    """The time slices (ns) its threads run with, where the kernel has slices a task may ask
-    for (Linux 6.12, EEVDF) and shows them (/proc/PID/task/TID/sched); else None."""
-    major, minor = (int(n) for n in re.match(r"(\d+)\.(\d+)", os.uname().release).groups())
-    if (major, minor) < (6, 12) or not Path(f"/proc/{pid}/task/{pid}/sched").exists():
-        return None
-    found = set()
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            text = Path(f"/proc/{pid}/task/{tid}/sched").read_text()
-        except FileNotFoundError:  # a thread that has just ended
-            continue
-        found.add(int(re.search(r"^se\.slice\s+:\s+(\d+)$", text, re.M)[1]))
-    return found

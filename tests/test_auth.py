@@ -5,7 +5,7 @@ from __future__ import annotations
 import argon2
 import pytest
 
-from plugins.auth import passwords
+from plugins.auth.hashing.helper import Channel
 
 from tests.auth_support import TOKEN, connect, logged_in_as, plugin_of, register, session_of, start
 
@@ -108,13 +108,13 @@ def test_unknown_name_and_wrong_password_get_the_same_bytes_and_the_same_work(da
     register(d, "alice", "password-1")[0].close()
     real_hash = plugin_of(d).store.user("alice").hash
     sent = []  # what went to the hashing helper
-    original = passwords._Channel.call
+    original = Channel.call
 
     def recording_call(self, request):
         sent.append(request[:2])
         return original(self, request)
 
-    monkeypatch.setattr(passwords._Channel, "call", recording_call)
+    monkeypatch.setattr(Channel, "call", recording_call)
     client, _ = connect(d)
     wrong = client.command("/login alice not-the-password")
     unknown = client.command("/login nobody not-the-password")

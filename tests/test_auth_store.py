@@ -11,7 +11,7 @@ import argon2
 import pytest
 
 from daemon.core import StartError
-from plugins.auth.passwords import OWASP_MINIMUM, Argon2Params, Hasher
+from plugins.auth.hashing import OWASP_MINIMUM, Argon2Params, Hasher
 from plugins.auth.settings import SCHEMA, AuthSettings
 from plugins.auth.store import StoreError, UserStore
 from tests.auth_support import CHEAP_ARGON2, auth_settings, connect, gone, plugin_of, register, start

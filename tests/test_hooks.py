@@ -6,6 +6,7 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from daemon import hookdocs, hookspecs
@@ -99,6 +100,27 @@ def test_hook_daemond_stopped(daemond_factory):
         c.command("rec x")
         d.stop()
     assert recorder(d).calls[-1] == ("stopped", 0)  # last, after every session ended
+
+
+def test_hook_daemond_login_gate(daemond_factory):
+    gate, legacy = "tests.plugins.recorder:Gate", "tests.plugins.recorder:LegacyGate"
+    with pytest.warns(DeprecationWarning, match="the daemond_login_gate attribute is deprecated"):
+        d = daemond_factory({name: {"plugins": plugins, "max_unauthenticated_per_ip": 1} for name, plugins in
+                             (("g", [gate, REC]), ("l", [legacy, REC]), ("r", [REC]), ("a", ["auth", REC]))},
+                            plugins={"auth": {"argon2": {"time_cost": 1, "memory_cost": 8, "parallelism": 1}}})
+    assert {name: listener.chain.login_gated for name, listener in d.daemon.listeners.items()} == \
+        {"g": True, "l": True, "r": False, "a": True}
+    for name in ("g", "l"):  # a second connection not logged in from one address is refused ...
+        with d.client(name) as first:
+            assert first.read_line() == "+OK name?"
+            with d.client(name) as second:
+                assert second.read_line().startswith("-ERR too-many-connections too many connections not logged in")
+            first.send_line("alice")
+            assert (first.read_line(), first.read_line()) == ("WELCOME alice", "+OK in")  # the recorder greets
+            with d.client(name) as third:  # ... until the first logged in
+                assert third.read_line() == "+OK name?"
+    with d.client("r") as first, d.client("r") as second:  # not gated: no such cap
+        assert first.command("rec a")[1] == "+OK rec a" and second.command("rec b")[1] == "+OK rec b"
 
 
 def test_hook_daemond_session_open(daemond_factory):

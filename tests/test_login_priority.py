@@ -9,17 +9,22 @@ logs in. Only where a thread may go back up: CAP_SYS_NICE, or an RLIMIT_NICE tha
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from daemon.testing import LineClient
+from plugins.auth.dialogue import token_digest
+from plugins.auth.store import UserStore
 from tests.auth_support import CHEAP_ARGON2, auth_settings
 from tests.conftest import installed
 from tests.robustness.helpers import wait_until
@@ -165,7 +170,8 @@ def test_a_spare_thread_takes_the_priority_of_each_connection_it_serves(daemond_
 @needs_two_cpus
 @needs_renice
 def test_a_hashing_helper_started_by_a_connection_not_logged_in_runs_at_the_daemons_priority_plus_10():
-    from plugins.auth.passwords import HASHING_NICE, Argon2Params, _Helper
+    from plugins.auth.hashing import Argon2Params
+    from plugins.auth.hashing.helper import HASHING_NICE, Helper
 
     base = os.getpriority(os.PRIO_PROCESS, 0)
     ended = threading.Event()
@@ -173,7 +179,7 @@ def test_a_hashing_helper_started_by_a_connection_not_logged_in_runs_at_the_daem
 
     def as_a_waiting_connection():
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        made.append(_Helper(Argon2Params(**CHEAP_ARGON2), 1, None, lambda helper: ended.set()))
+        made.append(Helper(sys.executable, Argon2Params(**CHEAP_ARGON2), 1, None, lambda helper: ended.set()))
 
     starter = threading.Thread(target=as_a_waiting_connection)
     starter.start()
@@ -206,6 +212,21 @@ def test_without_pinning_nothing_is_lowered_and_the_log_says_why(daemond_factory
 
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
+#: bob's login token in the store start_unprivileged makes: a login that needs no hashing helper
+#: (one run as nobody may not be able to run this venv's interpreter, e.g. one under /root)
+TOKEN = "token-of-bob"
+
+
+def users_store(state: Path) -> None:
+    """A users store in ``state`` with bob and his TOKEN, owned by whoever runs the daemon."""
+    store = UserStore(state / "auth.db")
+    store.add_user("bob", "bob", "$argon2id$unused", time.time())
+    store.record_login("bob", "127.0.0.1", time.time(), token=(token_digest(TOKEN), time.time() + 3600))
+    store.close()
+    if os.geteuid() == 0:
+        for path in state.glob("auth.db*"):
+            os.chown(path, pwd.getpwnam("nobody").pw_uid, -1)
+
 
 def start_unprivileged(directory: Path, caps: list[str]) -> subprocess.Popen | None:
     """daemond with a ``login: [auth, echo]`` listener as nobody (we are root) with no RLIMIT_NICE
@@ -213,6 +234,7 @@ def start_unprivileged(directory: Path, caps: list[str]) -> subprocess.Popen | N
     directory.chmod(0o755)
     (directory / "state").mkdir(mode=0o777)
     (directory / "state").chmod(0o777)
+    users_store(directory / "state")
     config = directory / "d.yaml"
     config.write_text(f"state_dir: {directory / 'state'}\nlogging: {{file: null}}\n"
                       f"plugins: {{auth: {{argon2: {CHEAP_ARGON2}}}}}\n"
@@ -281,7 +303,7 @@ def test_unprivileged_it_lowers_only_what_it_can_raise_again(caps):
                 else:
                     assert waiting.count(19) == 2, (idle, waiting)  # accepting + this one
                     assert "connections not logged in run at nice 19 until they log in" in log.read_text()
-                assert client.command("/register bob correct-horse-2")[1].startswith("+OK")
+                assert client.command(f"/login-token {TOKEN}")[1] == "+OK logged in as bob", log.read_text()
                 after = wait_until(lambda: (n := nices(proc.pid)).count(19) == (1 if caps else 0) and n, 5)
                 assert after and after.count(base) == len(after) - (1 if caps else 0), nices(proc.pid)  # back, in both
                 client.send(b"served\n")

@@ -33,7 +33,7 @@ from typing import Any
 from daemon import PluginError, hookimpl
 from plugins.auth.admin import control_commands
 from plugins.auth.dialogue import LoginDialogue
-from plugins.auth.passwords import OWASP_MINIMUM, Hasher
+from plugins.auth.hashing import OWASP_MINIMUM, Hasher
 from plugins.auth.settings import SCHEMA, AuthSettings
 from plugins.auth.store import StoreError, UserStore
 from plugins.auth.throttle import Throttle
@@ -43,9 +43,6 @@ __all__ = ["AuthPlugin"]
 
 class AuthPlugin:
     """One per daemon: the users store, the hasher, the throttles and the counters."""
-
-    #: tells the core that connections here must log in (max_unauthenticated_per_ip applies)
-    daemond_login_gate = True
 
     def __init__(self):
         self.settings = AuthSettings.from_section({})
@@ -113,6 +110,10 @@ class AuthPlugin:
             self.store = None
 
     # -- sessions ----------------------------------------------------------------------
+
+    @hookimpl
+    def daemond_login_gate(self) -> bool:
+        return True  # connections must log in here first (max_unauthenticated_per_ip applies)
 
     @hookimpl
     def daemond_session_open(self, session) -> None:

@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 
-from daemon import CommandError
+from daemon import CommandError, PluginError, load_plugin_settings
 from plugins.auth import AuthPlugin
 from plugins.auth.admin import USER_ACTIONS, clear_auth, users
 from plugins.auth.settings import AuthSettings
@@ -35,22 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from daemon.config import ConfigError, find_config, load_config
-    from daemon.loader import PluginLoader
-
     try:
-        config = load_config(find_config(args.config), PluginLoader())
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+        settings, resolve = load_plugin_settings(args.config, "auth")
+    except PluginError as exc:
+        print(exc, file=sys.stderr)
         return 1
     plugin = AuthPlugin()
     plugin.log = logging.getLogger("daemond.offline.auth")
     plugin.log.addHandler(logging.NullHandler())
     plugin.log.propagate = False
-    plugin.settings = AuthSettings.from_section(config.plugin_settings.get("auth", {}))
+    plugin.settings = AuthSettings.from_section(settings)
     try:
-        plugin.store = UserStore(config.resolve(plugin.settings.database))
+        plugin.store = UserStore(resolve(plugin.settings.database))
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -77,7 +73,7 @@ def _run(plugin: AuthPlugin, args: argparse.Namespace) -> int:
     if args.action in ("add", "passwd") and args.name:
         password = _read_password(f"new password for {args.name}: ")
     if args.action in ("add", "passwd"):
-        from plugins.auth.passwords import Hasher
+        from plugins.auth.hashing import Hasher
 
         plugin.hasher = Hasher(plugin.settings.argon2, plugin.settings.max_hashing)
     try:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from daemon import CommandError, ControlCommand
-from daemon.commands import Argument, ArgumentNeeded
-from plugins.auth.passwords import HashingFailed
+from daemon import Argument, ArgumentNeeded, CommandError, ControlCommand
+from plugins.auth.hashing import HashingUnavailable
 from plugins.auth.rules import name_key, name_problem, password_problem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -86,7 +85,7 @@ def users(plugin: AuthPlugin, args: dict[str, Any]) -> Any:
 def _hash(plugin: AuthPlugin, password: str) -> str:
     try:
         return plugin.hasher.hash(password)
-    except HashingFailed as exc:
+    except HashingUnavailable as exc:
         raise CommandError(f"the password cannot be hashed just now ({exc}); try again") from None
 
 

@@ -14,9 +14,8 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING
 
-from daemon import SessionEnd
-from daemon.lines import plain_text, split_command
-from plugins.auth.passwords import HasherBusy, HashingFailed
+from daemon import SessionEnd, plain_text, split_command
+from plugins.auth.hashing import HasherBusy, HashingUnavailable
 from plugins.auth.rules import name_key, name_problem, password_problem
 from plugins.auth.store import LoginRecord
 
@@ -66,11 +65,11 @@ class LoginDialogue:
 
     def _guarded(self, step, arg: str) -> None:
         """Run one step of the dialogue; a store that cannot be written (disk full,
-        read-only) or a hashing helper that failed refuses that step with
-        ``-ERR unavailable`` and the connection lives."""
+        read-only) or passwords that cannot be hashed (no helper can run) refuse that
+        step with ``-ERR unavailable``, logged, and the connection lives."""
         try:
             step(arg)
-        except HashingFailed as exc:
+        except HashingUnavailable as exc:
             self.prompt = None
             self.plugin.log.error("password hashing failed (%s); a login or registration from %s was refused",
                                   exc, self.ip)
@@ -245,7 +244,7 @@ class LoginDialogue:
             return None
         try:
             new_hash = plugin.hasher.hash(password, timeout=self._left())
-        except (HashingFailed, HasherBusy) as exc:
+        except (HashingUnavailable, HasherBusy) as exc:
             plugin.log.warning("could not rehash the password of %s (%s); kept as it is until the next login",
                                user.name, exc or "no hashing slot in time")
             return None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daemon import Field, Schema
-from plugins.auth.passwords import OWASP_MINIMUM, Argon2Params
+from plugins.auth.hashing import OWASP_MINIMUM, Argon2Params
 
 _ARGON2_LIMITS = {"time_cost": (1, 100), "memory_cost": (8, 4 * 1024 * 1024), "parallelism": (1, 64)}
 

@@ -14,14 +14,14 @@ stored: passwords as argon2id hashes, tokens as SHA-256 digests.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from daemon import PrivateFileError, check_private_sqlite, create_private_sqlite
 
 SCHEMA_VERSION = 1
 
@@ -53,7 +53,8 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS seen_ips_user ON seen_ips(user_key)",
 )
 
-_PRIVATE_FILES = ("", "-wal", "-shm", "-journal")
+#: what the store holds, that others must not read: a store they may is refused
+_SECRET = "it holds password hashes"
 
 
 class StoreError(Exception):
@@ -87,7 +88,10 @@ class UserStore:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        _create_private(self.path)
+        try:
+            create_private_sqlite(self.path, "users database", secret=_SECRET)
+        except PrivateFileError as exc:
+            raise StoreError(str(exc)) from None
         try:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
         except sqlite3.Error as exc:
@@ -117,7 +121,11 @@ class UserStore:
         except BaseException:
             db.close()
             raise
-        _check_private(self.path)  # the -wal/-shm files now exist: SQLite gives them the database's mode
+        try:  # the -wal/-shm files now exist: SQLite gives them the database's mode
+            check_private_sqlite(self.path, "users database", secret=_SECRET)
+        except PrivateFileError as exc:
+            db.close()
+            raise StoreError(str(exc)) from None
 
     def close(self) -> None:
         with self._lock:
@@ -249,30 +257,3 @@ class UserStore:
             users = self._db.execute("SELECT count(*) FROM users").fetchone()[0]
             tokens = self._db.execute("SELECT count(*) FROM tokens WHERE expires > ?", (now,)).fetchone()[0]
         return {"users": users, "tokens": tokens}
-
-
-def _create_private(path: Path) -> None:
-    """Create the database file mode 0600 before SQLite opens it; refuse a file others can read."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise StoreError(f"cannot open users database {path}: {exc.strerror or exc}") from None
-    try:
-        info = os.fstat(fd)
-    finally:
-        os.close(fd)
-    if not stat.S_ISREG(info.st_mode):
-        raise StoreError(f"users database {path} is not a regular file")
-    _check_private(path)
-
-
-def _check_private(path: Path) -> None:
-    for suffix in _PRIVATE_FILES:
-        name = Path(f"{path}{suffix}")
-        try:
-            mode = stat.S_IMODE(os.stat(name).st_mode)
-        except FileNotFoundError:
-            continue
-        if mode & 0o077:
-            raise StoreError(f"refusing to use users database {name}: mode {mode:04o} lets other users read "
-                             f"or write it (it holds password hashes); run: chmod 600 {name}")

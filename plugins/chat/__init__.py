@@ -17,8 +17,7 @@ import threading
 import time
 from typing import Any
 
-from daemon import Field, Schema, SessionEnd, hookimpl
-from daemon.lines import plain_text, split_command
+from daemon import Field, PluginError, PrivateFileError, Schema, SessionEnd, hookimpl, plain_text, split_command
 
 from plugins.chat.history import History
 from plugins.chat.room import AlreadyConnected, Room
@@ -100,7 +99,10 @@ class ChatPlugin:
 
     @hookimpl
     def daemond_start(self, daemon):
-        history = History(self._database, self.settings["history_limit"], warn=self._not_resident)
+        try:
+            history = History(self._database, self.settings["history_limit"], warn=self._not_resident)
+        except PrivateFileError as exc:  # a symlink where the history should be
+            raise PluginError(str(exc)) from None
         self.room = Room(history)
         self.log.info("chat history %s: %d messages, last #%d", self._database, history.count(), history.last_seq)
 

@@ -11,7 +11,6 @@ The log's pages are kept in memory (:mod:`plugins.chat.resident`), so that this
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from daemon import create_private_sqlite
 from plugins.chat.resident import ResidentFile
 
 _SCHEMA = """
@@ -63,7 +63,8 @@ class History:
     def __init__(self, path: Path, limit: int, warn: Callable[[str], None] | None = None):
         self.path = path
         self.limit = limit
-        _create_private(path)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        create_private_sqlite(path, "chat history")
         self._writer = _connect(path)
         self._writer.executescript(_SCHEMA)
         # the write-ahead log and its index, kept in memory (guarded by the room's lock, as the writer)
@@ -116,13 +117,6 @@ class History:
         with self._read_lock:
             self._reader.close()
         self._writer.close()
-
-
-def _create_private(path: Path) -> None:
-    """Create the database file 0600 before SQLite does (its -wal and -shm files copy the mode)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    os.close(fd)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -4,8 +4,7 @@ The history's SQLite write-ahead log is written in frames of 24 bytes of header 
 one database page: writes that cover only part of each 4 KiB page of the file. When
 the kernel has evicted such a page (memory pressure, or a host that pages out file
 data unused for a minute), the write first reads it back from the disk — with the
-room's lock held, so every delivery waits on that read (measured: 50-260 ms on a
-slow virtual disk; bench/README-reliability.md, item 24). :class:`ResidentFile` maps the file
+room's lock held, so every delivery waits on that read. :class:`ResidentFile` maps the file
 and locks its pages (``mlock``) as it grows, so they stay in the page cache and a
 write into them is a copy in memory.
 

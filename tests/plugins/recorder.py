@@ -102,3 +102,23 @@ class BrokenClose:
     @hookimpl
     def daemond_session_close(self, session, reason):
         raise RuntimeError("close hook failed")
+
+
+class Gate:
+    """Gates its listener behind a login (the ``daemond_login_gate`` hook): the first line is the name."""
+
+    @hookimpl
+    def daemond_login_gate(self):
+        return True
+
+    @hookimpl
+    def daemond_session_open(self, session):
+        session.ok("name?")
+        session.login(session.read_line())
+        session.ok("in")
+
+
+class LegacyGate(Gate):
+    """The same, gated by the attribute that came before the hook."""
+
+    daemond_login_gate = True
