@@ -106,7 +106,7 @@ def test_logging_level_in_any_case(tmp_path):
               level: {given}
             """)
         assert proc.returncode == 0, (given, proc.stderr)
-        assert load_config(path, PluginLoader()).log_level == given.lower()
+        assert load_config(path, PluginLoader()).logging.level == given.lower()
     path, proc = check(tmp_path, """\
         listeners:
           echo: {port: 0, plugins: [echo]}

@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from daemon import PrivateFileError, check_private_sqlite, create_private_sqlite, open_private
-from daemon.server import StartError
+from daemon.core import StartError
 from plugins.auth.store import StoreError, UserStore
 from tests.auth_support import start
 

@@ -27,7 +27,7 @@ import yaml
 
 from daemon import yamlsource
 from daemon.config import LISTENER_SCHEMA, SECTIONS, TOP_SCHEMA
-from daemon.plugins import PluginLoader
+from daemon.loader import PluginLoader
 from daemon.settings import Schema
 
 ROOT = Path(__file__).resolve().parents[2]
