@@ -120,7 +120,7 @@ class ChatPlugin:
         self.log = daemon.logger("chat")
         database = daemon.resolve(settings["database"])
         if self.rooms is not None:
-            self.rooms.history.limit = settings["history_limit"]
+            self.rooms.store.limit = settings["history_limit"]
             if database != self._database:
                 self.log.warning("chat database change to %s applies at the next restart (using %s)",
                                  database, self._database)
@@ -155,7 +155,7 @@ class ChatPlugin:
     @hookimpl
     def daemond_stopped(self, daemon):
         if self.rooms is not None:
-            self.rooms.history.close()
+            self.rooms.store.close()
 
     @hookimpl
     def daemond_status(self, daemon):
@@ -195,7 +195,15 @@ class ChatPlugin:
             session.err("already-connected", f"{user} is already connected; closing")
             raise SessionEnd("duplicate")
         motd = "".join(f"NOTICE {line}\n" for line in settings["motd"].splitlines() if line.strip())
-        self.rooms.join(session, self.rooms.default.name, greeting=motd.encode("utf-8"), replace=True)
+        try:
+            self.rooms.join(session, self.rooms.default.name, greeting=motd.encode("utf-8"), replace=old is not None)
+        except RoomError as exc:  # another front end's session of that name is in the default room
+            with self._users_lock:
+                if self._users.get(key) is session:
+                    del self._users[key]
+            self.log.info("refused a chat session for %s from %s: %s", user, session.peer_str, exc.text)
+            session.err(exc.token, exc.text)
+            raise SessionEnd("duplicate") from None
         seat.current = self.rooms.default
         if old is not None:
             self.log.info("%s logged in again from %s; closing the session from %s",

@@ -62,7 +62,7 @@ class Rooms:
     """The rooms, by key. ``settings()`` gives the live ``rooms`` settings, ``replay`` and ``announce_limit``."""
 
     def __init__(self, history: History, default_room: str, settings: Callable[[], dict[str, Any]]):
-        self.history = history
+        self.store = history  # the database
         self._settings = settings
         # _lock guards _rooms and _joined. Lock order: this one, then a room's, then the history's.
         self._lock = threading.Lock()
@@ -118,8 +118,8 @@ class Rooms:
                 raise RoomError("no-such-room", f"there is no room {name}, and only the operator creates rooms")
             if len(self._rooms) >= settings["max_rooms"]:
                 raise RoomError("room-limit", f"there are {len(self._rooms)} rooms already, the most allowed")
-            self.history.save_room(key, name)
-            room = self._rooms[key] = Room(key, name, self.history, tagged=True)
+            self.store.save_room(key, name)
+            room = self._rooms[key] = Room(key, name, self.store, tagged=True)
             return room
 
     # -- the room API -------------------------------------------------------------------
@@ -177,7 +177,7 @@ class Rooms:
                 del self._joined[session]
             if room.is_empty() and self._rooms.get(room.key) is room and room.close_if_unused():
                 del self._rooms[room.key]
-                self.history.drop_room(room.key)
+                self.store.drop_room(room.key)
 
     def say(self, session: Session, name: str, text: str) -> int:
         """Send a message to a room ``session`` is in; its sequence number in the room's history."""
@@ -227,7 +227,7 @@ class Rooms:
         """Every room, sorted by name."""
         with self._lock:
             rooms = sorted(self._rooms.values(), key=lambda r: r.key)
-        return [RoomInfo(r.name, r.size(), self.history.count(r.key), r.topic) for r in rooms]
+        return [RoomInfo(r.name, r.size(), self.store.count(r.key), r.topic) for r in rooms]
 
     # -- the operator's --------------------------------------------------------------
 
@@ -236,7 +236,7 @@ class Rooms:
         key = room_key(name)
         room = self._room_for_join(name, key, create=True)
         room.permanent = True
-        self.history.save_room(key, room.name, room.topic, permanent=True)
+        self.store.save_room(key, room.name, room.topic, permanent=True)
         return room
 
     def delete(self, name: str) -> list[Session]:
@@ -248,7 +248,7 @@ class Rooms:
             if self._rooms.get(room.key) is room:
                 del self._rooms[room.key]
         members = room.close(f"{room.name} was deleted by the operator")
-        self.history.drop_room(room.key)
+        self.store.drop_room(room.key)
         with self._lock:
             for session in members:
                 self._joined.get(session, {}).pop(room.key, None)
