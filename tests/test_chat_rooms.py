@@ -230,3 +230,15 @@ def test_each_room_has_one_order_under_8_senders_in_3_rooms(chat):
             name = ROOMS[w // 2]
             order = [x for x in seen[w] if x.startswith("MSG ") and not x.startswith(f"MSG {name} s{i} ")]
             assert [x for x in lines if x.startswith(f"MSG {name} ")] == order
+
+
+def test_every_room_error_token_is_documented():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = "\n".join(p.read_text() for p in (root / "plugins" / "chat").glob("*.py"))
+    raised = set(re.findall(r'RoomError\(\s*"([a-z-]+)"', code))
+    assert {"bad-room", "no-such-room", "not-in-room", "room-limit"} <= raised
+    doc = (root / "docs" / "chat.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z-]+)` \|", doc, re.MULTILINE))
+    assert raised <= documented, raised - documented
