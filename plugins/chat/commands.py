@@ -59,14 +59,14 @@ def _room_first(args: str) -> tuple[str | None, str]:
 
 
 def say_plain(plugin: ChatPlugin, session, text: str) -> None:
-    plugin.rooms._say(session, current(plugin, session), "msg", text)
+    plugin.rooms.speak(session, current(plugin, session), "msg", text)
 
 
 def me(plugin: ChatPlugin, session, args: str) -> None:
     if not args:
         session.err("bad-argument", "usage: /me TEXT")
         return
-    plugin.rooms._say(session, current(plugin, session), "action", args)
+    plugin.rooms.speak(session, current(plugin, session), "action", args)
     session.ok()
 
 

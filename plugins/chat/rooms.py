@@ -181,13 +181,14 @@ class Rooms:
 
     def say(self, session: Session, name: str, text: str) -> int:
         """Send a message to a room ``session`` is in; its sequence number in the room's history."""
-        return self._say(session, self.joined_room(session, name), "msg", text)
+        return self.speak(session, self.joined_room(session, name), "msg", text)
 
     def act(self, session: Session, name: str, text: str) -> int:
         """``/me``: an action to a room ``session`` is in; its sequence number."""
-        return self._say(session, self.joined_room(session, name), "action", text)
+        return self.speak(session, self.joined_room(session, name), "action", text)
 
-    def _say(self, session: Session, room: Room, kind: str, raw: str) -> int:
+    def speak(self, session: Session, room: Room, kind: str, raw: str) -> int:
+        """A message or action (``kind``) to ``room``; its sequence number (chat passes its current room)."""
         text = sanitize(raw)
         if not text.strip():
             raise RoomError("bad-text", "nothing printable left in that line")
