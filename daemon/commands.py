@@ -120,7 +120,9 @@ class ControlCommand:
     client that left or a daemon that stops (it then closes the generator).
     Raise :class:`CommandError` for a failure. ``confirm``: a question
     daemonctl and the console ask before running (``--yes`` skips it; a
-    request must carry ``"confirmed": true``). ``render(result)``: the
+    request must carry ``"confirmed": true``), or a function of the bound
+    arguments that returns the question or ``None`` (``rooms delete`` asks,
+    ``rooms list`` does not). ``render(result)``: the
     human-readable text of a result (default: :func:`render_result`).
     ``plugin``: who provided it (set by the daemon).
     """
@@ -129,7 +131,7 @@ class ControlCommand:
     help: str
     run: Callable[[dict[str, Any]], Any]
     args: tuple[Argument, ...] | list[Argument] = ()
-    confirm: str | None = None
+    confirm: str | Callable[[dict[str, Any]], str | None] | None = None
     plugin: str | None = None
     render: Callable[[Any], str] | None = None
 
@@ -201,7 +203,7 @@ class ControlCommand:
             "name": self.name,
             "help": self.help,
             "plugin": self.plugin,
-            "confirm": self.confirm,
+            "confirm": "depends on the arguments" if callable(self.confirm) else self.confirm,
             "args": [
                 {"name": a.name, "help": a.help, "required": a.required, "flag": a.flag,
                  "option": a.option, "choices": list(a.choices) if a.choices else None,
@@ -291,8 +293,9 @@ class CommandRegistry:
                 raise UsageError(f"{name}: {', '.join(sorted(both))} given both by name and as words")
             args = {**from_words, **(args or {})}
         bound = command.bind(args)
-        if command.confirm and not confirmed:
-            raise ConfirmationNeeded(command.confirm)
+        question = command.confirm(bound) if callable(command.confirm) else command.confirm
+        if question and not confirmed:
+            raise ConfirmationNeeded(question)
         return Call(command, bound)
 
 

@@ -25,6 +25,7 @@ PHASES = {
     "Sessions": ("daemond_session_open", "daemond_session_login", "daemond_line_received",
                  "daemond_data_received", "daemond_session_close", "daemond_line_commands"),
     "Control": ("daemond_control_commands", "daemond_status"),
+    "Chat rooms": ("daemond_chat_rooms",),
 }
 
 

@@ -20,6 +20,8 @@ Hooks come in three groups, by the phase of the daemon's life they belong to:
   found it (its CPU affinity, its signal mask; the daemon sets its name and
   priority, and a fresh ``contextvars`` context, for each connection).
 * **Control** — what a plugin adds to ``daemonctl`` and the console.
+* **Chat rooms** — what the ``chat`` plugin offers other plugins (a second
+  front end such as IRC).
 
 Exceptions: pluggy stops a hook call at the first implementation that raises.
 For session hooks the daemon catches the exception at the session boundary,
@@ -305,4 +307,58 @@ def daemond_status(daemon: DaemonAPI) -> dict[str, Any] | None:
     **Return:** a small JSON-serialisable dict, shown under your plugin's name.
     **Call mode:** plain. **If it raises:** status shows the error for your
     plugin; the command still succeeds.
+    """
+
+
+# --------------------------------------------------------------------------
+# Chat rooms (what the chat plugin offers a second front end)
+# --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def daemond_chat_rooms() -> Any:
+    """The chat rooms, for a plugin that is another front end to them (IRC).
+
+    **When:** call it yourself, as ``daemon.hook.daemond_chat_rooms()``, from
+    :func:`daemond_start` on (the ``chat`` plugin opens its rooms in its own
+    start: a plugin listed after it in ``plugins:`` order, or any session
+    hook, finds them open). **Thread:** any. The built-in ``chat`` plugin
+    implements it; there is no reason for another plugin to.
+
+    **Return:** the rooms object, or ``None`` when ``chat`` is not loaded.
+    Room names are ``#`` and 1-32 of ``A-Za-z0-9_.-``, not case-sensitive.
+    Every method raises ``RoomError`` (``.token``, ``.text``: the protocol's
+    error token — ``bad-room``, ``no-such-room``, ``not-in-room``,
+    ``room-limit``, ``bad-text``, ``already-connected``, ``unavailable`` —
+    and a sentence); a session is one that has logged in (``session.user``):
+
+    * ``join(session, room, on_event) -> list[event]`` — join (the room is
+      made if new and ``rooms.create`` allows); returns the last ``replay``
+      messages, oldest first (``[]`` if already in). From then on every
+      event of the room except the session's own messages is passed to
+      ``on_event(event)``, in the room's one order, with no gap after the
+      replay. The callback runs on the thread of whoever caused the event,
+      with the room's lock held: format the event and ``session.write()`` it
+      — never block, never call the rooms object from it. If it raises, your
+      session is closed.
+    * ``part(session, room)``; ``part_all(session)`` — call it from your
+      ``daemond_session_close``: nobody else takes your sessions out.
+    * ``say(session, room, text)``, ``act(session, room, text)`` — a message
+      or action (``/me``) to a room the session is in; returns its number in
+      the room's history. Committed before anyone receives it.
+    * ``topic(room, text=None, session=None) -> str`` — read it, or set it
+      (the session must be in the room) and tell its members.
+    * ``history(room, count) -> list[event]``, ``members(room) -> list[str]``,
+      ``list() -> [info]`` (``info.name``, ``.members``, ``.messages``,
+      ``.topic``), ``joined(session)`` (the rooms, with ``.name``).
+
+    An event has ``kind`` (``msg``, ``action``, ``join``, ``part``,
+    ``topic``, ``deleted``: the operator deleted the room, you are out of
+    it), ``room`` (the name as created), ``name`` (who; ``None`` for
+    ``deleted``; ``*`` for the operator's topic), ``text``, ``time`` (epoch
+    seconds) and ``seq`` (a message's number in the room's history).
+    ``/msg``, flood control and duplicate logins are each front end's own.
+
+    **Call mode:** ``firstresult``. **If it raises:** the exception reaches
+    the caller (a session hook's exception ends that session).
     """

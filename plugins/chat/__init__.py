@@ -1,9 +1,11 @@
-"""``chat``: one chat room per daemon, for users logged in by a plugin before it.
+"""``chat``: chat rooms for users logged in by a plugin before it.
 
-Use it behind a login plugin: ``plugins: [auth, chat]``. A plain line from a
-logged-in user goes to every other member as ``MSG <name> <text>``; joins and
-parts are announced; the history is kept in SQLite and replayed after login.
-The protocol is documented in ``docs/chat.md``; the settings are below.
+Use it behind a login plugin: ``plugins: [auth, chat]``. Every session starts in
+the default room; a plain line goes to the session's current room as
+``MSG <name> <text>``; ``/join #room`` joins others. Each room has its own
+members, order, topic and history (kept in SQLite, replayed on join). The
+protocol is documented in ``docs/chat.md``; the settings are below. Another
+front end (IRC) reaches the same rooms through the ``daemond_chat_rooms`` hook.
 
 Chat relies only on the core's session API: ``session.user`` (set by
 ``session.login(name)``) and the ``daemond_session_login`` /
@@ -12,21 +14,36 @@ Chat relies only on the core's session API: ``session.user`` (set by
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from typing import Any
 
 from daemon import Field, PluginError, PrivateFileError, Schema, SessionEnd, hookimpl, plain_text, split_command
 
+from plugins.chat import admin, commands
 from plugins.chat.history import History
-from plugins.chat.room import AlreadyConnected, Room
-from plugins.chat.text import sanitize
+from plugins.chat.rooms import ROOM_DEFAULTS, ROOM_NAME, RoomError, Rooms
+
+ROOMS_SCHEMA = Schema({
+    "create": Field(str, default=ROOM_DEFAULTS["create"], choices=("anyone", "nobody")),
+    "max_rooms": Field(int, default=ROOM_DEFAULTS["max_rooms"], min=1),
+    "max_joined": Field(int, default=ROOM_DEFAULTS["max_joined"], min=1),
+})
+
+
+def _rooms_problem(value: dict) -> str | None:
+    return "; ".join(p.message for p in ROOMS_SCHEMA.validate(value, None, "rooms")[1]) or None
+
+
+def _room_name_problem(value: str) -> str | None:
+    return None if ROOM_NAME.fullmatch(value) else "must be # and 1-32 of A-Z a-z 0-9 _ . -"
+
 
 SCHEMA = Schema({
     "database": Field(str, default="chat.db", help="history database; relative: in the state directory"),
-    "history_limit": Field(int, default=10_000, min=1, max=100_000_000, help="messages kept; the oldest are dropped"),
-    "replay": Field(int, default=20, min=0, max=1000, help="messages replayed after login"),
+    "history_limit": Field(int, default=10_000, min=1, max=100_000_000,
+                           help="messages kept per room; the oldest are dropped"),
+    "replay": Field(int, default=20, min=0, max=1000, help="messages replayed after login and on /join"),
     "motd": Field(str, default="", help="message of the day, sent after login (one NOTICE per line)"),
     "on_duplicate_login": Field(str, default="reject", choices=("reject", "replace"),
                                 help="a second login of a connected name: refuse it, or close the old session"),
@@ -36,18 +53,16 @@ SCHEMA = Schema({
                       help="a user over the rate: make them wait, or disconnect them"),
     "max_history_request": Field(int, default=1000, min=1, max=100_000, help="the most /history returns"),
     "announce_limit": Field(int, default=None, nullable=True, min=0,
-                            help="JOIN and PART go out only while the room has at most this many users; null: always"),
+                            help="JOIN and PART go out only while a room has at most this many users; null: always"),
+    "default_room": Field(str, default="#lobby", check=_room_name_problem,
+                          help="the room every session starts in (a change applies at the next restart)"),
+    "rooms": Field(dict, default=dict(ROOM_DEFAULTS), check=_rooms_problem,
+                   help="create: anyone|nobody (who makes rooms by joining them), max_rooms, max_joined"),
 })
 
-COMMANDS = [
-    ("/who", "list the users in the room"),
-    ("/history [N]", "the last N messages (default 20)"),
-    ("/msg NAME TEXT", "send TEXT to NAME only"),
-    ("/me TEXT", "tell the room what you are doing"),
-]
+COMMANDS = commands.USAGE
 
-#: our key in ``session.state``
-STATE_KEY = "chat"
+STATE_KEY = commands.STATE_KEY
 
 
 class _Bucket:
@@ -56,6 +71,7 @@ class _Bucket:
     def __init__(self, burst: int):
         self.tokens = float(burst)
         self.last = time.monotonic()
+        self.current = None  # the session's current room (a Room), None before login
 
     def take(self, rate: float, burst: int) -> float:
         """Spend one token; the seconds to wait until the debt is paid (0: none)."""
@@ -68,15 +84,27 @@ class _Bucket:
 
 
 class ChatPlugin:
-    """The chat room. The loader makes one instance per daemon, so one room per daemon."""
+    """The chat rooms. The loader makes one instance per daemon, so one set of rooms per daemon."""
 
     def __init__(self):
         self.settings: dict[str, Any] = SCHEMA.defaults()
-        self.room: Room | None = None
+        self.rooms: Rooms | None = None
         self.log = None
         self._database = None
+        self._default_room = None
         self._stopping = threading.Event()  # set at shutdown: ends flood waits, silences PART
         self._listeners: set[str] = set()  # listeners that serve chat (set.add is atomic: no lock)
+        # _users_lock guards _users: the logged-in chat session of each (lower-cased) name
+        self._users_lock = threading.Lock()
+        self._users: dict[str, Any] = {}
+
+    @property
+    def room(self):
+        """The default room."""
+        return None if self.rooms is None else self.rooms.default
+
+    def live_settings(self) -> dict[str, Any]:
+        return self.settings
 
     # -- configuration and lifecycle ---------------------------------------------
 
@@ -86,25 +114,33 @@ class ChatPlugin:
 
     @hookimpl
     def daemond_configure(self, settings, daemon):
-        self.settings = dict(settings)
+        settings = dict(settings)
+        settings["rooms"] = ROOMS_SCHEMA.validate(settings["rooms"], None, "rooms")[0]
+        self.settings = settings
         self.log = daemon.logger("chat")
         database = daemon.resolve(settings["database"])
-        if self.room is not None:
-            self.room.history.limit = settings["history_limit"]
+        if self.rooms is not None:
+            self.rooms.store.limit = settings["history_limit"]
             if database != self._database:
                 self.log.warning("chat database change to %s applies at the next restart (using %s)",
                                  database, self._database)
+            if settings["default_room"].lower() != self._default_room.lower():
+                self.log.warning("chat default_room change to %s applies at the next restart (using %s)",
+                                 settings["default_room"], self._default_room)
         else:
             self._database = database
+            self._default_room = settings["default_room"]
 
     @hookimpl
     def daemond_start(self, daemon):
         try:
-            history = History(self._database, self.settings["history_limit"], warn=self._not_resident)
+            history = History(self._database, self.settings["history_limit"], warn=self._not_resident,
+                              default_room=self._default_room)
         except PrivateFileError as exc:  # a symlink where the history should be
             raise PluginError(str(exc)) from None
-        self.room = Room(history)
-        self.log.info("chat history %s: %d messages, last #%d", self._database, history.count(), history.last_seq)
+        self.rooms = Rooms(history, self._default_room, self.live_settings)
+        self.log.info("chat history %s: %d rooms, %d messages in %s, last #%d", self._database,
+                      self.rooms.count(), history.count(), self._default_room, history.last_seq)
 
     def _not_resident(self, why: str) -> None:
         self.log.warning("the chat history's write-ahead log is not all kept in memory (%s): with a slow disk, "
@@ -121,15 +157,22 @@ class ChatPlugin:
 
     @hookimpl
     def daemond_stopped(self, daemon):
-        if self.room is not None:
-            self.room.history.close()
+        if self.rooms is not None:
+            self.rooms.store.close()
 
     @hookimpl
     def daemond_status(self, daemon):
-        room = self.room
-        if room is None:
+        if self.rooms is None:
             return None
-        return {"users": room.size(), "last_message": room.last_seq}
+        return {"users": len(self._users), "last_message": self.rooms.default.last_seq, "rooms": self.rooms.count()}
+
+    @hookimpl
+    def daemond_control_commands(self, daemon):
+        return admin.control_commands(self)
+
+    @hookimpl
+    def daemond_chat_rooms(self):
+        return self.rooms
 
     # -- sessions -----------------------------------------------------------------
 
@@ -141,17 +184,30 @@ class ChatPlugin:
     @hookimpl
     def daemond_session_login(self, session, user):
         self._listeners.add(session.listener)
-        session.state.setdefault(STATE_KEY, _Bucket(self.settings["burst"]))
+        seat = session.state.setdefault(STATE_KEY, _Bucket(self.settings["burst"]))
         settings = self.settings
-        motd = "".join(f"NOTICE {line}\n" for line in settings["motd"].splitlines() if line.strip())
-        try:
-            old = self.room.join(session, replace=settings["on_duplicate_login"] == "replace",
-                                 replay=settings["replay"], greeting=motd.encode("utf-8"),
-                                 announce_limit=settings["announce_limit"])
-        except AlreadyConnected:
+        key = user.lower()
+        with self._users_lock:
+            old = self._users.get(key)
+            if old is not None and settings["on_duplicate_login"] != "replace":
+                old = False
+            else:
+                self._users[key] = session
+        if old is False:
             self.log.info("refused a second session for %s from %s", user, session.peer_str)
             session.err("already-connected", f"{user} is already connected; closing")
+            raise SessionEnd("duplicate")
+        motd = "".join(f"NOTICE {line}\n" for line in settings["motd"].splitlines() if line.strip())
+        try:
+            self.rooms.join(session, self.rooms.default.name, greeting=motd.encode("utf-8"), replace=old is not None)
+        except RoomError as exc:  # another front end's session of that name is in the default room
+            with self._users_lock:
+                if self._users.get(key) is session:
+                    del self._users[key]
+            self.log.info("refused a chat session for %s from %s: %s", user, session.peer_str, exc.text)
+            session.err(exc.token, exc.text)
             raise SessionEnd("duplicate") from None
+        seat.current = self.rooms.default
         if old is not None:
             self.log.info("%s logged in again from %s; closing the session from %s",
                           user, session.peer_str, old.peer_str)
@@ -160,9 +216,17 @@ class ChatPlugin:
 
     @hookimpl
     def daemond_session_close(self, session, reason):
-        if self.room is not None:
-            self.room.leave(session, announce=not self._stopping.is_set(),
-                            announce_limit=self.settings["announce_limit"])
+        if self.rooms is None or session.user is None:
+            return
+        with self._users_lock:
+            if self._users.get(session.user.lower()) is session:
+                del self._users[session.user.lower()]
+        self.rooms.part_all(session, announce=not self._stopping.is_set())
+
+    def user_session(self, name: str):
+        """The chat session logged in as ``name`` (not case-sensitive), or None."""
+        with self._users_lock:
+            return self._users.get(name.lower())
 
     @hookimpl
     def daemond_line_commands(self, session):
@@ -177,16 +241,22 @@ class ChatPlugin:
             session.err("auth-required", "log in first")
             return True
         if command is None:
-            if line.strip():
-                self._flood_check(session)
-                self._say(session, plain_text(line))
-            return True
-        name, args = command
-        handler = self._commands.get(name)
-        if handler is None:
-            return None
+            if not line.strip():
+                return True
+            handler, args = commands.say_plain, plain_text(line)
+        else:
+            name, args = command
+            handler = commands.HANDLERS.get(name)
+            if handler is None:
+                return None
         self._flood_check(session)
-        handler(self, session, args)
+        try:
+            handler(self, session, args)
+        except RoomError as exc:
+            if exc.token == "unavailable":
+                self.log.error("chat history %s cannot be written (%s); a message from %s was not sent",
+                               self._database, exc.__cause__, session.user)
+            session.err(exc.token, exc.text)
         return True
 
     def _flood_check(self, session) -> None:
@@ -200,59 +270,3 @@ class ChatPlugin:
             session.err("flood", f"more than {self.settings['rate']:g} lines per second; closing")
             raise SessionEnd("flood")
         self._stopping.wait(wait)  # only this client's thread waits; its input backs up in TCP
-
-    # -- what users say -------------------------------------------------------------
-
-    def _say(self, session, raw: str, kind: str = "msg") -> None:
-        text = sanitize(raw)
-        if not text.strip():
-            session.err("bad-text", "nothing printable left in that line")
-            return
-        try:
-            entry = self.room.say(session, kind, text)
-        except sqlite3.Error as exc:  # disk full, database removed…: nobody got the message
-            self.log.error("chat history %s cannot be written (%s); a message from %s was not sent",
-                           self._database, exc, session.user)
-            session.err("unavailable", "the chat history cannot be written; message not sent")
-            return
-        if entry is None:
-            session.err("not-in-room", "this session is not in the chat room")
-        elif kind == "action":
-            session.ok()
-
-    def _cmd_me(self, session, args: str) -> None:
-        if not args:
-            session.err("bad-argument", "usage: /me TEXT")
-            return
-        self._say(session, args, kind="action")
-
-    def _cmd_who(self, session, args: str) -> None:
-        session.ok(" ".join(self.room.names()))
-
-    def _cmd_history(self, session, args: str) -> None:
-        if not args:
-            count = 20
-        elif args.isdigit() and len(args) < 10:
-            count = int(args)
-        else:
-            session.err("bad-argument", "usage: /history [N] with N a whole number")
-            return
-        count = min(count, self.settings["max_history_request"])
-        entries = self.room.recent(count)
-        reply = "".join(e.hist_line() + "\n" for e in entries) + f"+OK {len(entries)}\n"
-        session.write(reply.encode("utf-8"))  # one write: the block is never split by live messages
-
-    def _cmd_msg(self, session, args: str) -> None:
-        target, _, raw = args.partition(" ")
-        if not target or not raw.strip():
-            session.err("bad-argument", "usage: /msg NAME TEXT")
-            return
-        text = sanitize(raw)
-        if not text.strip():
-            session.err("bad-text", "nothing printable left in that message")
-        elif self.room.tell(target, f"PRIV {session.user} {text}"):
-            session.ok()
-        else:
-            session.err("no-such-user", f"{sanitize(target)} is not connected")
-
-    _commands = {"/me": _cmd_me, "/who": _cmd_who, "/history": _cmd_history, "/msg": _cmd_msg}

@@ -89,7 +89,9 @@ def check_default_cell(key: str, fld, cell: str) -> None:
     if literal is None:  # prose: allowed only for a default computed at run time (null in the schema)
         assert fld.default is None, f"{key}: documented default {cell!r} is not the literal {fld.default!r}"
         return
-    shown, problems = fld.validate(yaml.safe_load(literal.group(1) or '""'), None, key)
+    text = literal.group(1)
+    value = text if fld.type is str and text.startswith("#") else yaml.safe_load(text or '""')  # `#lobby` is a name here
+    shown, problems = fld.validate(value, None, key)
     assert not problems and shown == fld.default, f"{key}: documented default {cell} is not {fld.default!r}"
 
 
