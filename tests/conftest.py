@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from daemon.testing import LineClient, write_config
-from tests.chatkit import chat  # noqa: F401 - the chat tests' fixture
-
-BIN = Path(sys.executable).parent
+from daemon.testing import write_config
+from tests.support.chat import chat  # noqa: F401 - the chat tests' fixture
+from tests.support.process import DaemonProcess
 
 
 def pytest_configure(config):
@@ -25,14 +19,6 @@ def pytest_configure(config):
     # Ctrl-C tests would then wait in vain. A handler here is reset to the default at exec.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def installed(command: str) -> str:
-    """The path of an installed console script in this venv."""
-    path = BIN / command
-    if not path.exists():
-        pytest.fail(f"{command} is not installed next to {sys.executable}; install with pip install -e '.[test]'")
-    return str(path)
 
 
 @pytest.fixture(autouse=True)
@@ -47,57 +33,6 @@ def no_thread_leaks():
             break
         time.sleep(0.05)
     assert not extra, f"threads left running: {[t.name for t in extra]}"
-
-
-_LISTEN = re.compile(r"listening on (\S+):(\d+) \((\S+)\)")
-
-
-class DaemonProcess:
-    """``daemond`` run as a subprocess through the installed command."""
-
-    def __init__(self, config: Path, env: dict | None = None, extra_args: tuple = ()):
-        self.config = config
-        self.stderr_path = config.parent / "stderr.log"
-        self._stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(
-            [installed("daemond"), "-c", str(config), "--no-console", *extra_args],
-            stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr,
-            env={**os.environ, **(env or {})},
-        )
-        self.ports: dict[str, int] = {}
-
-    def wait_ready(self, listeners: int, timeout: float = 15) -> DaemonProcess:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.stderr()
-            self.ports = {m.group(3): int(m.group(2)) for m in _LISTEN.finditer(text)}
-            # "ready:" comes once everything, the config watcher included, has started
-            if len(self.ports) >= listeners and "daemond: ready: " in text:
-                return self
-            if self.proc.poll() is not None:
-                raise AssertionError(f"daemond exited {self.proc.returncode}:\n{text}")
-            time.sleep(0.05)
-        raise AssertionError(f"daemond not ready in {timeout}s:\n{self.stderr()}")
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def client(self, listener: str, **kwargs) -> LineClient:
-        return LineClient("127.0.0.1", self.ports[listener], **kwargs)
-
-    def terminate(self, sig=signal.SIGTERM, timeout: float = 10) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self._stderr.close()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._stderr.close()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Records every hook call it receives, for the per-hook tests (tests/test_hooks.py)."""
+"""Records every hook call it receives, for the per-hook tests (tests/integration/test_hooks.py)."""
 
 import threading
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import argon2
 
-from tests.auth_support import auth_settings, connect, hashing_counts, plugin_of, register, start
-from tests.robustness.helpers import MIB, loopback, measured, proc_stats, run_threads
+from tests.support.auth import auth_settings, connect, hashing_counts, plugin_of, register, start
+from tests.support.robustness import MIB, loopback, measured, proc_stats, run_threads
 
 
 def hashing_since(d, before: dict[str, int]) -> dict[str, int]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chatkit import Room, listener, settings
-from tests.robustness.helpers import ENV, MIB, connect, measured, proc_stats, run_threads
+from tests.support.chat import Room, listener, settings
+from tests.support.robustness import ENV, MIB, connect, measured, proc_stats, run_threads
 
 RAISER = "tests.plugins.raiser"  # answers "+OK <line>" to each line
 

@@ -6,8 +6,8 @@ import re
 import threading
 import time
 
-from tests.chatkit import Room, collect, listener, login, settings, small_receive_buffer_client
-from tests.robustness.helpers import MIB, measured, proc_stats, wait_until
+from tests.support.chat import Room, collect, listener, login, settings, small_receive_buffer_client
+from tests.support.robustness import MIB, measured, proc_stats, wait_until
 
 SENDERS = 10
 ROUNDS = 30  # 10 senders x 30 rounds of 1 KiB at 100 messages a second: 3 s

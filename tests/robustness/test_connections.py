@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
-from tests.auth_support import auth_settings
-from tests.robustness.helpers import connect, loopback, measured, recv_all, wait_until
+from tests.support.auth import auth_settings
+from tests.support.robustness import connect, loopback, measured, recv_all, wait_until
 
 
 def conn_threads(listener: str) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chatkit import Room, listener, login, password, settings
+from tests.support.chat import Room, listener, login, password, settings
 
 
 @pytest.fixture

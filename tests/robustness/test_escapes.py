@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from tests.chatkit import Room, history_rows, listener, settings
-from tests.robustness.helpers import recv_all
+from tests.support.chat import Room, history_rows, listener, settings
+from tests.support.robustness import recv_all
 
 ESC = "\x1b"
 CSI_C1 = "\u009b"

@@ -13,7 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_s
 
 from daemon.lines import BadEncoding, LineFramer, TooLong
 from daemon.testing import LineClient
-from tests.robustness.helpers import wait_until
+from tests.support.robustness import wait_until
 
 
 def framer_events(max_line: int, chunks: list[bytes]) -> list:

@@ -8,8 +8,8 @@ import sqlite3
 
 from plugins.chat import resident
 from plugins.chat.history import History
-from tests.chatkit import Room, collect, listener, settings
-from tests.robustness.helpers import MIB, disk_reads, evict, measured, proc_stats
+from tests.support.chat import Room, collect, listener, settings
+from tests.support.robustness import MIB, disk_reads, evict, measured, proc_stats
 
 
 def test_100k_messages_through_the_history_keep_exactly_history_limit(tmp_path):

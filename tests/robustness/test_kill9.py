@@ -9,8 +9,8 @@ import sys
 import threading
 import time
 
-from tests.conftest import DaemonProcess
-from tests.robustness.helpers import CHEAP_ARGON2
+from tests.support.process import DaemonProcess
+from tests.support.robustness import CHEAP_ARGON2
 from daemon.testing import write_config
 
 ROUNDS = 4  # at least; more until the registrations acknowledged across rounds reach TARGET

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.plugins import hookbomb
-from tests.robustness.helpers import recv_all, wait_until
+from tests.support.robustness import recv_all, wait_until
 
 BOMB = "tests.plugins.hookbomb"
 SESSION_HOOKS = ["daemond_session_open", "daemond_session_login", "daemond_line_received",

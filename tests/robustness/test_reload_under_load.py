@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from tests.robustness.helpers import connect, wait_until
+from tests.support.robustness import connect, wait_until
 
 
 def test_bad_config_edits_under_load_with_200_clients_keep_everyone_served(daemond_factory):

@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 
-from tests.robustness.helpers import (MIB, connect, measured, proc_stats, run_threads, tcp_buffer_ceiling,
+from tests.support.robustness import (MIB, connect, measured, proc_stats, run_threads, tcp_buffer_ceiling,
                                      tcp_receive_queue, wait_until)
 
 

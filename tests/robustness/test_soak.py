@@ -26,8 +26,8 @@ import time
 
 import pytest
 
-from tests.chatkit import Room, listener, settings
-from tests.robustness.helpers import MIB, cpu_wait_seconds, major_faults, proc_stats
+from tests.support.chat import Room, listener, settings
+from tests.support.robustness import MIB, cpu_wait_seconds, major_faults, proc_stats
 
 SECONDS = float(os.environ.get("DAEMOND_SOAK_SECONDS", 3600))
 CLIENTS = int(os.environ.get("DAEMOND_SOAK_CLIENTS", 200))

@@ -1,0 +1,1 @@
+"""What the tests share: daemons as processes, clients, and helpers per plugin."""
