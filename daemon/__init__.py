@@ -18,7 +18,9 @@ everything else under ``daemon.`` is private and may change. The names:
 * private files: ``open_private``, ``create_private_sqlite``, ``check_private_sqlite``,
   ``PrivateFileError``
   (``daemon.files``: files only this user may read, never through a symlink);
-* tools that run without the daemon: ``load_plugin_settings(config_path, plugin_name)``.
+* tools that run without the daemon: ``load_plugin_settings(config_path, plugin_name)``,
+  ``read_secret(prompt, confirm=False)`` (a password, without echo on a terminal, else one
+  line of stdin; ``confirm``: asked twice, ``SecretsDiffer`` if the two differ).
 """
 
 from daemon.version import PROJECT, __version__
@@ -45,6 +47,8 @@ __all__ = [
     "check_private_sqlite",
     "PrivateFileError",
     "load_plugin_settings",
+    "read_secret",
+    "SecretsDiffer",
 ]
 
 
@@ -75,6 +79,10 @@ def __getattr__(name):
         from daemon import commands
 
         return getattr(commands, name)
+    if name in ("read_secret", "SecretsDiffer"):
+        from daemon.control import secret_input
+
+        return getattr(secret_input, name)
     if name == "load_plugin_settings":
         from daemon.offline import load_plugin_settings
 

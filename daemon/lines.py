@@ -14,15 +14,6 @@ from dataclasses import dataclass
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
-class LineError(Exception):
-    """A line that cannot be delivered; ``token`` is the protocol's error token."""
-
-    def __init__(self, token: str, text: str):
-        super().__init__(text)
-        self.token = token
-        self.text = text
-
-
 @dataclass(frozen=True)
 class TooLong:
     limit: int
@@ -60,6 +51,12 @@ class LineFramer:
         return bool(self._buf)
 
     def next(self):
+        """The next event: a ``str`` line, :class:`TooLong` or :class:`BadEncoding`; None: more bytes needed."""
+        raw = self.next_bytes()
+        return raw if raw is None or isinstance(raw, TooLong) else _decode(raw)
+
+    def next_bytes(self):
+        """The next line as bytes (without its LF or CRLF), :class:`TooLong`, or None: more bytes needed."""
         buf = self._buf
         if not buf:
             return None
@@ -81,7 +78,7 @@ class LineFramer:
             raw = raw[:-1]
         if len(raw) > self.max_line:
             return TooLong(self.max_line)
-        return _decode(raw)
+        return raw
 
     def take_rest(self) -> bytes:
         """Bytes received but not yet framed (and forget them)."""

@@ -48,12 +48,13 @@ def new_plugin_manager() -> pluggy.PluginManager:
     """A plugin manager that knows daemond's hooks (and traces them if asked)."""
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
-    if os.environ.get("DAEMOND_TRACE_HOOKS", "") not in ("", "0"):
+    if tracing_enabled():
         _trace(pm)
     return pm
 
 
 def tracing_enabled() -> bool:
+    """Whether hook calls are traced to the log (``DAEMOND_TRACE_HOOKS=1``)."""
     return os.environ.get("DAEMOND_TRACE_HOOKS", "") not in ("", "0")
 
 

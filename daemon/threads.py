@@ -5,9 +5,9 @@ thread whose connection has ended waits, as a *spare*, for the next connection
 (of any listener) instead of ending, up to ``tuning.spare_threads`` of them and
 for ``tuning.spare_thread_timeout`` seconds each (Apache's MaxSpareThreads,
 Java's keep-alive time). Starting a thread and ending one both run Python with
-the GIL held on the daemon's one Python CPU -- some 0.27 ms of that CPU per
-connection, measured in a login storm (bench/README-reliability.md, item 9) -- while
-handing a connection to a spare wakes that one thread and no other.
+the GIL held on the daemon's one Python CPU (what that costs is in
+bench/README-reliability.md, item 9), while handing a connection to a spare
+wakes that one thread and no other.
 
 The spares form a stack: the most recently parked, whose stack and caches are
 the warmest, serves first; those at the bottom time out when fewer are needed.

@@ -35,6 +35,7 @@ from typing import Any
 
 from daemon.commands import ArgumentNeeded, CommandError, CommandRegistry, ConfirmationNeeded, UsageError
 from daemon.control import protocol
+from daemon.lines import LineFramer, TooLong
 
 log = logging.getLogger("daemond.control")
 
@@ -316,8 +317,7 @@ class ControlClient:
         self.conn.sendall(protocol.encode(message))
 
     def handle(self) -> None:
-        buf = bytearray()
-        skipping = False  # inside an over-long line: drop bytes up to its end
+        framer = LineFramer(protocol.MAX_REQUEST)  # an over-long request is answered once and skipped
         while not self.server.stopping:
             try:
                 chunk = self.conn.recv(65536)
@@ -325,24 +325,12 @@ class ControlClient:
                 return
             if not chunk:
                 return
-            buf += chunk
-            while True:
-                end = buf.find(b"\n")
-                if end < 0:
-                    if len(buf) > protocol.MAX_REQUEST:
-                        if not skipping:
-                            self.send(_too_long())
-                        skipping = True
-                        buf.clear()
-                    break
-                line = bytes(buf[:end]).strip()
-                del buf[:end + 1]
-                if skipping:
-                    skipping = False
-                elif len(line) > protocol.MAX_REQUEST:
+            framer.feed(chunk)
+            while (line := framer.next_bytes()) is not None:
+                if isinstance(line, TooLong):
                     self.send(_too_long())
-                elif line:
-                    self.serve(line)
+                elif line.strip():
+                    self.serve(line.strip())
                 if self.server.stopping:
                     return
 

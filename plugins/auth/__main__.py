@@ -9,12 +9,11 @@ read from the terminal (or one line of stdin), never from the command line.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import logging
 import sys
 
-from daemon import CommandError, PluginError, load_plugin_settings
+from daemon import CommandError, PluginError, SecretsDiffer, load_plugin_settings, read_secret
 from plugins.auth import AuthPlugin
 from plugins.auth.admin import USER_ACTIONS, clear_auth, users
 from plugins.auth.settings import AuthSettings
@@ -71,7 +70,10 @@ def _run(plugin: AuthPlugin, args: argparse.Namespace) -> int:
         return 0
     password = None
     if args.action in ("add", "passwd") and args.name:
-        password = _read_password(f"new password for {args.name}: ")
+        try:
+            password = read_secret(f"new password for {args.name}: ", confirm=True)
+        except SecretsDiffer:
+            raise CommandError("the passwords differ") from None
     if args.action in ("add", "passwd"):
         from plugins.auth.hashing import Hasher
 
@@ -83,15 +85,6 @@ def _run(plugin: AuthPlugin, args: argparse.Namespace) -> int:
             plugin.hasher.close()
     print(json.dumps(result, indent=2) if not isinstance(result, str) else result)
     return 0
-
-
-def _read_password(prompt: str) -> str:
-    if not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass(prompt)
-    if getpass.getpass("again: ") != first:
-        raise CommandError("the passwords differ")
-    return first
 
 
 if __name__ == "__main__":  # pragma: no cover
