@@ -62,3 +62,34 @@ def test_changing_the_pinning_needs_a_restart(daemond_factory):
     report = d.daemon.reload()
     assert not report["ok"]
     assert any(e.startswith("tuning.pin_threads changed (True → False): needs a restart") for e in report["errors"])
+
+
+def test_the_null_policy_runs_a_plain_thread_per_connection_and_touches_nothing(tmp_path):
+    # daemon/policy.py: PlainThreads switches every tuning lever off at once, whatever tuning: says
+    import sys
+
+    from daemon.config import load_config
+    from daemon.core import Daemon
+    from daemon.loader import PluginLoader
+    from daemon.policy import PlainThreads
+    from daemon.testing import write_config
+
+    switch_before = sys.getswitchinterval()
+    path = write_config(tmp_path, {"e": {"plugins": ["echo"], "port": 0}}, tuning={"switch_interval": 0.2})
+    daemon = Daemon(load_config(path, PluginLoader()), policy=PlainThreads(), log_to_stderr=False)
+    daemon.start()
+    try:
+        port = daemon.listeners["e"].address[1]
+        for _ in range(2):
+            with LineClient("127.0.0.1", port) as client:
+                client.send(b"x")
+                assert client.read_bytes(1) == b"x"
+                (session,) = daemon.sessions("e")
+                assert affinity(session.thread) == ALLOWED  # not pinned
+                assert os.getpriority(os.PRIO_PROCESS, session.thread.native_id) == os.getpriority(os.PRIO_PROCESS, 0)
+        assert daemon.api.native_cpus() is None
+        assert sys.getswitchinterval() == switch_before  # tuning: left alone
+        status = daemon.status()["threads"]
+        assert status["spare"] == 0 and status["reused"] == 0 and status["started"] == 2
+    finally:
+        daemon.stop()

@@ -1,0 +1,48 @@
+"""daemon/changes.py: a reload's diff is derived from the settings' declarations."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from daemon.changes import compare
+from daemon.config import TUNING_SCHEMA, Config, ControlSettings, LoggingSettings, TuningSettings
+
+
+def config(**sections) -> Config:
+    return Config(path=Path("/etc/daemond.yaml"), state_dir=Path("/var/lib/daemond"), listeners={},
+                  plugin_settings={}, control_socket=Path("/run/daemond/control.sock"), **sections)
+
+
+def test_nothing_changed_is_no_change():
+    diff = compare(config(), config())
+    assert diff.refused == [] and diff.sections == {}
+
+
+def test_reloadable_keys_are_listed_by_section_with_old_and_new_values():
+    diff = compare(config(), config(logging=LoggingSettings(level="debug"),
+                                    tuning=TuningSettings(spare_threads=4, login_nice=None)))
+    assert diff.refused == []
+    assert diff.sections == {"logging": {"level": ("info", "debug")},
+                             "tuning": {"spare_threads": (32, 4), "login_nice": (19, None)}}
+    assert diff.changed("tuning", "login_nice") and not diff.changed("tuning", "cpu")
+    assert diff.describe("tuning") == "tuning settings changed: spare_threads 4, login_nice None"
+
+
+def test_restart_only_keys_are_refused_and_kept_as_they_run():
+    restart_only = [key for key, setting in TUNING_SCHEMA.fields.items() if setting.restart]
+    assert restart_only == ["pin_threads", "cpu"]  # declared so in daemon/config.py
+    new = config(tuning=TuningSettings(pin_threads=False, spare_threads=1),
+                 control=ControlSettings(group="wheel"))
+    new = replace(new, state_dir=Path("/elsewhere"), control_socket=Path("/elsewhere/control.sock"))
+    diff = compare(config(), new)
+    assert diff.refused == [
+        "state_dir changed (/var/lib/daemond → /elsewhere): needs a restart; kept the old one",
+        "control.group changed (None → wheel): needs a restart; kept the old one",
+        "tuning.pin_threads changed (True → False): needs a restart; kept the old one",
+    ]
+    kept = diff.config
+    assert kept.tuning.pin_threads is True and kept.tuning.spare_threads == 1  # the rest still applies
+    assert kept.control.group is None and kept.state_dir == Path("/var/lib/daemond")
+    assert kept.control_socket == Path("/run/daemond/control.sock")
+    assert diff.sections == {"tuning": {"spare_threads": (32, 1)}}
