@@ -19,23 +19,15 @@ def render_result(result: Any, indent: str = "") -> str:
         return ""
     if isinstance(result, str):
         return result
-    if isinstance(result, dict):
+    if isinstance(result, (dict, list, tuple)):
+        entries = result.items() if isinstance(result, dict) else ((None, item) for item in result)
         lines = []
-        for key, value in result.items():
+        for key, value in entries:
+            head = f"{indent}-" if key is None else f"{indent}{key}:"
             if isinstance(value, (dict, list)) and value:
-                lines.append(f"{indent}{key}:")
-                lines.append(render_result(value, indent + "  "))
+                lines += [head, render_result(value, indent + "  ")]
             else:
-                lines.append(f"{indent}{key}: {_scalar(value)}")
-        return "\n".join(lines)
-    if isinstance(result, (list, tuple)):
-        lines = []
-        for item in result:
-            if isinstance(item, (dict, list)) and item:
-                lines.append(f"{indent}-")
-                lines.append(render_result(item, indent + "  "))
-            else:
-                lines.append(f"{indent}- {_scalar(item)}")
+                lines.append(f"{head} {_scalar(value)}")
         return "\n".join(lines)
     return f"{indent}{_scalar(result)}"
 
