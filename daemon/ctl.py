@@ -30,8 +30,9 @@ commands of every daemond (`daemonctl help` lists the daemon's own, plugins' too
   pause | resume         refuse new connections at once / accept them again
   stop                   graceful shutdown; returns when the daemon has stopped
   reload                 re-read and apply the config; returns when applied or refused
-  logs [-n N] [-f]       the last N log lines (default 50); -f streams new ones until Ctrl-C
+  logs [-n LINES] [-f]   the last LINES log lines (default 50); -f streams new ones until Ctrl-C
   clear-logs             empty the log file and the in-memory lines
+  plugins                loaded plugins: version, source, listeners, errors
   help [COMMAND]         the daemon's commands, or one command's arguments
 
 options:
