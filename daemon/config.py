@@ -57,6 +57,9 @@ LISTENER_SCHEMA = Schema(
         "max_per_ip": Setting(int, default=None, nullable=True, min=1),
         "max_unauthenticated_per_ip": Setting(int, default=20, nullable=True, min=1,
                                               help="connections not yet logged in from one address (login-gated listeners); null: no limit"),
+        "max_logged_in_per_ip": Setting(int, default=50, nullable=True, min=1,
+                                        help="sessions logged in from one address (login-gated listeners); a login "
+                                             "over it gets -ERR too-many-connections and is closed; null: no limit"),
         "idle_timeout": Setting(float, default=300.0, min=0, help="seconds without input before a session is closed; 0 = never"),
         "max_line": Setting(int, default=4096, min=16, max=16 * 1024 * 1024),
         "send_queue": Setting(int, default=1024 * 1024, min=4096, help="bytes queued for a slow reader before it is cut"),

@@ -8,6 +8,9 @@ it counts them, per address, and their plugins' errors.
 The listener enforces its connection limits before a thread exists: a
 connection over ``max_connections`` (or over ``max_per_ip`` for its address)
 is closed at once, with one ``-ERR`` line on line-based listeners, and logged.
+On login-gated listeners it also counts, per address, the connections not yet
+logged in (``max_unauthenticated_per_ip``, at accept) and the sessions logged in
+(``max_logged_in_per_ip``, checked when a session logs in).
 
 Pausing uses HAProxy's trick on Linux: ``shutdown()`` on the listening socket
 makes new connection attempts fail at once (refused, not left in a backlog)
@@ -52,7 +55,7 @@ class Listener:
         self._sock: socket.socket | None = None
         self.rcvtimeo = 0.0  # the idle timeout accepted sockets inherit
         self.address: tuple[str, int] | None = None
-        # _lock guards _sessions, _per_ip, _unauth_per_ip, _paused, _stopping and the error counts;
+        # _lock guards _sessions, _per_ip, _unauth_per_ip, _logged_in_per_ip, _paused, _stopping and the error counts;
         # _state (a Condition on it) wakes the accepting thread out of a pause, _emptied wakes
         # join_sessions() when the last session has ended.
         self._lock = threading.Lock()
@@ -61,6 +64,7 @@ class Listener:
         self._sessions: dict[int, Session] = {}
         self._per_ip: Counter[str] = Counter()
         self._unauth_per_ip: Counter[str] = Counter()  # sessions not yet logged in, on login-gated chains
+        self._logged_in_per_ip: Counter[str] = Counter()  # sessions logged in
         self._paused = False
         self._stopping = False
         self.errors: Counter[str] = Counter()
@@ -212,15 +216,28 @@ class Listener:
                 if session.counted_unauthenticated:
                     session.counted_unauthenticated = False
                     _decrement(self._unauth_per_ip, host)
+                if session.counted_logged_in:
+                    session.counted_logged_in = False
+                    _decrement(self._logged_in_per_ip, host)
 
-    def session_logged_in(self, session: Session) -> None:
-        """A logged-in session no longer counts against max_unauthenticated_per_ip (and the
-        policy may serve it differently from now on)."""
+    def session_logged_in(self, session: Session) -> str | None:
+        """A logged-in session counts against max_logged_in_per_ip, no longer against
+        max_unauthenticated_per_ip (and the policy may serve it differently from now on).
+        Over max_logged_in_per_ip, nothing changes and the reason is returned."""
+        host, limit = session.peer[0], self.config.max_logged_in_per_ip
         with self._lock:
+            if session.counted_logged_in:
+                return None
+            if limit is not None and self._logged_in_per_ip[host] >= limit:
+                self.refused += 1
+                return f"too many sessions logged in from {host} ({limit})"
+            session.counted_logged_in = True
+            self._logged_in_per_ip[host] += 1
             if session.counted_unauthenticated:
                 session.counted_unauthenticated = False
-                _decrement(self._unauth_per_ip, session.peer[0])
+                _decrement(self._unauth_per_ip, host)
         self._policy.logged_in(session.thread)
+        return None
 
     def count_error(self, plugin: str | None) -> None:
         with self._lock:

@@ -60,7 +60,8 @@ class SessionHost(Protocol):
     flusher: Flusher
     rcvtimeo: float  # the receive timeout accepted sockets inherit
 
-    def session_logged_in(self, session: Session) -> None: ...
+    def session_logged_in(self, session: Session) -> str | None:
+        """Count ``session`` as logged in; or, over a limit, say why it may not be (nothing counted)."""
 
     def session_ended(self, session: Session) -> None: ...
 
@@ -99,6 +100,8 @@ class Session:
         self.thread: threading.Thread | None = None
         #: counted in the host's not-logged-in count per address (guarded by the host's lock)
         self.counted_unauthenticated = False
+        #: counted in the host's logged-in count per address (guarded by the host's lock)
+        self.counted_logged_in = False
 
     # -- what plugins call -------------------------------------------------
 
@@ -170,10 +173,17 @@ class Session:
     def login(self, user: str) -> None:
         """Record that ``user`` has logged in and tell the plugins (``daemond_session_login``).
 
-        Called by a login plugin (the built-in ``auth``) after it verified the user.
+        Called by a login plugin (the built-in ``auth``) after it verified the user. If the
+        client's address has the listener's ``max_logged_in_per_ip`` sessions logged in already,
+        it sends ``-ERR too-many-connections`` and raises :class:`SessionEnd` instead (the login
+        plugin takes the login back, as when a plugin refuses it).
         """
+        why = self.host.session_logged_in(self)
+        if why is not None:
+            log.warning("login %s %s user=%s refused: %s", self.listener, self.peer_str, user, why)
+            self.err("too-many-connections", why)
+            raise SessionEnd("too-many-connections")
         self.user = user
-        self.host.session_logged_in(self)
         self.chain.hook.daemond_session_login(session=self, user=user)
         log.info("login %s %s user=%s", self.listener, self.peer_str, user)  # after: a plugin may refuse it
 

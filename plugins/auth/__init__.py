@@ -34,6 +34,7 @@ from daemon import PluginError, hookimpl
 from plugins.auth.admin import control_commands
 from plugins.auth.dialogue import LoginDialogue
 from plugins.auth.hashing import OWASP_MINIMUM, Hasher
+from plugins.auth.limits import RegistrationLimit, UserSessions
 from plugins.auth.settings import SCHEMA, AuthSettings
 from plugins.auth.store import StoreError, UserStore
 from plugins.auth.throttle import Throttle
@@ -42,7 +43,7 @@ __all__ = ["AuthPlugin"]
 
 
 class AuthPlugin:
-    """One per daemon: the users store, the hasher, the throttles and the counters."""
+    """One per daemon: the users store, the hasher, the throttles, the limits and the counters."""
 
     def __init__(self):
         self.settings = AuthSettings.from_section({})
@@ -51,6 +52,9 @@ class AuthPlugin:
         s = self.settings
         self.names = Throttle(s.max_attempts, s.attempt_window, s.cooldown)
         self.addresses = Throttle(s.max_attempts, s.attempt_window, s.cooldown)
+        self.registrations = RegistrationLimit(s.register_per_address, s.register_total, s.register_window)
+        #: logged-in sessions per user key, on every listener (max_sessions_per_user)
+        self.user_sessions = UserSessions()
         #: wall clock for the store's times and token expiry (tests may replace it)
         self.clock = time.time
         self.log = logging.getLogger("daemond.plugin.auth")
@@ -77,7 +81,8 @@ class AuthPlugin:
             self.log.warning("auth: database changed to %s; it takes effect at the next restart", new.database)
         if self.hasher is None or (new.argon2, new.max_hashing, cpus) != \
                 (self.hasher.params, self.hasher.max_concurrent, self.hasher.cpus):
-            old_hasher, self.hasher = self.hasher, Hasher(new.argon2, new.max_hashing, cpus, on_request=self.count)
+            old_hasher, self.hasher = self.hasher, Hasher(new.argon2, new.max_hashing, cpus, on_request=self.count,
+                                                          max_waiting=new.max_hash_queue)
             if old_hasher is not None:
                 old_hasher.close(wait=False)  # hashes under way finish; its helper then ends
             if self.store is not None:  # running (a reload): the first login should not wait for a helper
@@ -86,8 +91,10 @@ class AuthPlugin:
                 owasp = "m={memory_cost},t={time_cost},p={parallelism}".format(**OWASP_MINIMUM)
                 self.log.warning("auth: argon2 parameters %s are weaker than OWASP's minimum (%s); "
                                  "fine for tests, not for real passwords", new.argon2, owasp)
+        self.hasher.max_waiting = new.max_hash_queue
         for throttle in (self.names, self.addresses):
             throttle.configure(new.max_attempts, new.attempt_window, new.cooldown)
+        self.registrations.configure(new.register_per_address, new.register_total, new.register_window)
         self.settings = new
 
     @hookimpl
@@ -119,6 +126,12 @@ class AuthPlugin:
     def daemond_session_open(self, session) -> None:
         LoginDialogue(self, session).run()
 
+    @hookimpl
+    def daemond_session_close(self, session, reason: str) -> None:
+        key = session.state.pop("auth", None)  # the user's key while the session counts in user_sessions
+        if key is not None:
+            self.user_sessions.release(key)
+
     # -- control -----------------------------------------------------------------------
 
     @hookimpl
@@ -131,11 +144,12 @@ class AuthPlugin:
             counts = dict(self._counts)
         status: dict[str, Any] = {key: counts.get(key, 0) for key in
                                   ("logins", "failed", "registrations", "throttled", "timeouts", "hashes",
-                                   "verifications")}
+                                   "verifications", "registrations_refused", "busy", "too_many_sessions")}
         status["throttled_names"] = self.names.blocked_count()
         status["throttled_addresses"] = self.addresses.blocked_count()
         if self.store is not None:
             status.update(self.store.counts(self.clock()))
         if self.hasher is not None:
             status["hashing"] = self.hasher.where()
+            status["hash_queue"] = self.hasher.waiting()
         return status

@@ -11,8 +11,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from daemon import Argument, ArgumentNeeded, CommandError, ControlCommand
-from plugins.auth.hashing import HashingUnavailable
-from plugins.auth.rules import name_key, name_problem, password_problem
+from plugins.auth.hashing import HashingUnavailable, HashQueueFull
+from plugins.auth.rules import name_key, name_problem, normalized_password, password_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     from plugins.auth import AuthPlugin
@@ -66,6 +66,7 @@ def users(plugin: AuthPlugin, args: dict[str, Any]) -> Any:
     if password is None:
         raise ArgumentNeeded("password", f"users {action}: give the password (daemonctl asks for it)",
                              prompt=f"password for {name}", confirm=True)
+    password = normalized_password(password)
     bad = password_problem(password, plugin.settings.min_password, plugin.settings.max_password)
     if bad:
         raise CommandError(bad[1])
@@ -87,6 +88,8 @@ def _hash(plugin: AuthPlugin, password: str) -> str:
         return plugin.hasher.hash(password)
     except HashingUnavailable as exc:
         raise CommandError(f"the password cannot be hashed just now ({exc}); try again") from None
+    except HashQueueFull:
+        raise CommandError("too many passwords are being hashed just now; try again in a moment") from None
 
 
 def render_users(result: Any) -> str:

@@ -15,8 +15,8 @@ import time
 from typing import TYPE_CHECKING
 
 from daemon import SessionEnd, plain_text, split_command
-from plugins.auth.hashing import HasherBusy, HashingUnavailable
-from plugins.auth.rules import name_key, name_problem, password_problem
+from plugins.auth.hashing import HasherBusy, HashingUnavailable, HashQueueFull, Priority
+from plugins.auth.rules import legacy_password_forms, name_key, name_problem, normalized_password, password_problem
 from plugins.auth.store import LoginRecord
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,10 +53,11 @@ class LoginDialogue:
             line = self._read_line()
             command = split_command(line)
             if command is None:
-                self._guarded(self._plain_line, plain_text(line).strip())
+                self._guarded(self._plain_line, plain_text(line))
                 continue
             self.prompt = None  # a command cancels a pending prompt
-            name, args = command
+            name = command[0]
+            args = line.partition(" ")[2].strip(" ")  # only ASCII spaces: NBSP or U+3000 may end a password
             handler = handlers.get(name)
             if handler is None:
                 self.session.err("auth-required", f"log in first: {self._how()} (/help lists commands)")
@@ -66,9 +67,14 @@ class LoginDialogue:
     def _guarded(self, step, arg: str) -> None:
         """Run one step of the dialogue; a store that cannot be written (disk full,
         read-only) or passwords that cannot be hashed (no helper can run) refuse that
-        step with ``-ERR unavailable``, logged, and the connection lives."""
+        step with ``-ERR unavailable``, logged, and the connection lives. A step that did not
+        log in holds no place in max_sessions_per_user."""
         try:
             step(arg)
+        except HashQueueFull:
+            self.prompt = None
+            self.plugin.count("busy")
+            self.session.err("busy", "too many passwords are being checked just now; try again in a moment")
         except HashingUnavailable as exc:
             self.prompt = None
             self.plugin.log.error("password hashing failed (%s); a login or registration from %s was refused",
@@ -81,9 +87,12 @@ class LoginDialogue:
             self.plugin.log.error("users store %s cannot be written (%s); a login or registration from %s was refused",
                                   self.plugin.store.path, exc, self.ip)
             self.session.err("unavailable", "the users store cannot be written; try again later")
+        finally:
+            if self.session.user is None:
+                self._release_session()
 
     def _greet(self) -> None:
-        last = self.plugin.store.last_user_from(self.ip)
+        last = self.plugin.store.last_user_from(self.ip) if self.settings.greet_known else None
         hello = f"hello again, {last}" if last else "welcome"
         self.session.ok(f"{hello}; log in: {self._how()}")
 
@@ -117,20 +126,22 @@ class LoginDialogue:
 
     def _login_command(self, args: str) -> None:
         name, _, password = args.partition(" ")
-        if not name or not password.strip():
+        password = password.strip(" ")
+        if not name or not password:
             self.session.err("usage", "/login NAME PASSWORD")
             return
-        self._check_password(name, password.strip())
+        self._check_password(name, password)
 
     def _register_command(self, args: str) -> None:
         name, _, password = args.partition(" ")
         if not self.settings.allow_register:
             self.session.err("registration-closed", "this server does not take new users; ask its operator")
             return
-        if not name or not password.strip():
+        password = password.strip(" ")
+        if not name or not password:
             self.session.err("usage", "/register NAME PASSWORD")
             return
-        self._register(name, password.strip())
+        self._register(name, password)
 
     def _token_command(self, args: str) -> None:
         session, plugin = self.session, self.plugin
@@ -148,8 +159,11 @@ class LoginDialogue:
                                "; address now throttled" if blocked else "")
             session.err("bad-token", "unknown or expired token; log in with your password")
             return
+        if not self._claim_session(user.key, user.name):
+            return
         record = plugin.store.record_login(user.key, self.ip, now)
         if record is None:
+            self._release_session()
             session.err("bad-token", "unknown or expired token; log in with your password")
             return
         self._login(user.name, "token", record)
@@ -171,15 +185,17 @@ class LoginDialogue:
 
     # -- the prompt flow -------------------------------------------------------------
 
-    def _plain_line(self, text: str) -> None:
+    def _plain_line(self, typed: str) -> None:
         if self.prompt is not None:
             kind, name = self.prompt
             self.prompt = None
+            password = typed.strip(" ")  # only ASCII spaces: NBSP or U+3000 may end a password
             if kind == "register":
-                self._register(name, text, prompted=True)
+                self._register(name, password, prompted=True)
             else:
-                self._check_password(name, text)
+                self._check_password(name, password)
             return
+        text = typed.strip()
         problem = name_problem(text)
         if problem:
             self.session.err("bad-name", problem)
@@ -216,10 +232,16 @@ class LoginDialogue:
         user = None
         ok = False
         checked = valid_name and password_problem(password, 0, self.settings.max_password) is None
+        legacy = False
         if checked:
             user = plugin.store.user(key)
+            stored = user.hash if user else None
             try:
-                ok = plugin.hasher.verify(user.hash if user else None, password, timeout=self._left())
+                ok = plugin.hasher.verify(stored, normalized_password(password), timeout=self._left())
+                for form in legacy_password_forms(password):  # as many for unknown names: same work
+                    if ok:
+                        break
+                    ok = legacy = plugin.hasher.verify(stored, form, timeout=self._left())
             except HasherBusy:
                 self._timeout()
         if not ok:
@@ -234,23 +256,45 @@ class LoginDialogue:
             session.err("bad-credentials", "wrong name or password")
             return
         plugin.names.success(key)
-        self._logged_in(user.key, user.name, "password", self._rehashed(user, password))
+        if not self._claim_session(user.key, user.name):
+            return
+        self._logged_in(user.key, user.name, "password", self._rehashed(user, password, legacy))
 
-    def _rehashed(self, user, password: str) -> str | None:
-        """A new hash of a right password stored with other parameters than ours; None if it
-        is current, or cannot be made just now (then it is tried at the next login)."""
+    def _rehashed(self, user, password: str, legacy: bool) -> str | None:
+        """A new hash of a right password stored with other parameters than ours, or made
+        (``legacy``) from the password as typed rather than its NFC form; None if it is
+        current, or cannot be made just now (then it is tried at the next login)."""
         plugin = self.plugin
-        if not plugin.hasher.needs_rehash(user.hash):
+        if not legacy and not plugin.hasher.needs_rehash(user.hash):
             return None
         try:
-            new_hash = plugin.hasher.hash(password, timeout=self._left())
-        except (HashingUnavailable, HasherBusy) as exc:
+            new_hash = plugin.hasher.hash(normalized_password(password), timeout=self._left())
+        except (HashingUnavailable, HasherBusy, HashQueueFull) as exc:
             plugin.log.warning("could not rehash the password of %s (%s); kept as it is until the next login",
                                user.name, exc or "no hashing slot in time")
             return None
-        plugin.log.info("rehashed the password of %s with the current argon2 parameters (%s)", user.name,
-                        plugin.hasher.params)
+        plugin.log.info("rehashed the password of %s %s", user.name, "from its NFC form" if legacy else
+                        f"with the current argon2 parameters ({plugin.hasher.params})")
         return new_hash
+
+    def _claim_session(self, key: str, name: str) -> bool:
+        """Count a session of ``key`` (released when the session ends or its login is taken
+        back); False, with ``-ERR too-many-sessions``, if the user has max_sessions_per_user."""
+        plugin, limit = self.plugin, self.settings.max_sessions_per_user
+        if plugin.user_sessions.claim(key, limit):
+            self.session.state["auth"] = key
+            return True
+        plugin.count("too_many_sessions")
+        plugin.log.warning("login %s from %s refused: %d sessions logged in already (max_sessions_per_user)",
+                           name, self.ip, limit)
+        self.session.err("too-many-sessions", f"{name} has {limit} sessions logged in already; "
+                                              "end one before you log in again")
+        return False
+
+    def _release_session(self) -> None:
+        key = self.session.state.pop("auth", None)
+        if key is not None:
+            self.plugin.user_sessions.release(key)
 
     def _register(self, name: str, password: str, prompted: bool = False) -> None:
         session, plugin = self.session, self.plugin
@@ -261,6 +305,7 @@ class LoginDialogue:
         if problem:
             session.err("bad-name", problem)
             return
+        password = normalized_password(password)
         bad = password_problem(password, self.settings.min_password, self.settings.max_password)
         if bad:
             token, text = bad
@@ -273,16 +318,41 @@ class LoginDialogue:
         if plugin.store.exists(key):
             session.err("name-taken", f"{name} is already registered; log in with /login {name} PASSWORD")
             return
+        if self._registration_limited():
+            return
         try:
-            password_hash = plugin.hasher.hash(password, timeout=self._left())
+            password_hash = plugin.hasher.hash(password, timeout=self._left(), priority=Priority.REGISTRATION)
         except HasherBusy:
             self._timeout()
+        except HashQueueFull:
+            plugin.registrations.give_back(self.ip)  # nothing was hashed: it does not count
+            raise
         if not plugin.store.add_user(key, name, password_hash, plugin.clock()):  # committed on return
             session.err("name-taken", f"{name} is already registered; log in with /login {name} PASSWORD")
             return
         plugin.count("registrations")
         plugin.log.info("registered %s from %s", name, self.ip)
-        self._logged_in(key, name, "register", None)
+        if self._claim_session(key, name):
+            self._logged_in(key, name, "register", None)
+
+    def _registration_limited(self) -> bool:
+        """Count a registration from this address; True, with ``-ERR too-many-registrations``,
+        if it is over register_per_address or register_total (nothing is hashed)."""
+        plugin, settings = self.plugin, self.settings
+        over = plugin.registrations.take(self.ip)
+        if over is None:
+            return False
+        which, left = over
+        plugin.count("registrations_refused")
+        window = f"{settings.register_window:g}s"
+        if which == "address":
+            text = f"at most {settings.register_per_address} registrations from one address every {window}"
+        else:
+            text = f"at most {settings.register_total} registrations every {window} on this server"
+        plugin.log.warning("registration refused: %s from %s (%s)", "address over register_per_address"
+                           if which == "address" else "register_total reached", self.ip, text)
+        self.session.err("too-many-registrations", f"{text}; try again in {max(1, round(left))}s")
+        return True
 
     def _logged_in(self, key: str, name: str, how: str, new_hash: str | None) -> None:
         plugin = self.plugin
@@ -291,6 +361,7 @@ class LoginDialogue:
         expires = now + self.settings.token_ttl
         record = plugin.store.record_login(key, self.ip, now, new_hash, token=(token_digest(token), expires))
         if record is None:
+            self._release_session()
             plugin.log.warning("login %s from %s abandoned: the user was deleted meanwhile", name, self.ip)
             self.session.err("bad-credentials", "wrong name or password")
             return

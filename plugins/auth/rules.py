@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 NAME_PATTERN = r"[A-Za-z0-9_.-]{1,32}"
 _NAME = re.compile(NAME_PATTERN, re.ASCII)
@@ -31,3 +32,20 @@ def password_problem(password: str, min_length: int, max_length: int = MAX_PASSW
     if len(password) < min_length:
         return "weak-password", f"passwords need at least {min_length} characters"
     return None
+
+
+def normalized_password(password: str) -> str:
+    """What is hashed of a password: its NFC form, so that the same characters typed on
+    another keyboard or system (composed or decomposed) are the same password."""
+    return unicodedata.normalize("NFC", password)
+
+
+def legacy_password_forms(password: str) -> list[str]:
+    """Other forms a stored hash may have been made from, before passwords were NFC-normalised
+    and lost only ASCII spaces at their ends: the password as typed, and that stripped of any
+    Unicode whitespace. A login that matches one of them is accepted and rehashed."""
+    forms: list[str] = []
+    for form in (password, password.strip()):
+        if form and form != normalized_password(password) and form not in forms:
+            forms.append(form)
+    return forms

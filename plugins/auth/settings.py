@@ -29,6 +29,11 @@ SCHEMA = Schema(
     {
         "database": Field(str, default="auth.db", help="the users store (SQLite); relative to the state directory"),
         "allow_register": Field(bool, default=True, help="let clients create users with /register"),
+        "register_per_address": Field(int, default=5, nullable=True, min=1,
+                                      help="registrations from one address within register_window; null: no limit"),
+        "register_total": Field(int, default=60, nullable=True, min=1,
+                                help="registrations from all addresses within register_window; null: no limit"),
+        "register_window": Field(float, default=600.0, min=1.0, help="seconds over which registrations are counted"),
         "min_password": Field(int, default=8, min=1, max=1024),
         "max_password": Field(int, default=1024, min=8, max=65536,
                               help="longer passwords are refused before anything is hashed"),
@@ -36,12 +41,20 @@ SCHEMA = Schema(
         "max_attempts": Field(int, default=5, min=1, help="failed logins per name or address within attempt_window"),
         "attempt_window": Field(float, default=60.0, min=0.1),
         "cooldown": Field(float, default=60.0, min=0.0, help="seconds a throttled name or address is refused"),
+        "max_sessions_per_user": Field(int, default=10, nullable=True, min=1,
+                                       help="sessions one user may have logged in at once, on every listener; "
+                                            "null: no limit"),
+        "greet_known": Field(bool, default=True,
+                             help="greet a client with the name last logged in from its address (hello again, NAME)"),
         "token_ttl": Field(float, default=86400.0, min=1.0, help="seconds a login token stays valid"),
         "argon2": Field(dict, default=dict(OWASP_MINIMUM), check=_check_argon2,
                         help="argon2id time_cost, memory_cost (KiB), parallelism"),
         "max_hashing": Field(int, default=None, nullable=True, min=1, max=256,
                              help="hashes computed at once; null: one per CPU left for hashing "
                                   "(divided by argon2 parallelism)"),
+        "max_hash_queue": Field(int, default=64, nullable=True, min=0,
+                                help="requests that may wait for a hashing slot ahead of another; beyond it, "
+                                     "-ERR busy and nothing is hashed; null: no limit"),
     }
 )
 
@@ -52,15 +65,21 @@ class AuthSettings:
 
     database: str
     allow_register: bool
+    register_per_address: int | None
+    register_total: int | None
+    register_window: float
     min_password: int
     max_password: int
     login_timeout: float
     max_attempts: int
     attempt_window: float
     cooldown: float
+    max_sessions_per_user: int | None
+    greet_known: bool
     token_ttl: float
     argon2: Argon2Params
     max_hashing: int
+    max_hash_queue: int | None
 
     @classmethod
     def from_section(cls, section: dict[str, Any], cpus: set[int] | None = None) -> AuthSettings:

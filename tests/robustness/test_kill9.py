@@ -25,7 +25,7 @@ def test_kill_9_at_random_moments_keeps_both_databases_sound_and_every_acknowled
     # open what the last one left.
     rng = random.Random(9)
     state = tmp_path / "state"
-    plugins = {"auth": {"argon2": CHEAP_ARGON2, "max_attempts": 100_000}, "chat": {"rate": 0}}
+    plugins = {"auth": {"argon2": CHEAP_ARGON2, "max_attempts": 100_000, "register_per_address": None, "register_total": None}, "chat": {"rate": 0}}
     registered: set[str] = set()  # names acknowledged since the last clear-auth finished
     messages: set[str] = set()
     total_registrations = 0

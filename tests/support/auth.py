@@ -10,11 +10,14 @@ from tests.support.robustness import wait_until
 #: Cheap argon2id parameters so the suite stays fast; the defaults are tested separately.
 CHEAP_ARGON2 = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 
+#: The suite registers many users from 127.0.0.1; tests of the registration limits set their own.
+NO_REGISTRATION_LIMITS = {"register_per_address": None, "register_total": None}
+
 TOKEN = re.compile(r"token=([A-Za-z0-9_-]+)$")
 
 
 def auth_settings(**overrides):
-    return {"argon2": dict(CHEAP_ARGON2), **overrides}
+    return {"argon2": dict(CHEAP_ARGON2), **NO_REGISTRATION_LIMITS, **overrides}
 
 
 def start(daemond_factory, plugins=("auth", "echo"), state_dir=None, **settings):

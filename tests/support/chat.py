@@ -30,7 +30,8 @@ def listener(plugins=PLUGINS, **extra) -> dict:
 
 def settings(**chat) -> dict:
     """A ``plugins:`` section; flood control is off unless a test turns it on."""
-    return {"auth": {"argon2": CHEAP_ARGON2, "max_attempts": 1000}, "chat": {"rate": 0, **chat}}
+    return {"auth": {"argon2": CHEAP_ARGON2, "max_attempts": 1000, "register_per_address": None,
+                     "register_total": None}, "chat": {"rate": 0, **chat}}
 
 
 def password(name: str) -> str:

@@ -4,7 +4,10 @@ Each hash holds ``memory_cost`` KiB and a CPU for its whole run, so hashes run
 in one helper process (``helper.py``, running ``worker.py``), at most
 ``max_concurrent`` at once, on the CPUs the daemon leaves for native work and
 below the daemon's priority: a login storm takes neither the daemon's memory
-nor the CPUs its connections run on. There is no second way to hash: when the
+nor the CPUs its connections run on. Requests wait for a slot in line by
+priority (``slots.py``): a login goes before waiting registrations, and a
+request finding ``max_waiting`` ahead of it is refused at once
+(:class:`HashQueueFull`, answered ``-ERR busy``). There is no second way to hash: when the
 helper cannot run, a hash fails (:class:`HashingUnavailable`, which the login
 dialogue answers ``-ERR unavailable``) and the helper is tried again, with a
 growing delay.
@@ -23,8 +26,9 @@ from dataclasses import dataclass
 import argon2
 
 from plugins.auth.hashing.helper import Channel, HashingUnavailable, Helper, log
+from plugins.auth.hashing.slots import HashQueueFull, Priority, Slots
 
-__all__ = ["OWASP_MINIMUM", "Argon2Params", "Hasher", "HasherBusy", "HashingUnavailable"]
+__all__ = ["OWASP_MINIMUM", "Argon2Params", "HashQueueFull", "Hasher", "HasherBusy", "HashingUnavailable", "Priority"]
 
 #: OWASP's minimum for argon2id (Password Storage Cheat Sheet): m=19 MiB, t=2, p=1.
 OWASP_MINIMUM = {"time_cost": 2, "memory_cost": 19456, "parallelism": 1}
@@ -54,11 +58,13 @@ class Argon2Params:
 
 class Hasher:
     """Hashes and verifies passwords with one set of argon2id parameters, at most
-    ``max_concurrent`` at once, in a helper process run by ``python``. Any thread may call
-    it. ``on_request`` is called with ``"hashes"`` or ``"verifications"`` for each request."""
+    ``max_concurrent`` at once (and ``max_waiting`` waiting ahead of a request, None: no
+    limit), in a helper process run by ``python``. Any thread may call it. ``on_request`` is
+    called with ``"hashes"`` or ``"verifications"`` for each request."""
 
     def __init__(self, params: Argon2Params, max_concurrent: int, cpus: set[int] | None = None,
-                 on_request: Callable[[str], None] | None = None, python: str = sys.executable):
+                 on_request: Callable[[str], None] | None = None, python: str = sys.executable,
+                 max_waiting: int | None = None):
         self.params = params
         self.max_concurrent = max_concurrent
         self.cpus = cpus  # where the helper runs; None: where the kernel likes
@@ -68,7 +74,7 @@ class Hasher:
         # "no such user" costs exactly what "wrong password" costs.
         self.dummy_hash = argon2.PasswordHasher(**vars(params), type=argon2.Type.ID).hash(secrets.token_urlsafe(24))
         self._current = self.dummy_hash[:self.dummy_hash.rindex("$", 0, self.dummy_hash.rindex("$")) + 1]
-        self._slots = threading.BoundedSemaphore(max_concurrent)  # one per hash at once: a free channel
+        self._slots = Slots(max_concurrent, max_waiting)  # one per hash at once: a free channel
         # _lock guards _helper, _free, _closed, _failures and _retry_at
         self._lock = threading.Lock()
         self._helper: Helper | None = None
@@ -100,15 +106,29 @@ class Hasher:
         if helper is not None and wait:
             helper.kill(grace=5.0)  # else it ends by itself, and its watcher reaps it
 
-    def hash(self, password: str, timeout: float | None = None) -> str:
+    @property
+    def max_waiting(self) -> int | None:
+        return self._slots.max_waiting
+
+    @max_waiting.setter
+    def max_waiting(self, value: int | None) -> None:
+        self._slots.max_waiting = value  # read under the slots' lock by each request
+
+    def waiting(self) -> int:
+        """Requests waiting for a slot now, for status."""
+        return self._slots.waiting()
+
+    def hash(self, password: str, timeout: float | None = None, priority: Priority = Priority.LOGIN) -> str:
         """A new argon2id hash of ``password``; HasherBusy if no slot freed up within
-        ``timeout``, HashingUnavailable if the helper cannot do it."""
-        return self._run(timeout, ["hash", password])
+        ``timeout``, HashQueueFull if too many wait ahead of it (nothing is hashed),
+        HashingUnavailable if the helper cannot do it."""
+        return self._run(timeout, ["hash", password], priority)
 
     def verify(self, stored_hash: str | None, password: str, timeout: float | None = None) -> bool:
         """True if ``password`` matches ``stored_hash``. ``None`` (no such user) verifies against
-        the dummy hash — the same work — and is always False. Raises as :meth:`hash` does."""
-        ok = self._run(timeout, ["verify", stored_hash or self.dummy_hash, password])
+        the dummy hash — the same work — and is always False. Raises as :meth:`hash` does; a
+        verification is a login's, so it goes before waiting registrations."""
+        ok = self._run(timeout, ["verify", stored_hash or self.dummy_hash, password], Priority.LOGIN)
         return ok is True and stored_hash is not None
 
     def needs_rehash(self, stored_hash: str) -> bool:
@@ -118,10 +138,10 @@ class Hasher:
 
     # -- running one request ------------------------------------------------------------
 
-    def _run(self, timeout: float | None, request: list[str]):
+    def _run(self, timeout: float | None, request: list[str], priority: Priority):
         """A helper that dies under a request (killed, out of memory) is replaced and the
         request sent once more, to the new one."""
-        if not self._slots.acquire(timeout=None if timeout is None else max(timeout, 0.0)):
+        if not self._slots.acquire(priority, None if timeout is None else max(timeout, 0.0)):
             raise HasherBusy()
         try:
             self._on_request("hashes" if request[0] == "hash" else "verifications")
