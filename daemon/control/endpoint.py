@@ -313,7 +313,13 @@ class ControlClient:
         self.conn.close()
 
     def send(self, message: dict[str, Any]) -> None:
-        self.conn.sendall(protocol.encode(message))
+        try:
+            line = protocol.encode(message)
+        except (ValueError, RecursionError) as exc:  # a result holding NaN, or nested past recursion
+            log.error("control client %s: a reply is not JSON (%s); sent an error instead", self.who, exc)
+            line = protocol.encode(protocol.error(protocol.INTERNAL, f"the reply could not be sent as JSON: {exc}",
+                                                  id=message.get("id")))
+        self.conn.sendall(line)
 
     def handle(self) -> None:
         buf = bytearray()
