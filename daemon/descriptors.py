@@ -33,10 +33,11 @@ class DescriptorReserve:
 
     def __init__(self, size: int = SPARES):
         self.size = size
-        # _lock guards _spares and _lent: giving a spare back and taking it again is one step
+        # _lock guards _spares, _lent and _replaced: giving a spare back and taking it again is one step
         self._lock = threading.Lock()
         self._spares: list[int] = []
         self._lent = 0
+        self._replaced = 0  # lent spares replaced by new ones before their borrower gave them back
         self.shed_count = 0  # connections refused at once for want of descriptors
 
     def open(self) -> None:
@@ -58,11 +59,22 @@ class DescriptorReserve:
         return True
 
     def tight(self) -> bool:
-        """True while spares are lent out or missing: a listener should not keep a new connection."""
+        """True while spares are lent out or missing: a listener should not keep a new connection.
+
+        Once descriptors are free again, lent spares are replaced by new ones (a client that
+        borrowed some, ``daemonctl logs -f``, may stay for hours), and it is False again.
+        """
         if not self._lent and len(self._spares) == self.size:  # the common case: no lock, no system call
             return False
         with self._lock:
-            return bool(self._lent) or not self._refill()
+            while self._lent:
+                try:
+                    self._spares.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+                except OSError:
+                    return True
+                self._lent -= 1
+                self._replaced += 1
+            return not self._refill()
 
     def shed(self, sock: socket.socket, refuse: Callable[[socket.socket], None]) -> tuple | None:
         """``sock.accept()`` failed for want of descriptors: accept one waiting connection with a
@@ -110,7 +122,9 @@ class DescriptorReserve:
         """A connection from :meth:`borrow` is closed: the ``lent`` spares it took return to the reserve."""
         if lent:
             with self._lock:
-                self._lent -= lent
+                replaced = min(lent, self._replaced)
+                self._replaced -= replaced
+                self._lent -= lent - replaced
                 self._refill()
 
     def status(self) -> dict[str, int]:

@@ -132,13 +132,24 @@ def test_out_of_descriptors_the_control_socket_answers_and_the_log_stays_quiet(t
         text = log_file.read_text()
         assert text.count("cannot accept") <= 5, text.count("cannot accept")
         assert text.count("out of file descriptors") <= RATE_BURST + 1, text.count("out of file descriptors")
+        # a control client accepted now borrows spares, and keeps them as long as it stays
+        lingering = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        clients.append(lingering)
+        lingering.connect(str(tmp_path / "state" / "control.sock"))
+        lingering.sendall(b'{"command": "status"}\n')
+        assert lingering.makefile("rb").readline().startswith(b'{"ok": true')
     finally:
-        for sock in clients:
+        for sock in clients[:-1]:
             sock.close()
     try:
         time.sleep(1)
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # accepting again
+        # accepting again, though the control client that borrowed spares is still there
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(b"again\n")
             assert sock.recv(100) == b"again\n"
+        clients[-1].close()
+        status = _daemonctl(proc.config, "--json", "status", timeout=10)
+        assert '"descriptors": {"spare": 8, "lent": 0' in status.stdout, status.stdout
     finally:
+        clients[-1].close()
         proc.terminate()
