@@ -73,6 +73,8 @@ LOGGING_SCHEMA = Schema(
         "file": Setting(str, default="daemond.log", nullable=True, help="relative to the state directory; null: no file"),
         "level": Setting(str, default="info", choices=LOG_LEVELS, normalize=str.lower, help="any case, as Python's logging"),
         "buffer": Setting(int, default=1000, min=0, max=1_000_000, help="lines kept in memory for `daemonctl logs`"),
+        "max_size": Setting(int, default=100 * 1024 * 1024, nullable=True, min=64 * 1024,
+                            help="bytes; past it the file becomes <file>.1 and a new one is begun; null: no cap"),
     }
 )
 

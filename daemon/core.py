@@ -27,6 +27,7 @@ from daemon.control.core_commands import core_commands
 from daemon.control.endpoint import ControlError, ControlServer
 from daemon.listener import BindError, Listener
 from daemon.loader import Chain, LoadedPlugin, PluginError, PluginLoader, PluginLoadError, blame, register_all
+from daemon.descriptors import DescriptorReserve
 from daemon.logs import LogService
 from daemon.notify import Notifier
 from daemon.outbox import Flusher
@@ -56,6 +57,8 @@ class Daemon:
         #: PlainThreads() turns all of that off
         self.policy = policy if policy is not None else TunedPolicy()
         self.flusher = Flusher(on_start=self.policy.thread_started)
+        #: spare file descriptors, so that the control socket answers when connections took the rest
+        self.descriptors = DescriptorReserve()
         self.notifier = Notifier()
         self.listeners: dict[str, Listener] = {}
         #: every control command, core and plugins'; the control socket and the console run them
@@ -83,7 +86,8 @@ class Daemon:
         config = self.config
         self._prepare_state_dir()
         try:
-            self.logs.setup(config.logging.level, config.log_file, config.logging.buffer, stderr=self._log_to_stderr)
+            self.logs.setup(config.logging.level, config.log_file, config.logging.buffer, stderr=self._log_to_stderr,
+                            max_size=config.logging.max_size)
         except OSError as exc:
             raise StartError(f"cannot open log file {config.log_file}: {exc.strerror or exc}") from None
         log.info("daemond %s starting (pid %d) with config file %s", __version__, os.getpid(), config.path)
@@ -94,8 +98,12 @@ class Daemon:
             # First, so that a second daemond on the same state directory says so (the control
             # socket is live) before its plugins open shared files or its listeners fail to bind.
             try:
+                self.descriptors.open()
+            except OSError as exc:
+                raise StartError(f"cannot start: {exc.strerror}") from None
+            try:
                 self.control = ControlServer(self.commands, config.control_socket, config.control.group,
-                                             on_plugin_error=self.count_plugin_error)
+                                             on_plugin_error=self.count_plugin_error, descriptors=self.descriptors)
                 self.control.bind()
             except ControlError as exc:
                 raise StartError(str(exc)) from None
@@ -203,6 +211,7 @@ class Daemon:
             self.flusher.stop()
         if self.control is not None:
             self.control.stop()
+        self.descriptors.close()
         if started_plugins and self.pm is not None:
             self._safe_hook("daemond_stopped")
         self._state = "stopped"
@@ -260,6 +269,7 @@ class Daemon:
         self._safe_hook("daemond_stopped")
         self.flusher.stop()
         self.control.stop()  # last: `daemonctl stop` sees its connection close when all is done
+        self.descriptors.close()
         self._state = "stopped"
         self.notifier.close()
         log.info("stopped after %.2fs (%d sessions closed)", time.monotonic() - begun, len(sessions))
@@ -447,7 +457,8 @@ class Daemon:
         if not diff.changed("logging") and new.log_file == old.log_file:
             return new
         try:
-            self.logs.setup(new.logging.level, new.log_file, new.logging.buffer, stderr=self.logs.stderr_handler is not None)
+            self.logs.setup(new.logging.level, new.log_file, new.logging.buffer, stderr=self.logs.stderr_handler is not None,
+                            max_size=new.logging.max_size)
             changes.append("logging settings changed")
         except OSError as exc:
             errors.append(f"cannot open log file {new.log_file}: {exc.strerror or exc}")
@@ -461,7 +472,7 @@ class Daemon:
 
     def _bound_listener(self, lc, chain: Chain) -> Listener:
         """A new listener for ``lc``, bound (raises BindError), not yet accepting."""
-        listener = Listener(lc, chain, self.api, self.flusher, self.policy)
+        listener = Listener(lc, chain, self.api, self.flusher, self.policy, self.descriptors)
         listener.bind()
         return listener
 
@@ -571,4 +582,5 @@ class Daemon:
             ],
             "plugins": plugins,
             "control": self.control.status() if self.control is not None else None,
+            "descriptors": self.descriptors.status(),
         }

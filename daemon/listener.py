@@ -12,6 +12,11 @@ On login-gated listeners it also counts, per address, the connections not yet
 logged in (``max_unauthenticated_per_ip``, at accept) and the sessions logged in
 (``max_logged_in_per_ip``, checked when a session logs in).
 
+Out of file descriptors, the accepting thread neither spins nor floods the
+log: each waiting connection is refused with a spare descriptor
+(:mod:`daemon.descriptors`), and with no spare it backs off; its log lines
+are rate-limited per address (:func:`daemon.logs.limited`).
+
 Pausing uses HAProxy's trick on Linux: ``shutdown()`` on the listening socket
 makes new connection attempts fail at once (refused, not left in a backlog)
 and wakes the accepting thread; ``listen()`` on the same socket resumes.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import select
 import socket
 import threading
 import time
@@ -28,6 +34,8 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from daemon.addresses import format_address
+from daemon.descriptors import EXHAUSTED, DescriptorReserve
+from daemon.logs import limited
 from daemon.serving import serve
 from daemon.session import Session, timeval
 
@@ -39,13 +47,21 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("daemond.listener")
 
 
+OUT_OF_DESCRIPTORS = "daemon is out of file descriptors"
+
+
 class BindError(Exception):
     """The listener's address could not be bound (in use, permission, bad host)."""
 
 
 class Listener:
-    def __init__(self, config, chain: Chain, api, flusher: Flusher, policy: PlainThreads):
+    #: Longest pause of the accepting thread when out of descriptors with none spare (it doubles up to this).
+    MAX_BACKOFF = 1.0
+
+    def __init__(self, config, chain: Chain, api, flusher: Flusher, policy: PlainThreads,
+                 descriptors: DescriptorReserve | None = None):
         self.name = config.name
+        self._descriptors = descriptors if descriptors is not None else DescriptorReserve(0)
         #: for new connections (a ListenerConfig); a reload may replace both, sessions keep what they started with
         self.config = config
         self.chain = chain
@@ -254,6 +270,7 @@ class Listener:
     def _accept_loop(self, sock: socket.socket) -> None:
         self._policy.thread_started()
         self.policy_changed()
+        backoff = 0.0
         while True:
             try:
                 conn, addr = sock.accept()
@@ -264,11 +281,43 @@ class Listener:
                     if self._paused:
                         self._state.wait_for(lambda: self._stopping or not self._paused or sock is not self._sock)
                         continue
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("listener %s: cannot accept: %s; retrying", self.name, exc.strerror)
-                    time.sleep(0.1)
+                if exc.errno in EXHAUSTED:
+                    backoff = self._out_of_descriptors(sock, exc, backoff)
+                continue
+            backoff = 0.0
+            if self._descriptors.tight():  # the control socket has borrowed spares: keep them free
+                with self._lock:
+                    self.refused += 1
+                self._refuse(conn, OUT_OF_DESCRIPTORS)
+                self._log_refused(addr, OUT_OF_DESCRIPTORS)
                 continue
             self._admit(conn, addr)
+
+    def _out_of_descriptors(self, sock: socket.socket, exc: OSError, backoff: float) -> float:
+        """accept() failed for want of descriptors: refuse the waiting connection with a spare,
+        or wait for one to arrive; with no spare, wait a while (doubling). The next wait."""
+        try:
+            addr = self._descriptors.shed(sock, lambda conn: self._refuse(conn, OUT_OF_DESCRIPTORS))
+        except OSError:
+            backoff = min(self.MAX_BACKOFF, max(0.01, backoff * 2))
+            log.error("listener %s: cannot accept: %s; retrying in %gs", self.name, exc.strerror, backoff,
+                      extra=limited(f"on listener {self.name}", "failed accepts"))
+            with self._lock:
+                self._state.wait_for(lambda: self._stopping or sock is not self._sock, backoff)
+            return backoff
+        if addr is None:  # nobody waits: sleep until someone does (stop and pause wake it too)
+            poller = select.poll()  # not epoll: poll needs no descriptor of its own
+            poller.register(sock, select.POLLIN)
+            poller.poll(self.MAX_BACKOFF * 1000)
+            return backoff
+        with self._lock:
+            self.refused += 1
+        self._log_refused(addr, OUT_OF_DESCRIPTORS)
+        return 0.0
+
+    def _log_refused(self, addr, why: str) -> None:
+        log.warning("refused %s %s: %s", self.name, format_address(*addr[:2]), why,
+                    extra=limited(f"from {addr[0]}", "refused connections"))
 
     def _admit(self, conn: socket.socket, addr) -> None:
         config = self.config
@@ -293,7 +342,7 @@ class Listener:
             else:
                 self.refused += 1
         if why is not None:
-            log.warning("refused %s %s: %s", self.name, format_address(*addr[:2]), why)
+            self._log_refused(addr, why)
             self._refuse(conn, why)
             return
         try:

@@ -5,7 +5,7 @@ The shape of ``socketserver.BaseRequestHandler``: :func:`serve` calls
 input into lines (``daemond_line_received``) or passes raw bytes on
 (``daemond_data_received``), and always ends, in a ``finally``, with every
 ``daemond_session_close``, the last queued bytes sent, the socket closed, the
-host told and one log line. An exception from a plugin ends only this session.
+host told and one log line (connect and disconnect lines are rate-limited per address). An exception from a plugin ends only this session.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import threading
 import time
 
 from daemon.lines import shown, split_command
+from daemon.logs import limited
 from daemon.session import RECV_SIZE, Session, SessionEnd
 
 log = logging.getLogger("daemond.session")
@@ -26,7 +27,8 @@ def serve(session: Session) -> None:
     session.thread = threading.current_thread()
     reason = "eof"
     try:
-        log.info("connect %s %s", session.listener, session.peer_str)
+        log.info("connect %s %s", session.listener, session.peer_str,
+                 extra=limited(f"from {session.peer[0]}", "connections"))
         session.chain.hook.daemond_session_open(session=session)
         if session.chain.line_mode:
             _serve_lines(session)
@@ -38,7 +40,8 @@ def serve(session: Session) -> None:
         reason = "timeout"
     except (ConnectionError, OSError) as exc:
         reason = "reset" if session.end_reason is None else session.end_reason
-        log.debug("session %s %s: %s", session.listener, session.peer_str, exc)
+        log.debug("session %s %s: %s", session.listener, session.peer_str, exc,
+                  extra=limited(f"from {session.peer[0]}"))
     except Exception as exc:
         reason = "error"
         plugin = session.chain.blame(exc)
@@ -114,7 +117,8 @@ def _finish(session: Session, reason: str) -> None:
         session.host.session_ended(session)
         log.info("disconnect %s %s user=%s reason=%s in=%d out=%d duration=%.3fs",
                  session.listener, session.peer_str, session.user or "-", reason, session.bytes_in,
-                 session.outbox.bytes_sent, time.monotonic() - session.started)
+                 session.outbox.bytes_sent, time.monotonic() - session.started,
+                 extra=limited(f"from {session.peer[0]}"))  # counted with its connect
         session.thread = None  # it may serve another connection now
 
 

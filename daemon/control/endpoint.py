@@ -6,6 +6,11 @@ thread of its own (``control-client-N``), at most :data:`MAX_CLIENTS` at once
 of a hundred ``daemonctl status`` is answered in full. Every request goes
 through the daemon's one :class:`~daemon.commands.CommandRegistry`.
 
+When the daemon is out of file descriptors, the control socket still
+answers: it accepts with spares borrowed from the daemon's
+:class:`~daemon.descriptors.DescriptorReserve`, given back when the client
+leaves.
+
 Who may connect is checked with ``SO_PEERCRED``: root, the daemon's own uid,
 and members of ``control.group`` (the peer's groups from ``SO_PEERGROUPS``).
 Anyone else gets one ``forbidden`` error line and is closed.
@@ -35,6 +40,8 @@ from typing import Any
 
 from daemon.commands import ArgumentNeeded, CommandError, CommandRegistry, ConfirmationNeeded, UsageError
 from daemon.control import protocol
+from daemon.descriptors import EXHAUSTED, DescriptorReserve
+from daemon.logs import limited
 from daemon.lines import LineFramer, TooLong
 
 log = logging.getLogger("daemond.control")
@@ -60,8 +67,10 @@ class ControlServer:
     """The control socket and the threads serving it. Owned by the Daemon: bind, start, stop."""
 
     def __init__(self, commands: CommandRegistry, path: Path, group: str | None = None,
-                 on_plugin_error: Callable[[str | None], None] | None = None):
+                 on_plugin_error: Callable[[str | None], None] | None = None,
+                 descriptors: DescriptorReserve | None = None):
         self.commands = commands
+        self._descriptors = descriptors if descriptors is not None else DescriptorReserve(0)
         #: told the plugin (None: the core) whose command raised unexpectedly, to count it
         self.on_plugin_error = on_plugin_error
         self.path = Path(path)
@@ -226,6 +235,7 @@ class ControlServer:
                 events = selector.select()
                 if any(key.fileobj is self._wake_r for key, _ in events):
                     return
+                lent = 0
                 try:
                     conn, _ = self._sock.accept()
                 except BlockingIOError:
@@ -233,16 +243,26 @@ class ControlServer:
                 except OSError as exc:
                     if self._stopping:
                         return
-                    log.error("control socket: cannot accept: %s; retrying", exc.strerror or exc)
-                    time.sleep(0.1)
-                    continue
+                    try:
+                        if exc.errno not in EXHAUSTED:
+                            raise
+                        conn, lent = self._descriptors.borrow(self._sock)
+                    except BlockingIOError:
+                        continue
+                    except OSError as exc:
+                        log.error("control socket: cannot accept: %s; retrying", exc.strerror or exc,
+                                  extra=limited("on the control socket", "failed accepts"))
+                        with self._lock:
+                            self._slot_free.wait_for(lambda: self._stopping, 0.1)
+                        continue
                 try:
-                    self._admit(conn)
+                    self._admit(conn, lent)
                 except Exception:
                     log.exception("control socket: cannot serve a client")
                     conn.close()
+                    self._descriptors.give_back(lent)
 
-    def _admit(self, conn: socket.socket) -> None:
+    def _admit(self, conn: socket.socket, lent: int = 0) -> None:
         pid, uid, gid = _peer_credentials(conn)
         if not self._allowed(conn, pid, uid, gid):
             with self._lock:
@@ -256,9 +276,11 @@ class ControlServer:
             except OSError:
                 pass
             conn.close()
+            self._descriptors.give_back(lent)
             return
         conn.settimeout(IDLE_TIMEOUT)
         client = ControlClient(self, conn, f"uid {uid} pid {pid}", next(self._numbers))
+        client.lent = lent
         with self._lock:
             self._clients.add(client)
         try:
@@ -280,6 +302,7 @@ class ControlServer:
             client.close()
             self.served += 1
             self._slot_free.notify_all()
+        self._descriptors.give_back(client.lent)
 
 
 class ControlClient:
@@ -290,6 +313,7 @@ class ControlClient:
         self.conn = conn
         self.who = who
         self.running: str | None = None  # the command being run, for the shutdown warning
+        self.lent = 0  # spare descriptors borrowed to accept it, given back when it is closed
         self.thread = threading.Thread(target=self.run, name=f"control-client-{number}", daemon=True)
 
     def run(self) -> None:
@@ -314,7 +338,13 @@ class ControlClient:
         self.conn.close()
 
     def send(self, message: dict[str, Any]) -> None:
-        self.conn.sendall(protocol.encode(message))
+        try:
+            line = protocol.encode(message)
+        except (ValueError, RecursionError) as exc:  # a result holding NaN, or nested past recursion
+            log.error("control client %s: a reply is not JSON (%s); sent an error instead", self.who, exc)
+            line = protocol.encode(protocol.error(protocol.INTERNAL, f"the reply could not be sent as JSON: {exc}",
+                                                  id=message.get("id")))
+        self.conn.sendall(line)
 
     def handle(self) -> None:
         framer = LineFramer(protocol.MAX_REQUEST)  # an over-long request is answered once and skipped

@@ -19,6 +19,8 @@ This module imports only the standard library: ``daemonctl`` starts fast.
 from __future__ import annotations
 
 import json
+import math
+import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs daemonctl milliseconds at start; annotations are strings anyway
@@ -26,6 +28,9 @@ if TYPE_CHECKING:  # typing costs daemonctl milliseconds at start; annotations a
 
 #: Longest request line the daemon reads; a longer one gets a ``too-long`` error.
 MAX_REQUEST = 64 * 1024
+
+#: Deepest nesting of arrays and objects in a request (the request object itself is 1).
+MAX_DEPTH = 32
 
 #: Error codes of a final reply (``error.code``).
 BAD_REQUEST = "bad-request"  # not a JSON object, or fields of the wrong type
@@ -57,8 +62,8 @@ _REQUEST_FIELDS = {"command", "args", "argv", "id", "confirmed", "text"}
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    """One message as a line of ASCII JSON."""
-    return json.dumps(message, ensure_ascii=True, default=str).encode("ascii") + b"\n"
+    """One message as a line of ASCII JSON; ValueError if it holds NaN or an infinity (not JSON)."""
+    return json.dumps(message, ensure_ascii=True, allow_nan=False, default=str).encode("ascii") + b"\n"
 
 
 def request(command: str, *, argv: list[str] | None = None, args: dict[str, Any] | None = None,
@@ -79,11 +84,20 @@ def request(command: str, *, argv: list[str] | None = None, args: dict[str, Any]
 
 
 def parse_request(line: bytes) -> dict[str, Any]:
-    """Check one request line; raise :class:`ProtocolError` (``bad-request``) with the reason."""
+    """Check one request line; raise :class:`ProtocolError` (``bad-request``) with the reason.
+
+    Strict JSON: NaN, Infinity and numbers beyond a float's range are refused, and
+    so is nesting deeper than :data:`MAX_DEPTH`, so that every reply, which echoes
+    ``id``, is JSON too.
+    """
+    if _depth(line) > MAX_DEPTH:
+        raise ProtocolError(BAD_REQUEST, f"request is nested more than {MAX_DEPTH} levels deep")
     try:
-        message = json.loads(line.decode("utf-8"))
+        message = json.loads(line.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite)
     except UnicodeDecodeError:
         raise ProtocolError(BAD_REQUEST, "request is not valid UTF-8") from None
+    except RecursionError:
+        raise ProtocolError(BAD_REQUEST, f"request is nested more than {MAX_DEPTH} levels deep") from None
     except ValueError as exc:
         raise ProtocolError(BAD_REQUEST, f'request is not JSON ({exc}); send e.g. {{"command": "status"}}') from None
     if not isinstance(message, dict):
@@ -103,6 +117,35 @@ def parse_request(line: bytes) -> dict[str, Any]:
         if not isinstance(message.get(flag, False), bool):
             raise ProtocolError(BAD_REQUEST, f"\"{flag}\" must be true or false")
     return message
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def _depth(line: bytes) -> int:
+    """How deep arrays and objects nest in a JSON text, counted without recursion (strings skipped)."""
+    if line.count(b"[") + line.count(b"{") <= MAX_DEPTH:
+        return 0  # cannot be deeper: skip the scan
+    depth = deepest = 0
+    for match in _BRACKET.finditer(_STRING.sub(b'""', line)):
+        if match.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
 
 
 def ok(result: Any, text: str | None = None, id: Any = None) -> dict[str, Any]:

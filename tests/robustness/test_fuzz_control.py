@@ -1,4 +1,4 @@
-"""Item 23 (control side): fuzzing the control request parser, alone and through a live control socket.
+"""Item 23 (control side) and issue 19 item 8: fuzzing the control request parser, alone and through a live control socket.
 
 Bounded for CI by ``max_examples``. Expected outcome: every request line gets
 exactly one reply that follows the schema; nothing a client sends makes a
@@ -23,7 +23,7 @@ CODES = {protocol.BAD_REQUEST, protocol.TOO_LONG, protocol.USAGE, protocol.CONFI
          protocol.FAILED}
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=8,
 )
@@ -34,7 +34,14 @@ words = st.sampled_from(["-n", "5", "-1", "0", "--lines", "-f", "--follow", "--y
 @st.composite
 def requests(draw) -> bytes:
     """Request lines: mostly well-formed objects with wrong or odd values, some garbage."""
-    kind = draw(st.integers(0, 9))
+    kind = draw(st.integers(0, 10))
+    if kind == 10:  # nested deeper than the parser's limit (and than Python's recursion limit)
+        # (hypothesis raises the recursion limit while it runs: go well past it, within MAX_REQUEST)
+        depth = draw(st.sampled_from([32, 33, 1000, 3000, 10000, 30000]) | st.integers(1, 2000))
+        opener, closer = draw(st.sampled_from([(b"[", b"]"), (b'{"k":', b"}")]))
+        field = draw(st.sampled_from([b"id", b"args", b"argv"]))
+        return b'{"command": "status", "' + field + b'": ' + opener * depth + (b"1" if opener != b"[" else b"") \
+            + closer * depth + b"}"
     if kind == 0:
         return draw(st.binary(max_size=200)).replace(b"\n", b" ")
     if kind == 1:
@@ -70,6 +77,13 @@ def test_the_request_parser_accepts_only_the_schema_and_raises_nothing_else(line
     assert isinstance(message.get("confirmed", False), bool) and isinstance(message.get("text", False), bool)
 
 
+def _strict_json(line: bytes) -> dict:
+    """A reply line parsed as RFC 8259 JSON: NaN, Infinity and -Infinity are not JSON."""
+    def refuse(constant):
+        raise AssertionError(f"reply is not valid JSON ({constant}): {line[:200]!r}")
+    return json.loads(line, parse_constant=refuse)
+
+
 def _ask(path, line: bytes) -> dict:
     """One request on a fresh connection; the first reply (a stream is left by closing)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -79,7 +93,7 @@ def _ask(path, line: bytes) -> dict:
         with sock.makefile("rb") as replies:
             first = replies.readline()
     assert first.endswith(b"\n"), (line, first)
-    return json.loads(first)
+    return _strict_json(first)  # every reply is JSON, whatever was sent
 
 
 def test_fuzzed_requests_over_the_control_socket_never_break_the_control_thread(daemond_factory):
@@ -107,4 +121,38 @@ def test_fuzzed_requests_over_the_control_socket_never_break_the_control_thread(
     assert d.daemon.control.is_alive()
     status = d.control("status")
     assert status["ok"] and all(p["errors"] == 0 for p in status["result"]["plugins"].values()), status
+    assert "Traceback" not in "\n".join(d.control("logs", "-n", "1000")["result"] or [])
+
+
+EDGE_CASES = [
+    # (request line, the error codes it may get)
+    (b'{"command": "status", "id": ' + b"[" * 1000 + b"]" * 1000 + b"}", {protocol.BAD_REQUEST}),
+    (b'{"command": "status", "id": ' + b"{\"a\":" * 1000 + b"1" + b"}" * 1000 + b"}", {protocol.BAD_REQUEST}),
+    (b'{"command": "logs", "args": {"lines": Infinity}}', {protocol.BAD_REQUEST, protocol.USAGE}),
+    (b'{"command": "logs", "args": {"lines": -Infinity}}', {protocol.BAD_REQUEST, protocol.USAGE}),
+    (b'{"command": "logs", "args": {"lines": 1e400}}', {protocol.BAD_REQUEST, protocol.USAGE}),
+    (b'{"command": "logs", "args": {"lines": NaN}}', {protocol.BAD_REQUEST, protocol.USAGE}),
+    (b'{"command": "status", "id": NaN}', {protocol.BAD_REQUEST}),
+    (b'{"command": "status", "id": 1e400}', {protocol.BAD_REQUEST}),
+    (b'{"command": "logs", "argv": ["-n", "inf"]}', {protocol.USAGE}),
+    (b'{"command": "logs", "argv": ["-n", "1e400"]}', {protocol.USAGE}),
+]
+
+
+def test_deep_and_non_finite_requests_get_an_error_reply_and_the_connection_lives(daemond_factory):
+    """Issue 19 item 8: each edge case gets one bad-request/usage reply that is valid JSON, and the
+    request pipelined after it on the same connection is answered too."""
+    d = daemond_factory({"echo": {"plugins": ["echo"]}})
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(d.control_socket))
+        with sock.makefile("rb") as replies:
+            for n, (line, codes) in enumerate(EDGE_CASES):
+                sock.sendall(line + b"\n" + protocol.request("status", id=n))
+                reply = _strict_json(replies.readline())
+                assert reply.get("ok") is False and reply["error"]["code"] in codes, (line[:80], reply)
+                assert reply["error"]["message"], reply
+                after = _strict_json(replies.readline())  # the connection lives and lost nothing
+                assert after.get("ok") is True and after.get("id") == n, (line[:80], after)
+    assert d.daemon.control.is_alive()
     assert "Traceback" not in "\n".join(d.control("logs", "-n", "1000")["result"] or [])

@@ -31,14 +31,14 @@ _LISTEN = re.compile(r"listening on (\S+):(\d+) \((\S+)\)")
 class DaemonProcess:
     """``daemond`` run as a subprocess through the installed command."""
 
-    def __init__(self, config: Path, env: dict | None = None, extra_args: tuple = ()):
+    def __init__(self, config: Path, env: dict | None = None, extra_args: tuple = (), preexec_fn=None):
         self.config = config
         self.stderr_path = config.parent / "stderr.log"
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
             [installed("daemond"), "-c", str(config), "--no-console", *extra_args],
             stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **(env or {})}, preexec_fn=preexec_fn,  # e.g. a lower RLIMIT_NOFILE
         )
         self.ports: dict[str, int] = {}
 
