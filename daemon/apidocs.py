@@ -264,7 +264,7 @@ def _member_section(owner: str, cls: type, whose: str = "the daemon's") -> list[
 
 def render() -> str:
     out = ["# Public API reference", "", GENERATED, "",
-           "Everything a plugin may import, as `from daemon import NAME`; everything else under",
+           "Everything a plugin may import from the `daemon` package's top level; everything else under",
            "`daemon.` is private and may change. The hooks are in [plugins.md](plugins.md#hook-reference);",
            "how to test a plugin is in [testing.md](testing.md).", ""]
     for group, names in GROUPS.items():
