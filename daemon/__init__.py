@@ -5,12 +5,15 @@ A plugin needs only what this module exports::
     from daemon import hookimpl
 
 The session, line and settings types a hook receives are re-exported here too;
-everything else under ``daemon.`` is private and may change. The names:
+everything else under ``daemon.`` is private and may change. Each name is documented
+in its own docstring, rendered into docs/api.md (``python -m daemon.apidocs --write``).
+The names:
 
 * markers: ``hookimpl`` (and ``hookspec``, for the contract itself);
 * sessions: ``Session``, ``SessionEnd``;
-* lines: ``split_command(line)`` (``("/name", "args")`` or None for a plain line),
-  ``plain_text(line)`` (a plain line with its leading ``//`` escape undone);
+* lines: ``split_command(line)`` (``("/name", "args")``, the name lower-cased, or None
+  for a plain line, ``//x`` included), ``plain_text(line)`` (a plain line with its
+  leading ``//`` escape undone: ``//x`` is ``/x``);
 * settings: ``Schema``, ``Field``;
 * control commands: ``ControlCommand``, ``Argument``, ``CommandError``,
   ``ArgumentNeeded`` (raise it to have daemonctl or the console ask for an argument);

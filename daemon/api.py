@@ -11,11 +11,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class DaemonAPI:
-    """The running daemon, as plugins see it.
+    """The running daemon, as plugins see it: the ``daemon`` argument of hooks.
 
-    ``state_dir``: where plugins keep their files (create them private).
-    ``config_path``: the config file in use. ``hook``: the daemon-wide hooks
-    (every loaded plugin), for plugins that define cooperation with others.
+    The same object reaches every plugin (and is ``session.daemon``); it
+    lives as long as the daemon. Every member may be used from any thread.
+
+    Example (a plugin that logs and keeps a file in the state directory)::
+
+        @hookimpl
+        def daemond_start(daemon):
+            log = daemon.logger("wordcount")           # logger "daemond.plugin.wordcount"
+            path = daemon.resolve("wordcount.txt")     # <state_dir>/wordcount.txt
+            log.info("counting into %s; listeners: %s", path, daemon.listeners())
     """
 
     def __init__(self, daemon: Any):
@@ -23,33 +30,46 @@ class DaemonAPI:
 
     @property
     def state_dir(self) -> Path:
+        """Where plugins keep their files (``state_dir:`` of the config); create them private
+        (:func:`open_private`, :func:`create_private_sqlite`)."""
         return self._daemon.config.state_dir
 
     @property
     def config_path(self) -> Path:
+        """The config file the daemon runs from."""
         return self._daemon.config.path
 
     @property
     def hook(self):
+        """The daemon-wide hooks, calling every loaded plugin: for plugins that cooperate,
+        e.g. ``daemon.hook.daemond_chat_rooms()``. Keyword arguments only."""
         return self._daemon.pm.hook
 
     @property
     def started_at(self) -> float:
+        """When the daemon started (epoch seconds)."""
         return self._daemon.started_at
 
     def resolve(self, path: str) -> Path:
-        """A path from a plugin's settings: relative ones stand in the state directory."""
+        """A path from a plugin's settings as the path it names: a relative one stands in
+        :attr:`state_dir`, an absolute one is returned as it is (``~`` is expanded)."""
         return self._daemon.config.resolve(path)
 
     def logger(self, plugin: str) -> logging.Logger:
-        """The logger for a plugin's messages (``daemond.plugin.<name>``)."""
+        """The logger for a plugin's messages: ``logging.getLogger("daemond.plugin.<plugin>")``.
+
+        Its records go where the daemon's log goes (``logging:`` in the config),
+        at the configured level, and ``daemonctl logs`` shows them. Name it
+        after your plugin: ``daemon.logger("rot13")``.
+        """
         return logging.getLogger(f"daemond.plugin.{plugin}")
 
     def listeners(self) -> list[str]:
+        """The names of the listeners running now."""
         return list(self._daemon.listeners)
 
     def sessions(self, listener: str | None = None) -> list[Session]:
-        """The connected sessions, of one listener or all."""
+        """The connected sessions, of one listener (by name) or all; a snapshot list."""
         return self._daemon.sessions(listener)
 
     def native_cpus(self) -> set[int] | None:

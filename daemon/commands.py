@@ -27,9 +27,15 @@ from daemon.control.render import render_result
 
 
 class CommandError(Exception):
-    """Raise from a command to report failure: daemonctl prints the message and exits 1.
+    """Raise from a command's ``run`` to report failure: daemonctl prints the message and exits 1.
 
     ``details``: optional JSON-serialisable data for scripts (``--json`` shows it).
+
+    Example::
+
+        def show(args):
+            if args["top"] > 100:
+                raise CommandError("at most 100", details={"top": args["top"]})
     """
 
     def __init__(self, message: str, details: Any = None):
@@ -53,6 +59,14 @@ class ArgumentNeeded(UsageError):
     run the command again with it; elsewhere it is a usage error with ``message``.
     ``confirm=True`` marks a new secret being chosen (a password): on a terminal
     it is asked twice, and nothing is done if the two differ (as ``passwd`` does).
+    ``prompt``: what to ask with (default: the argument's name).
+
+    Example::
+
+        def set_password(args):
+            if args["password"] is None:
+                raise ArgumentNeeded("password", "give the password", prompt=f"password for {args['user']}",
+                                     confirm=True)
     """
 
     def __init__(self, argument: str, message: str, prompt: str | None = None, confirm: bool = False):
@@ -71,7 +85,15 @@ class Argument:
     (raise ``ValueError`` to reject it). ``short``: a one-letter spelling on
     the command line (``short="n"`` is ``-n``). ``secret``: a value asked for
     without echo (see :class:`ArgumentNeeded`), never to be logged. In JSON
-    requests arguments go by ``name``.
+    requests arguments go by ``name``. ``required``: the command cannot run
+    without it (a usage error, daemonctl exits 2). ``default``: the value
+    when not given. ``choices``: the values allowed (after ``type``).
+
+    Example (``stats [-t TOP] [--all] [NAME]``)::
+
+        (Argument("top", "how many", option=True, short="t", type=int, default=10),
+         Argument("all", "every counter", flag=True),
+         Argument("name", "one counter"))
     """
 
     name: str
@@ -109,22 +131,43 @@ class _HelpRequested(Exception):
 
 @dataclass
 class ControlCommand:
-    """A command of the control interface.
+    """A command of ``daemonctl`` and the daemon's console: return a list of them
+    from ``daemond_control_commands``.
 
-    ``run(args)`` is called on the control thread (or the console's) with a
-    dict of the arguments by name and returns the result: a string for people,
-    or a JSON-serialisable dict/list (daemonctl prints it; ``--json`` passes it
-    on). A generator result streams: each yielded string is sent as it comes,
-    until the client goes away (``logs -f``); yield ``None`` at least once a
-    second while there is nothing to send, so that the front door can notice a
-    client that left or a daemon that stops (it then closes the generator).
-    Raise :class:`CommandError` for a failure. ``confirm``: a question
-    daemonctl and the console ask before running (``--yes`` skips it; a
-    request must carry ``"confirmed": true``), or a function of the bound
-    arguments that returns the question or ``None`` (``rooms delete`` asks,
-    ``rooms list`` does not). ``render(result)``: the
-    human-readable text of a result (default: :func:`render_result`).
-    ``plugin``: who provided it (set by the daemon).
+    * ``name``: the command's word (``daemonctl NAME``); a name already taken,
+      by the core or another plugin, stops the daemon at start.
+    * ``help``: one line for ``daemonctl help``.
+    * ``run(args) -> result``: called on the control thread (or the console's)
+      with a dict of the arguments by name (every argument present: ``None``,
+      ``False`` or its default when not given). It returns a string for
+      people, or JSON-serialisable data (a dict or list: daemonctl prints it
+      as ``key: value`` lines; ``--json`` passes it on). A generator result
+      streams: each yielded string is sent as it comes, until the client
+      goes away (``logs -f``); yield ``None`` at least once a second while
+      there is nothing to send, so that the front door can notice a client
+      that left or a daemon that stops (it then closes the generator). Raise
+      :class:`CommandError` for a failure (daemonctl prints its message and
+      exits 1), :class:`ArgumentNeeded` to have an argument asked for.
+    * ``args``: a sequence of :class:`Argument`.
+    * ``confirm``: a question daemonctl and the console ask before running
+      (``--yes`` skips it; a JSON request must carry ``"confirmed": true``),
+      or a function ``confirm(args) -> str | None`` of the bound arguments
+      that returns the question or ``None`` (``rooms delete`` asks,
+      ``rooms list`` does not).
+    * ``render(result) -> str``: the human-readable text of a (non-streamed)
+      result, in the daemon, for daemonctl without ``--json`` and the console;
+      default: ``render_result``, which prints a string as it is and a
+      mapping or list as indented ``key: value`` / ``- item`` lines.
+    * ``plugin``: who provided it (set by the daemon; leave it out).
+
+    Example::
+
+        def stats(args):
+            return {"lines": 42, "top": args["top"]}
+
+        ControlCommand("stats", "show the counters", stats,
+                       args=(Argument("top", "how many", option=True, short="t", type=int, default=10),),
+                       render=lambda result: f"{result['lines']} lines")
     """
 
     name: str

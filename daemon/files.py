@@ -19,12 +19,29 @@ SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 
 class PrivateFileError(Exception):
-    """A private file cannot be used; the message is one line for the operator."""
+    """A private file cannot be used; the message is one line for the operator.
+
+    Example (at start: report it as the operator's problem)::
+
+        try:
+            fd = open_private(daemon.resolve("notes.txt"), "notes file")
+        except PrivateFileError as exc:
+            raise PluginError(str(exc)) from None
+    """
 
 
 def open_private(path: str | os.PathLike, what: str = "file", flags: int = os.O_RDWR) -> int:
-    """A descriptor of the regular file ``path``, created mode 0600 if it does not exist;
-    PrivateFileError if it is a symlink, not a regular file, or cannot be opened."""
+    """A descriptor (an ``int``) of the regular file ``path``, created mode 0600 if it does
+    not exist; :class:`PrivateFileError` if it is a symlink, not a regular file, or cannot
+    be opened. ``what`` names the file in that error's message; ``flags`` are ``os.open``'s
+    (``O_CREAT``, ``O_NOFOLLOW`` and ``O_CLOEXEC`` are always added). An existing file's
+    mode is left as it is.
+
+    Example::
+
+        with os.fdopen(open_private(daemon.resolve("notes.txt"), "notes file", os.O_WRONLY | os.O_APPEND), "a") as f:
+            f.write("a line\\n")
+    """
     try:
         fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
@@ -39,7 +56,17 @@ def open_private(path: str | os.PathLike, what: str = "file", flags: int = os.O_
 
 def create_private_sqlite(path: str | os.PathLike, what: str = "database", secret: str | None = None) -> None:
     """Create the SQLite database file ``path`` (mode 0600) before SQLite opens it, then
-    :func:`check_private_sqlite`. Call that again once SQLite has made its companions."""
+    :func:`check_private_sqlite`. Call that again once SQLite has made its companions.
+    Returns ``None``; raises :class:`PrivateFileError`.
+
+    Example::
+
+        path = daemon.resolve(settings["database"])
+        create_private_sqlite(path, "word database", secret="users' words")
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA journal_mode=WAL")
+        check_private_sqlite(path, "word database", secret="users' words")
+    """
     os.close(open_private(path, what))
     check_private_sqlite(path, what, secret)
 
@@ -47,7 +74,8 @@ def create_private_sqlite(path: str | os.PathLike, what: str = "database", secre
 def check_private_sqlite(path: str | os.PathLike, what: str = "database", secret: str | None = None) -> None:
     """PrivateFileError if the database or its ``-wal``/``-shm``/``-journal`` file is a symlink
     (SQLite would follow it) or, given ``secret`` (what the file holds), if others may read or
-    write it: such a file is left for the operator to fix, not changed behind their back."""
+    write it: such a file is left for the operator to fix, not changed behind their back.
+    Returns ``None`` when all is well. Example: see :func:`create_private_sqlite`."""
     for suffix in SQLITE_SUFFIXES:
         name = Path(f"{path}{suffix}")
         try:

@@ -50,12 +50,13 @@ def render() -> str:
             signature = str(inspect.signature(func)).replace("'", "")
             out += [f"#### `{name}`", "", "```python", f"@hookimpl", f"def {name}{signature}: ...", "```", "",
                     f"*Call mode:* `{call_mode(name)}`", ""]
-            out += [_markdown(inspect.getdoc(func) or ""), ""]
+            out += [markdown(inspect.getdoc(func) or ""), ""]
     out.append(END)
     return "\n".join(out) + "\n"
 
 
-def _markdown(doc: str) -> str:
+def markdown(doc: str) -> str:
+    """Docstring text as Markdown: reST roles and double backquotes as code."""
     # reST roles (:func:`x`, :class:`x`, :meth:`x`) read as code in Markdown
     return re.sub(r":(?:func|class|meth|mod|attr):`~?([^`]+)`", r"`\1`", doc).replace("``", "`")
 

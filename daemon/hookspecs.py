@@ -215,7 +215,9 @@ def daemond_line_received(session: Session, line: str) -> bool | None:
     ``docs/protocol.md``). **Thread:** the connection's own. ``line`` is
     decoded UTF-8 without its line ending, never longer than the listener's
     ``max_line``; over-long and badly encoded lines were already answered with
-    ``-ERR`` and never reach you.
+    ``-ERR`` and never reach you. An empty line (a bare line ending) does
+    reach you, as ``""``. ``daemon.split_command(line)`` tells a
+    ``/command`` from text, ``daemon.plain_text(line)`` undoes ``//``.
 
     **Return:** ``True`` if you handled the line (and sent its reply);
     ``None`` to let the next plugin try. If nobody handles it the daemon

@@ -99,10 +99,20 @@ def _decode(raw: bytes):
 
 
 def split_command(line: str) -> tuple[str, str] | None:
-    """``("/msg", "bob hi")`` for a command line, ``None`` for plain text.
+    """Split a command line into its lower-cased name and its arguments.
 
-    Commands start with ``/``; the name is lower-cased. A line starting with
-    ``//`` is plain text (see :func:`plain_text`).
+    Returns ``(name, args)`` for a line that starts with ``/``: ``name`` keeps
+    its ``/`` and is lower-cased, ``args`` is the rest after the first space,
+    stripped (``""`` if none). Returns ``None`` for plain text, including a
+    line starting with ``//`` (an escaped ``/``: see :func:`plain_text`) and
+    the empty line.
+
+    >>> split_command("/MSG bob  hi there ")
+    ('/msg', 'bob  hi there')
+    >>> split_command("/quit")
+    ('/quit', '')
+    >>> split_command("//not a command") is None, split_command("hello") is None
+    (True, True)
     """
     if not line.startswith("/") or line.startswith("//"):
         return None
@@ -111,7 +121,18 @@ def split_command(line: str) -> tuple[str, str] | None:
 
 
 def plain_text(line: str) -> str:
-    """The text of a plain line: ``//x`` stands for ``/x``."""
+    """The text a plain line stands for: a leading ``//`` is an escaped ``/``.
+
+    A client that means to say something starting with ``/`` writes ``//``;
+    every other line is returned unchanged (only the first ``/`` of a leading
+    ``//`` is dropped). Call it on lines :func:`split_command` returned
+    ``None`` for.
+
+    >>> plain_text("//slashed")
+    '/slashed'
+    >>> plain_text("hello /x")
+    'hello /x'
+    """
     return line[1:] if line.startswith("//") else line
 
 

@@ -40,7 +40,14 @@ class PluginError(Exception):
 
     The daemon exits 1 with ``plugin NAME failed to start: MESSAGE`` — your
     message, one line, no traceback (other exceptions are logged with theirs,
-    as the bugs they are).
+    as the bugs they are). :func:`load_plugin_settings` raises it too.
+
+    Example::
+
+        @hookimpl
+        def daemond_start(daemon):
+            if not daemon.resolve("words.txt").exists():
+                raise PluginError(f"{daemon.resolve('words.txt')} is missing: create it first")
     """
 
 

@@ -12,6 +12,11 @@ def load_plugin_settings(config_path, plugin_name: str):
     if the config has none), and a function that turns a path from it into the path it names,
     as :meth:`DaemonAPI.resolve` does. Raises :class:`PluginError` with every problem, one per
     line, if the config cannot be used.
+
+    Example (``python -m mypkg.admin -c /etc/daemond.yaml``)::
+
+        settings, resolve = load_plugin_settings(args.config, "wordcount")
+        db = sqlite3.connect(resolve(settings["database"]))
     """
     from daemon.config import ConfigError, find_config, load_config
     from daemon.loader import PluginError, PluginLoader

@@ -42,7 +42,18 @@ def timeval(seconds: float) -> bytes:
 class SessionEnd(Exception):
     """Raise from a session hook to end the connection without a traceback.
 
-    ``reason`` is the short word logged and passed to ``daemond_session_close``.
+    ``reason`` is the short word logged and passed to ``daemond_session_close``
+    (default ``quit``). :meth:`Session.read_line` and :meth:`Session.send` raise
+    it too when the client goes away (``eof``, ``timeout``, ``reset``): let it
+    pass through your hook.
+
+    Example::
+
+        @hookimpl
+        def daemond_line_received(session, line):
+            if line == "bye":
+                session.ok("bye")
+                raise SessionEnd("quit")
     """
 
     def __init__(self, reason: str = "quit"):
@@ -69,14 +80,47 @@ class SessionHost(Protocol):
 
 
 class Session:
-    """A connected client, as plugins see it.
+    """A connected client, as plugins see it: the ``session`` argument of session hooks.
 
-    Attributes plugins read: ``id``, ``peer`` (host, port), ``listener`` (its
-    name), ``settings`` (the listener's :class:`~daemon.config.ListenerConfig`),
-    ``daemon`` (the :class:`~daemon.api.DaemonAPI`), ``user`` (the logged-in
-    name or ``None``), ``state`` (a dict for plugins' per-connection data — use
-    your plugin's name as the key), ``connected_at`` (epoch seconds).
+    Created by the listener that accepted the connection and served on a
+    thread of its own; every session hook of one connection runs on that
+    thread, in the order the listener lists its plugins. :meth:`write`,
+    :meth:`close` and :meth:`abort` may be called from any thread (a
+    broadcast, a kick); the other methods belong to the session's own thread.
+
+    Example (a plugin answering each line)::
+
+        @hookimpl
+        def daemond_line_received(session, line):
+            if split_command(line) is not None:
+                return None                      # a /command: not ours
+            session.state["count"] = session.state.get("count", 0) + 1
+            session.ok(f"{session.user or 'anonymous'} from {session.peer[0]}: {plain_text(line)}")
+            return True
     """
+
+    id: int
+    """A number unique among this daemon's sessions (for logs)."""
+    peer: tuple[str, int]
+    """The client's address: a ``(host, port)`` tuple, e.g. ``("127.0.0.1", 51234)``
+    (an IPv6 host without brackets)."""
+    listener: str
+    """The name of the listener that accepted the connection (its key under ``listeners:``)."""
+    settings: Any
+    """The listener's settings when the connection was accepted, read-only: ``host``,
+    ``port``, ``plugins``, ``max_line``, ``idle_timeout``, ``send_queue`` and the other
+    keys of a listener in docs/configuration.md, as attributes."""
+    daemon: DaemonAPI
+    """The running daemon (:class:`DaemonAPI`), as hooks' ``daemon`` argument."""
+    user: str | None
+    """The logged-in user, or ``None`` until a login plugin calls :meth:`login`."""
+    state: dict[str, Any]
+    """Per-connection data for plugins, empty at first: key it with your plugin's name."""
+    connected_at: float
+    """When the connection was accepted (epoch seconds, ``time.time()``)."""
+    thread: threading.Thread | None
+    """The thread serving the session while it runs, else ``None`` (threads outlive
+    connections: the daemon may keep one to serve a later connection)."""
 
     def __init__(self, sock: socket.socket, peer: tuple, host: SessionHost):
         self.id = next(_ids)
@@ -86,8 +130,8 @@ class Session:
         self.settings = host.config
         self.daemon = host.api
         self.chain = host.chain
-        self.user: str | None = None
-        self.state: dict[str, Any] = {}
+        self.user = None
+        self.state = {}
         self.connected_at = time.time()
         self.bytes_in = 0
         self.outbox = Outbox(sock, host.flusher, self.settings.send_queue, on_overflow=self._overflowed)
@@ -96,8 +140,7 @@ class Session:
         self.rcvtimeo: float = host.rcvtimeo  # the socket's SO_RCVTIMEO now
         self.end_reason: str | None = None  # set by close() from any thread
         self.started = time.monotonic()
-        #: the thread serving it while it runs (threads outlive connections: daemon/threads.py)
-        self.thread: threading.Thread | None = None
+        self.thread = None  # set by the serving loop (daemon/threads.py)
         #: counted in the host's not-logged-in count per address (guarded by the host's lock)
         self.counted_unauthenticated = False
         #: counted in the host's logged-in count per address (guarded by the host's lock)
@@ -144,15 +187,26 @@ class Session:
             raise SessionEnd(self.end_reason or ("reset" if self.outbox.closed else "timeout"))
 
     def send_line(self, text: str) -> bool:
-        """Queue one line of text (a line ending is added)."""
+        """Queue one line of text, UTF-8 encoded, with ``\\n`` added; never blocks.
+
+        Returns what :meth:`write` returns (``False``: the client is gone).
+        """
         return self.outbox.write(text.encode("utf-8") + b"\n")
 
     def ok(self, text: str = "") -> bool:
-        """Send the final success line of a reply: ``+OK text``."""
+        """Send the final success line of a reply: ``+OK text`` (``+OK`` alone without text).
+
+        Returns what :meth:`write` returns.
+        """
         return self.send_line(f"+OK {text}" if text else "+OK")
 
     def err(self, token: str, text: str = "") -> bool:
-        """Send the final failure line of a reply: ``-ERR token text``."""
+        """Send the final failure line of a reply: ``-ERR token text``.
+
+        ``token`` is one word a program can test (``unknown-command``,
+        ``bad-room``); ``text`` a sentence for people. Returns what
+        :meth:`write` returns.
+        """
         return self.send_line(f"-ERR {token} {text}" if text else f"-ERR {token}")
 
     def read_line(self, timeout: float | None = None) -> str:
@@ -173,10 +227,12 @@ class Session:
     def login(self, user: str) -> None:
         """Record that ``user`` has logged in and tell the plugins (``daemond_session_login``).
 
-        Called by a login plugin (the built-in ``auth``) after it verified the user. If the
-        client's address has the listener's ``max_logged_in_per_ip`` sessions logged in already,
-        it sends ``-ERR too-many-connections`` and raises :class:`SessionEnd` instead (the login
-        plugin takes the login back, as when a plugin refuses it).
+        Called by a login plugin (the built-in ``auth``) after it verified the user,
+        on the session's thread; sets :attr:`user` first. If the client's address has the
+        listener's ``max_logged_in_per_ip`` sessions logged in already, it sends
+        ``-ERR too-many-connections`` and raises :class:`SessionEnd` instead (the login plugin
+        takes the login back). If a plugin's ``daemond_session_login`` refuses the login, the
+        :class:`SessionEnd` it raised comes out of this call.
         """
         why = self.host.session_logged_in(self)
         if why is not None:
@@ -188,7 +244,11 @@ class Session:
         log.info("login %s %s user=%s", self.listener, self.peer_str, user)  # after: a plugin may refuse it
 
     def close(self, reason: str = "kicked") -> None:
-        """End the session from any thread; what is already queued is still sent."""
+        """End the session from any thread; what is already queued is still sent.
+
+        Returns at once; the session's thread ends it, and ``daemond_session_close``
+        gets ``reason`` (the first reason given wins).
+        """
         if self.end_reason is None:
             self.end_reason = reason
         self.outbox.interrupt()  # wakes the session's thread out of send()'s back-pressure wait
@@ -198,7 +258,10 @@ class Session:
             pass
 
     def abort(self, reason: str) -> None:
-        """End the session at once, dropping anything queued (from any thread)."""
+        """End the session at once, dropping anything queued (from any thread).
+
+        ``daemond_session_close`` gets ``reason``.
+        """
         if self.end_reason is None:
             self.end_reason = reason
         self.outbox.close()

@@ -21,24 +21,66 @@ from typing import Any
 
 from daemon.yamlsource import Mark, Problem
 
-_MISSING = object()
+
+class _Required:
+    """The default of a :class:`Field` that has none: the key is required."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+_MISSING = _Required()
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a mapping"}
 
 
 @dataclass
 class Field:
-    """One setting.
+    """One setting of a :class:`Schema`: its type, default and checks.
 
-    ``type``: ``str``, ``int``, ``float`` (any number), ``bool``, ``list`` or
-    ``dict``. ``items``: the type of a list's items. ``default``: used when the
-    key is absent (leave it out to make the key required). ``nullable``:
-    ``null`` is allowed. ``min``/``max``: bounds for numbers (and list
-    lengths). ``choices``: the allowed values. ``check``: a function of the
-    value returning an error message, or ``None`` when the value is fine.
-    ``normalize``: a function applied to a value of the right type before the
-    other checks, its result being the setting's value (``str.lower`` makes
-    ``choices`` case-insensitive).
+    Arguments (all but ``type`` by keyword):
+
+    * ``type``: ``str``, ``int``, ``float`` (any number; an integer is
+      converted), ``bool``, ``list`` or ``dict``. ``true``/``false`` are never
+      numbers.
+    * ``default``: the value when the key is absent. Leave it out to make the
+      key required. The default is used as given, without the checks below.
+    * ``help``: one line describing the setting (for your own documentation).
+    * ``items``: for ``type=list``, the type every item must have.
+    * ``nullable``: ``null`` (``None``) is allowed as well; it skips every
+      other check.
+    * ``min``, ``max``: bounds for ``int`` and ``float`` values, and for the
+      length of a ``list`` (a string's length is not bounded).
+    * ``choices``: the values allowed (a sequence).
+    * ``check``: a function of the value returning an error message (a
+      string), or ``None`` when the value is fine. It runs last, only when
+      every other check passed.
+    * ``normalize``: a function applied to a value of the right type before
+      the other checks; its result is the setting's value (``str.lower``
+      makes ``choices`` case-insensitive).
+
+    Each problem is reported as ``FILE:LINE:COL: WHERE: MESSAGE`` (``WHERE`` is
+    ``plugins.<name>.<key>``) and the config is refused; the messages are,
+    for the example below:
+
+    * wrong type: ``must be an integer, not 'x' (a string)`` (types are named
+      a string, an integer, a number, true or false, a list, a mapping);
+    * ``null`` when not ``nullable``: ``must be an integer, not null``;
+    * bounds: ``must be at least 1, not 0``, ``must be at most 25, not 30``
+      (lists: ``must be at least 1 items, not 0``);
+    * choices: ``must be one of fast, slow, not 'Quick'`` (the value as given);
+    * a list item: ``WHERE[2]: must be a string, not 7 (an integer)``;
+    * ``check``: ``WHERE: `` followed by the message it returned.
+
+    Example::
+
+        Schema({
+            "shift": Field(int, default=13, min=1, max=25, help="letters to shift by"),
+            "mode": Field(str, default="fast", choices=("fast", "slow"), normalize=str.lower),
+            "words": Field(list, items=str, default=[], max=100),
+            "motd": Field(str, nullable=True, default=None,
+                          check=lambda v: "one line only" if "\\n" in v else None),
+        })
     """
 
     type: type
@@ -94,12 +136,33 @@ class Field:
 
 @dataclass
 class Schema:
-    """The keys a section may hold. ``check`` sees the whole validated section
-    and returns ``[(key, message), …]`` for problems across keys."""
+    """The keys a settings section may hold: return one from ``daemond_settings_schema``.
+
+    ``fields``: a dict of key to :class:`Field`. ``check``: a function that
+    sees the whole validated section (defaults filled in) once every field
+    is valid, and returns ``[(key, message), …]`` for problems across keys
+    (``[]`` or ``None``: none). ``extra``: a :class:`Field` for keys not
+    listed (a section of user-chosen names); without it an unknown key is
+    an error: ``plugins.<name>: unknown key 'x' (known keys: a, b)``. A
+    required key that is absent: ``missing required key 'x'``.
+
+    The daemon validates your section, fills in the defaults and passes the
+    resulting plain ``dict`` to ``daemond_configure``; a plugin without a
+    schema gets ``{}``, and a section for it is an error.
+
+    Example::
+
+        @hookimpl
+        def daemond_settings_schema():
+            return Schema(
+                {"low": Field(int, default=1), "high": Field(int, default=10)},
+                check=lambda s: [("low", "must not exceed high")] if s["low"] > s["high"] else [],
+            )
+    """
 
     fields: dict[str, Field]
     check: Callable[[dict[str, Any]], list[tuple[str, str]]] | None = None
-    extra: Field | None = field(default=None)  # type for keys not listed (None: unknown keys are errors)
+    extra: Field | None = field(default=None)
 
     def defaults(self) -> dict[str, Any]:
         return {name: f.default for name, f in self.fields.items() if not f.required}

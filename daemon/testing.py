@@ -1,12 +1,21 @@
 """Test helpers for daemond and its plugins (a pytest plugin, loaded automatically).
 
-Start a real daemon, in-process, on free ports, and talk to it over real sockets::
+Installing daemond gives every pytest run two fixtures — nothing to import:
+``daemond_factory`` starts a real daemon, in-process, on free ports, and
+``daemond_check_config`` runs ``daemond --check-config`` on a config. The
+example below uses the tutorial's ``rot13`` plugin (``examples/daemond-rot13``),
+which greets each connection before it answers:
+
+.. example: test
+
+::
 
     def test_rot13(daemond_factory):
         d = daemond_factory({"rot": {"plugins": ["rot13"]}})
         with d.client("rot") as c:
+            assert c.read_line() == "+OK rot13 ready"
             c.send_line("hello")
-            assert c.read_line() == "uryyb"
+            assert c.read_line() == "+OK uryyb"
 
 ``daemond_factory(listeners, plugins=None, **top)`` writes a config (ports
 default to 0: a free one), starts a :class:`RunningDaemon`, and stops it —
@@ -16,7 +25,10 @@ joining all its threads — when the test ends.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +38,14 @@ import yaml
 
 
 class LineClient:
-    """A TCP client for line protocols, with timeouts so a test never hangs."""
+    """A TCP client for line protocols, with timeouts so a test never hangs.
+
+    ``d.client(listener, timeout=5.0, source=None)`` makes one connected to a
+    listener of a :class:`RunningDaemon`; use it in a ``with`` block (it closes
+    at the end). ``timeout``: seconds any read waits before ``TimeoutError``
+    (each read may pass its own). ``source``: the local address to connect
+    from (``"127.0.0.2"``: another client address, for per-address limits).
+    """
 
     def __init__(self, host: str, port: int, timeout: float = 5.0, source: str | None = None):
         self.sock = socket.create_connection((host, port), timeout=timeout,
@@ -41,16 +60,20 @@ class LineClient:
         self.close()
 
     def close(self) -> None:
+        """Close the connection (the server sees EOF)."""
         self.sock.close()
 
     def send(self, data: bytes) -> None:
+        """Send raw bytes as they are."""
         self.sock.sendall(data)
 
     def send_line(self, text: str) -> None:
+        """Send one line: ``text`` UTF-8 encoded, with ``\\n`` added."""
         self.sock.sendall(text.encode("utf-8") + b"\n")
 
     def read_line(self, timeout: float | None = None) -> str:
-        """The next line without its ending; raises EOFError when the server closed."""
+        """The next line without its ending (``\\n`` or ``\\r\\n``); raises EOFError when the
+        server closed, TimeoutError when nothing came within ``timeout`` (default: the client's)."""
         if not self._fill(lambda: b"\n" in self._buf, timeout):
             raise EOFError(f"connection closed (unterminated: {self._buf[:200]!r})")
         line, _, self._buf = self._buf.partition(b"\n")
@@ -82,7 +105,9 @@ class LineClient:
         return True
 
     def reply(self, timeout: float | None = None) -> tuple[list[str], str]:
-        """Lines up to and including the final ``+OK``/``-ERR`` line: (data lines, final line)."""
+        """Read one reply: ``(data lines, final line)``, the final line being the first that
+        starts with ``+OK`` or ``-ERR``. ``c.reply()`` after ``c.send_line("/help")`` is
+        ``(["HELP /help - …", …], "+OK")``."""
         lines = []
         while True:
             line = self.read_line(timeout)
@@ -91,12 +116,16 @@ class LineClient:
             lines.append(line)
 
     def command(self, text: str, timeout: float | None = None) -> tuple[list[str], str]:
-        """Send one line and return its reply (see :meth:`reply`)."""
+        """Send one line and return its reply (see :meth:`reply`): ``(data lines, final line)``.
+
+        A greeting the server sent first is not skipped: read it with
+        :meth:`read_line` before the first command."""
         self.send_line(text)
         return self.reply(timeout)
 
     def expect_closed(self, timeout: float | None = None) -> bytes:
-        """Read until the server closes; returns what came before the close."""
+        """Read until the server closes; returns the bytes that came before the close
+        (TimeoutError if it stays open)."""
         try:
             self._fill(lambda: False, timeout)
         except TimeoutError:
@@ -106,7 +135,15 @@ class LineClient:
 
 
 class RunningDaemon:
-    """An in-process daemon started from a config written to ``directory``."""
+    """A daemon running in the test's process, as ``daemond_factory`` returns it.
+
+    It is the real daemon — listeners on real sockets, the control socket,
+    reloads — started from a config file; it is stopped (every thread joined)
+    when the test ends, or earlier by :meth:`stop`.
+    """
+
+    config_path: Path
+    """The config file it was started from (``d.reconfigure`` edits it)."""
 
     def __init__(self, config_path: Path):
         from daemon.config import load_config
@@ -120,24 +157,36 @@ class RunningDaemon:
         self.daemon.start()
 
     def address(self, listener: str) -> tuple[str, int]:
+        """The ``(host, port)`` a listener is bound to (its port 0 became a free port)."""
         return self.daemon.listeners[listener].address
 
     def port(self, listener: str) -> int:
+        """The port a listener is bound to."""
         return self.address(listener)[1]
 
     def client(self, listener: str, **kwargs) -> LineClient:
+        """A :class:`LineClient` connected to ``listener`` (by name); ``timeout=`` and
+        ``source=`` as for :class:`LineClient`."""
         host, port = self.address(listener)
         return LineClient(host, port, **kwargs)
 
     @property
     def control_socket(self) -> Path:
+        """The daemon's control socket (where daemonctl connects)."""
         return self.config.control_socket
 
     def control(self, command: str, *argv: str, confirmed: bool = False, timeout: float = 10.0, **args) -> dict:
         """Run a control command over the control socket, as daemonctl does; the final reply.
 
-        ``d.control("logs", "-n", "5")`` sends words; ``d.control("logs", lines=5)``
-        sends arguments by name. Stream lines, if any, are in ``reply["streamed"]``.
+        ``d.control("logs", "-n", "5")`` sends words, as typed after
+        ``daemonctl logs``; ``d.control("logs", lines=5)`` sends arguments by
+        name. ``confirmed=True`` answers a command's ``confirm`` question (as
+        ``--yes``). The reply is a dict: ``{"ok": True, "result": …}`` (what
+        the command's ``run`` returned), or ``{"ok": False, "error": {"code":
+        …, "message": …}}`` — code ``usage``, ``failed`` (a ``CommandError``),
+        ``confirm`` (a question to answer), ``argument-needed`` (an ``ArgumentNeeded``),
+        ``internal`` (the command raised).
+        Streamed lines, if any, are in ``reply["streamed"]``.
         """
         message: dict[str, Any] = {"command": command, "confirmed": confirmed}
         if argv:
@@ -160,9 +209,13 @@ class RunningDaemon:
         raise EOFError(f"the daemon closed the control connection without a reply to {command!r}")
 
     def reconfigure(self, mutate) -> dict:
-        """Edit the config file (``mutate(doc)`` changes the parsed YAML in place) and reload it.
+        """Edit the config file and reload it, as an operator's edit would.
 
-        Returns the reload's report; fails the test if the reload was refused.
+        ``mutate(doc)`` changes the parsed YAML (a dict: ``doc["plugins"]``,
+        ``doc["listeners"]``, …) in place; its return value is ignored. Returns
+        the reload's report (a dict, ``report["ok"]`` true); fails the test if
+        the reload was refused. Changed plugin settings reach
+        ``daemond_configure`` before it returns.
         """
         doc = yaml.safe_load(self.config_path.read_text())
         mutate(doc)
@@ -172,6 +225,8 @@ class RunningDaemon:
         return report
 
     def stop(self) -> None:
+        """Stop the daemon now (``daemond_stopping`` and ``daemond_stopped`` run); the fixture
+        does it at the end of the test otherwise."""
         self.daemon.stop()
 
 
@@ -190,7 +245,16 @@ def write_config(directory: Path, listeners: dict[str, dict[str, Any]], plugins:
 
 @pytest.fixture
 def daemond_factory(tmp_path):
-    """Start in-process daemons for a test; each is stopped when the test ends."""
+    """Start in-process daemons for a test; each is stopped when the test ends.
+
+    ``daemond_factory(listeners, plugins=None, **top) -> RunningDaemon``:
+    ``listeners`` maps a listener's name to its settings (``{"plugins":
+    [...]}``; ``host`` defaults to 127.0.0.1 and ``port`` to 0, a free port),
+    ``plugins`` maps a plugin's name to its settings section, and other
+    keywords are top-level config keys (``reload={"watch": False}``). The
+    state directory and log file are in the test's ``tmp_path``. An invalid
+    config fails the call with every problem in the exception's message.
+    """
     started: list[RunningDaemon] = []
 
     def start(listeners: dict[str, dict[str, Any]], plugins: dict | None = None, **top) -> RunningDaemon:
@@ -202,3 +266,28 @@ def daemond_factory(tmp_path):
     yield start
     for running in started:
         running.stop()
+
+
+@pytest.fixture
+def daemond_check_config(tmp_path):
+    """Run ``daemond --check-config`` on a config, as an operator would.
+
+    ``daemond_check_config(listeners, plugins=None, **top) -> subprocess.CompletedProcess``
+    writes the config as ``daemond_factory`` does and runs the check in a
+    fresh process that sees the test's ``sys.path``. On a valid config
+    ``returncode`` is 0 and ``stdout`` is ``PATH: ok (listeners: …; plugins: …)``;
+    otherwise ``returncode`` is 1 and ``stderr`` has one line per problem,
+    ``PATH:LINE:COL: plugins.<name>.<key>: message``, then
+    ``daemond: config has N problem(s)``.
+    """
+    count = 0
+
+    def check(listeners: dict[str, dict[str, Any]], plugins: dict | None = None, **top) -> subprocess.CompletedProcess:
+        nonlocal count
+        path = write_config(tmp_path / f"check{count}", listeners, plugins, **top)
+        count += 1
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        return subprocess.run([sys.executable, "-m", "daemon", "--check-config", "-c", str(path)],
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    return check

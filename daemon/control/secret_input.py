@@ -11,7 +11,10 @@ import sys
 
 
 class SecretsDiffer(Exception):
-    """A new secret was typed twice, differently: nothing should be done with it."""
+    """A new secret was typed twice, differently: nothing should be done with it.
+
+    Example: see :func:`read_secret`.
+    """
 
 
 def ask_secret(prompt: str, confirm: bool = False) -> str:
@@ -29,7 +32,20 @@ def ask_secret(prompt: str, confirm: bool = False) -> str:
 
 
 def read_secret(prompt: str, confirm: bool = False) -> str:
-    """:func:`ask_secret` on a terminal; otherwise one line of stdin (scripts pipe secrets in, once)."""
+    """A secret (a password) for an offline tool: typed without echo on a terminal, else
+    one line of stdin without its line ending (scripts pipe secrets in, once). Returns
+    ``""`` if nothing was typed.
+
+    ``confirm``: a new secret being chosen — on a terminal it is asked for again
+    (prompt ``again:``) and :class:`SecretsDiffer` is raised if the two differ.
+
+    Example::
+
+        try:
+            password = read_secret("new password: ", confirm=True)
+        except SecretsDiffer:
+            sys.exit("the passwords differ; nothing changed")
+    """
     if sys.stdin.isatty():
         return ask_secret(prompt, confirm)
     return sys.stdin.readline().rstrip("\r\n")

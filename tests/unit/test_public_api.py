@@ -67,3 +67,47 @@ def test_load_plugin_settings_reads_a_plugins_section_for_an_offline_tool(tmp_pa
     config.write_text(config.read_text().replace("database: users.db", "min_password: nope"))
     with pytest.raises(daemon.PluginError, match=r"d\.yaml:3:\d+: .*min_password"):
         daemon.load_plugin_settings(str(config), "auth")
+
+
+PRIVATE_IMPORT = r"(?m)^\s*(?:from daemon\.[\w.]+ import|import daemon\.\w)|(?:^|[\s`])from daemon import (\w+)"
+
+
+def taught_private_imports(text: str) -> list[str]:
+    """The imports of private modules, or of names ``daemon`` does not export, in ``text``."""
+    import re
+
+    found = []
+    for match in re.finditer(PRIVATE_IMPORT, text):
+        if match.group(1) is None:
+            found.append(match.group(0).strip())
+        elif match.group(1) not in daemon.__all__:
+            found.append(f"from daemon import {match.group(1)}")
+    # the rest of a `from daemon import a, b, (c)` line
+    for line in re.findall(r"from daemon import ([\w, ()]+)", text):
+        found += [f"from daemon import {n}" for n in re.findall(r"\w+", line) if n not in daemon.__all__]
+    return sorted(set(found))
+
+
+def test_the_docs_check_sees_a_private_import():
+    assert taught_private_imports("```python\nfrom daemon.testing import LineClient\nimport daemon.lines\n"
+                                  "from daemon import hookimpl, Daemon\n```\n`from daemon import Session`") == \
+        ["from daemon import Daemon", "from daemon.testing import", "import daemon.l"]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md"]
+                         + sorted((REPO / "examples").rglob("*.py")) + sorted((REPO / "examples").rglob("*.md")),
+                         ids=lambda p: str(p.relative_to(REPO)))
+def test_docs_never_teach_a_private_import(path):
+    assert taught_private_imports(path.read_text()) == [], \
+        f"{path.relative_to(REPO)}: plugins import only what `daemon` exports"
+
+
+def test_the_public_docstrings_never_teach_a_private_import():
+    import inspect
+
+    from daemon import apidocs, testing
+
+    docs = [apidocs.doc_of(n, getattr(daemon, n)) for n in daemon.__all__]
+    docs += [ast.get_docstring(node) or "" for node in ast.walk(ast.parse(inspect.getsource(testing)))
+             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))]
+    assert taught_private_imports("\n".join(docs)) == []
