@@ -44,7 +44,7 @@ MEMBERS = ("Session", "DaemonAPI")
 #: Members without a leading underscore that belong to the daemon itself, not to plugins.
 INTERNAL = {
     "Session": ("sock", "chain", "bytes_in", "outbox", "host", "framer", "rcvtimeo", "end_reason", "started",
-                "counted_unauthenticated", "counted_logged_in", "next_event", "report"),
+                "counted_unauthenticated", "counted_logged_in", "next_event", "report", "recv", "tls_connection"),
     "DaemonAPI": (),
     "RunningDaemon": ("loader", "config", "daemon"),
     "LineClient": ("sock", "timeout"),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field, make_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,26 @@ def _check_host(value: str) -> str | None:
     return None if value.strip() else "must not be empty"
 
 
+def _client_cert_needs_ca(values: dict[str, Any]) -> list[tuple[str, str]]:
+    if values.get("client_cert") != "none" and not values.get("client_ca"):
+        return [("client_ca", f"is needed to verify client certificates (client_cert: {values.get('client_cert')})")]
+    return []
+
+
+#: ``listeners.NAME.tls``: the listener speaks TLS (docs/tls.md). Paths follow the config's rule.
+TLS_SCHEMA = Schema(
+    {
+        "cert": Setting(str, check=_check_host, help="PEM certificate chain (the server's certificate first)"),
+        "key": Setting(str, check=_check_host, help="PEM private key; must not be readable by others"),
+        "handshake_timeout": Setting(float, default=10.0, min=0.1, max=600,
+                                     help="seconds a client has to finish the handshake, else it is closed"),
+        "min_version": Setting(str, default="TLSv1.2", choices=("TLSv1.2", "TLSv1.3")),
+        "client_ca": Setting(str, default=None, nullable=True, help="CA bundle to verify client certificates against"),
+        "client_cert": Setting(str, default="none", choices=("none", "optional", "required"), normalize=str.lower),
+    },
+    check=_client_cert_needs_ca,
+)
+
 LISTENER_SCHEMA = Schema(
     {
         "host": Setting(str, default="127.0.0.1", check=_check_host, help="address to bind; '::' or '0.0.0.0' for all"),
@@ -65,6 +85,8 @@ LISTENER_SCHEMA = Schema(
         "send_queue": Setting(int, default=1024 * 1024, min=4096, help="bytes queued for a slow reader before it is cut"),
         "keepalive": Setting(bool, default=True),
         "backlog": Setting(int, default=4096, min=1, max=65535, help="capped by net.core.somaxconn"),
+        "tls": Setting(dict, default=None, nullable=True, schema=TLS_SCHEMA,
+                       help="TLS on this listener (docs/tls.md); null: plaintext"),
     }
 )
 
@@ -146,6 +168,8 @@ def settings_class(name: str, schema: Schema, first: tuple[tuple[str, type], ...
 #: One listener's settings (``listeners.NAME``), with ``name``; ``plugins`` is a tuple.
 ListenerConfig = settings_class("ListenerConfig", LISTENER_SCHEMA, (("name", str),),
                                 {"address": property(lambda self: (self.host, self.port))})
+#: A listener's ``tls:`` section, its paths resolved (``ListenerConfig.tls``, or None: plaintext).
+TlsSettings = settings_class("TlsSettings", TLS_SCHEMA)
 LoggingSettings = settings_class("LoggingSettings", LOGGING_SCHEMA)
 ControlSettings = settings_class("ControlSettings", CONTROL_SCHEMA)
 ReloadSettings = settings_class("ReloadSettings", RELOAD_SCHEMA)
@@ -242,6 +266,7 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         problems.extend(found)
 
     listeners: dict[str, ListenerConfig] = {}
+    tls_marks: dict[str, Any] = {}  # listener name -> the tls section (for its marks)
     named_plugins: dict[str, Mark] = {}
     raw_listeners = top.get("listeners")
     if isinstance(raw_listeners, dict):
@@ -263,6 +288,7 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
                     named_plugins.setdefault(plugin, pmark)
             if not found:
                 listeners[name] = ListenerConfig(name=str(name), **{**values, "plugins": tuple(plugin_list)})
+                tls_marks[name] = raw.get("tls") if isinstance(raw, dict) else None
         problems.extend(_address_clashes(listeners, raw_listeners))
 
     plugin_sections = top.get("plugins") or {}
@@ -300,6 +326,13 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
 
     state_dir = Path(paths.state_dir(top.get("state_dir"), str(path), environ))
 
+    for name, lc in list(listeners.items()):
+        if lc.tls is not None:
+            listeners[name], found = _with_tls(lc, state_dir, tls_marks.get(name), shown)
+            problems.extend(found)
+    if problems:
+        raise ConfigError(problems)
+
     logging_cfg = sections["logging"]
     if logging_cfg["file"]:
         log_path = Path(os.path.expanduser(logging_cfg["file"]))
@@ -322,6 +355,25 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         control_socket=socket_path,
         plugins=loaded,
     )
+
+
+def _with_tls(lc, state_dir: Path, section, shown: str):
+    """``lc`` with its ``tls`` as TlsSettings, paths resolved, and the problems of its files."""
+    from daemon.tls import check_files  # ssl is imported only by configs that use TLS
+
+    def resolve(value):
+        p = Path(os.path.expanduser(value))
+        return str(p if p.is_absolute() else state_dir / p)
+
+    values = dict(lc.tls)
+    for key in ("cert", "key", "client_ca"):
+        if values[key] is not None:
+            values[key] = resolve(values[key])
+    value_marks = getattr(section, "value_marks", {})
+    section_mark = getattr(section, "mark", None) or Mark(shown, 1, 1)
+    problems = [Problem(value_marks.get(key, section_mark), f"listeners.{lc.name}.tls.{key}: {message}")
+                for key, message in check_files(values["cert"], values["key"], values["client_ca"])]
+    return replace(lc, tls=TlsSettings(**values)), problems
 
 
 def _with_known(exc: Exception, loader) -> str:

@@ -451,6 +451,10 @@ class Daemon:
                        and getattr(lc, f.name) != getattr(old_lc, f.name)]
             if changed:
                 changes.append(f"listener {name} settings changed: {', '.join(changed)}")
+        elif lc.tls is not None:
+            listener.load_tls()  # the same files may hold a new certificate (renewed, rotated)
+        if lc.tls is not None and listener.tls_error:
+            errors.append(f"listener {name}: {listener.tls_error}")
 
     def _apply_logging(self, diff: ConfigChanges, changes: list[str], errors: list[str]) -> Config:
         new, old = diff.config, self.config
@@ -577,6 +581,13 @@ class Daemon:
                     "refused": lst.refused,
                     "errors": dict(lst.errors),
                     "paused": lst.paused,
+                    "tls": None if lst.config.tls is None else {
+                        "certificate": lst.tls_certificate and {
+                            **lst.tls_certificate, "days_left": _days_left(lst.tls_certificate)},
+                        "error": lst.tls_error,
+                        "min_version": lst.config.tls.min_version,
+                        "client_cert": lst.config.tls.client_cert,
+                    },
                 }
                 for lst in listeners
             ],
@@ -584,3 +595,8 @@ class Daemon:
             "control": self.control.status() if self.control is not None else None,
             "descriptors": self.descriptors.status(),
         }
+
+
+def _days_left(certificate: dict[str, Any]) -> int:
+    """Whole days until the certificate's notAfter, as of now (negative: expired)."""
+    return int((certificate["not_after_epoch"] - time.time()) // 86400)

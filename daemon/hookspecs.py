@@ -170,7 +170,11 @@ def daemond_session_open(session: Session) -> None:
     listener lists its plugins. **Thread:** the connection's own; on a
     listener that asks for a login it may run at ``tuning.login_nice`` (nice
     19, where the daemon applies it) until ``session.login()``, and threads
-    you start here inherit that.
+    you start here inherit that. On a TLS listener the handshake is done
+    before this hook (``session.tls`` names the version, cipher and any
+    verified client certificate; ``None`` on plaintext): reading and writing
+    are the same either way, and a client that fails the handshake never
+    reaches any hook.
 
     You may converse here: send a greeting, or run a whole dialogue with
     :meth:`Session.read_line` (the ``auth`` plugin logs the user in here, so

@@ -70,6 +70,12 @@ class Listener:
         self._policy = policy
         self._sock: socket.socket | None = None
         self.rcvtimeo = 0.0  # the idle timeout accepted sockets inherit
+        #: the ssl.SSLContext new connections get (None: plaintext); a session keeps the one it began with
+        self.tls_context = None
+        #: the certificate new connections get (daemon.tls.certificate_facts), and the last failure to load a new one
+        self.tls_certificate: dict | None = None
+        self.tls_error: str | None = None
+        self._tls_files: tuple | None = None  # the TLS settings the context was built from
         self.address: tuple[str, int] | None = None
         # _lock guards _sessions, _per_ip, _unauth_per_ip, _logged_in_per_ip, _paused, _stopping and the error counts;
         # _state (a Condition on it) wakes the accepting thread out of a pause, _emptied wakes
@@ -92,6 +98,8 @@ class Listener:
 
     def bind(self) -> None:
         """Bind and listen now, so that failures surface before anything runs."""
+        if self.load_tls(self.config) is not None:
+            raise BindError(f"listener {self.name!r}: {self.tls_error}")
         self._sock = self._open(self.config)
         self.address = self._sock.getsockname()[:2]
 
@@ -126,8 +134,35 @@ class Listener:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(config.idle_timeout))
         self.rcvtimeo = config.idle_timeout
 
+    def load_tls(self, config=None) -> str | None:
+        """Build the TLS context for new connections from ``config`` (default: the current one)
+        and its files as they are now. If the pair cannot be used, the context in use stays,
+        and the reason is logged, kept in ``tls_error`` (status) and returned."""
+        tls = (config or self.config).tls
+        if tls is None:
+            self.tls_context, self.tls_certificate, self.tls_error, self._tls_files = None, None, None, None
+            return None
+        from daemon.tls import TlsSetupError, build_context, certificate_facts, check_files
+        try:
+            for _, message in check_files(tls.cert, tls.key, tls.client_ca)[:1]:
+                raise TlsSetupError("cert", message)
+            context = build_context(tls.cert, tls.key, tls.min_version, tls.client_ca, tls.client_cert)
+            facts = certificate_facts(tls.cert)
+        except TlsSetupError as exc:
+            kept = "; new connections keep the certificate loaded before" if self.tls_context is not None else ""
+            self.tls_error = f"TLS certificate not loaded: {exc}{kept}"
+            log.error("listener %s: %s", self.name, self.tls_error)
+            return self.tls_error
+        changed = self.tls_certificate is None or facts["sha256"] != self.tls_certificate["sha256"]
+        self.tls_context, self.tls_certificate, self.tls_error, self._tls_files = context, facts, None, tls
+        if changed:
+            log.info("listener %s: TLS certificate %s (issuer %s, sha256 %s, until %s)", self.name,
+                     facts["subject"], facts["issuer"], facts["sha256"], facts["not_after"])
+        return None
+
     def update(self, config) -> None:
         """New settings for new connections (a reload); the address is changed with rebind()."""
+        self.load_tls(config)
         if self._sock is not None and (config.keepalive, config.idle_timeout) != (self.config.keepalive, self.config.idle_timeout):
             self._set_inherited_options(self._sock, config)
         self.config = config
@@ -139,6 +174,7 @@ class Listener:
         raised and nothing changes.
         """
         new_sock = self._open(config)
+        self.load_tls(config)
         old_sock, old_thread = self._sock, self._thread
         old_sock.shutdown(socket.SHUT_RDWR)  # the accepting thread sees its socket replaced and exits
         with self._lock:

@@ -18,6 +18,7 @@ import time
 from daemon.lines import shown, split_command
 from daemon.logs import limited
 from daemon.session import RECV_SIZE, Session, SessionEnd
+from daemon.tls import HandshakeFailed
 
 log = logging.getLogger("daemond.session")
 
@@ -25,10 +26,16 @@ log = logging.getLogger("daemond.session")
 def serve(session: Session) -> None:
     """Serve ``session`` to its end, on the calling thread."""
     session.thread = threading.current_thread()
+    if session.tls_connection is not None and not _handshake(session):
+        return
     reason = "eof"
     try:
-        log.info("connect %s %s", session.listener, session.peer_str,
-                 extra=limited(f"from {session.peer[0]}", "connections"))
+        if session.tls is None:
+            log.info("connect %s %s", session.listener, session.peer_str,
+                     extra=limited(f"from {session.peer[0]}", "connections"))
+        else:
+            log.info("connect %s %s %s %s", session.listener, session.peer_str, session.tls.version, session.tls.cipher,
+                     extra=limited(f"from {session.peer[0]}", "connections"))
         session.chain.hook.daemond_session_open(session=session)
         if session.chain.line_mode:
             _serve_lines(session)
@@ -58,7 +65,12 @@ def _serve_bytes(session: Session) -> None:
     if rest:
         session.bytes_in += len(rest)
         on_data(session, rest)
-    recv = session.sock.recv
+    data = session.recv(RECV_SIZE)  # a plaintext session's first read looks for a TLS ClientHello
+    if not data:
+        return
+    session.bytes_in += len(data)
+    on_data(session, data)
+    recv = session.recv  # from now on the socket's own recv (plaintext) or TLS's
     while True:
         data = recv(RECV_SIZE)
         if not data:
@@ -102,9 +114,44 @@ def _unhandled(session: Session, line: str) -> None:
     session.err("unknown-command", f"{shown(name)} (try /help)")  # never an escape back to a terminal
 
 
+def _handshake(session: Session) -> bool:
+    """The TLS handshake, on the session's thread, within the listener's handshake_timeout.
+    False: it failed; the connection is closed with one log line and no hook ever saw it."""
+    deadline = time.monotonic() + session.settings.tls.handshake_timeout
+    sock = session.sock
+
+    def recv_before_deadline() -> bytes:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise BlockingIOError
+        session._set_rcvtimeo(left)
+        return sock.recv(RECV_SIZE)
+
+    try:
+        session.tls = session.tls_connection.handshake(recv_before_deadline)
+        session._set_rcvtimeo(session.host.rcvtimeo)  # back to what plaintext sockets inherit
+        return True
+    except HandshakeFailed as exc:
+        why = str(exc)
+    except OSError as exc:
+        why = f"connection lost during the TLS handshake ({exc.strerror or exc})"
+    log.info("%s %s: %s; closed", session.listener, session.peer_str, why)
+    session.outbox.close()
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+    session.host.session_ended(session)
+    session.thread = None
+    return False
+
+
 def _finish(session: Session, reason: str) -> None:
     try:
         _call_close_hooks(session, reason)
+        if session.tls_connection is not None and reason not in ("overflow", "reset", "error"):
+            session.tls_connection.close_notify()
         if reason not in ("overflow", "reset", "error") and session.outbox.queued:
             _drain(session, 1.0 if reason == "shutdown" else 5.0)
     finally:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from daemon.addresses import format_address
 from daemon.lines import BadEncoding, LineFramer, TooLong
 from daemon.outbox import Flusher, Outbox
+from daemon.tls import SealingOutbox, TlsConnection, TlsInfo, looks_like_client_hello
 
 log = logging.getLogger("daemond.session")
 
@@ -70,6 +71,7 @@ class SessionHost(Protocol):
     api: Any  # the DaemonAPI
     flusher: Flusher
     rcvtimeo: float  # the receive timeout accepted sockets inherit
+    tls_context: Any  # the ssl.SSLContext for new connections, or None: plaintext
 
     def session_logged_in(self, session: Session) -> str | None:
         """Count ``session`` as logged in; or, over a limit, say why it may not be (nothing counted)."""
@@ -121,6 +123,10 @@ class Session:
     thread: threading.Thread | None
     """The thread serving the session while it runs, else ``None`` (threads outlive
     connections: the daemon may keep one to serve a later connection)."""
+    tls: TlsInfo | None
+    """``None`` on a plaintext connection; on a TLS listener (set before
+    ``daemond_session_open``) the handshake's outcome: ``version`` (``"TLSv1.3"``),
+    ``cipher``, and ``peer_cert``/``peer_cn`` of a verified client certificate (else None)."""
 
     def __init__(self, sock: socket.socket, peer: tuple, host: SessionHost):
         self.id = next(_ids)
@@ -134,7 +140,19 @@ class Session:
         self.state = {}
         self.connected_at = time.time()
         self.bytes_in = 0
-        self.outbox = Outbox(sock, host.flusher, self.settings.send_queue, on_overflow=self._overflowed)
+        self.tls = None
+        # The transport is chosen here, once: ``recv`` (the session's thread) and ``outbox.write``
+        # (any thread) are the socket's own for plaintext, TLS's for a TLS listener.
+        context = host.tls_context
+        if context is None:
+            self.tls_connection: TlsConnection | None = None
+            self.outbox = Outbox(sock, host.flusher, self.settings.send_queue, on_overflow=self._overflowed)
+            self.recv = self._first_recv
+        else:
+            self.tls_connection = TlsConnection(context, sock)
+            self.outbox = SealingOutbox(self.tls_connection, sock, host.flusher, self.settings.send_queue,
+                                        on_overflow=self._overflowed)
+            self.recv = self.tls_connection.recv
         self.host = host
         self.framer = LineFramer(self.settings.max_line)
         self.rcvtimeo: float = host.rcvtimeo  # the socket's SO_RCVTIMEO now
@@ -297,7 +315,7 @@ class Session:
             else:
                 self._set_rcvtimeo(self.settings.idle_timeout)
             try:
-                data = self.sock.recv(RECV_SIZE)
+                data = self.recv(RECV_SIZE)
             except BlockingIOError:
                 raise SessionEnd("timeout") from None
             if not data:
@@ -307,6 +325,16 @@ class Session:
                 raise SessionEnd("eof")
             self.bytes_in += len(data)
             framer.feed(data)
+
+    def _first_recv(self, size: int) -> bytes:
+        """A plaintext connection's first read: a TLS ClientHello here is a client that
+        expected TLS; later reads are the socket's own ``recv``."""
+        self.recv = self.sock.recv
+        data = self.sock.recv(size)
+        if looks_like_client_hello(data):
+            log.info("TLS handshake on a plaintext listener: %s %s; closing", self.listener, self.peer_str)
+            raise SessionEnd("tls-on-plaintext")
+        return data
 
     def report(self, event) -> None:
         """Answer an input event that is not a line with its ``-ERR``."""

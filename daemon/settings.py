@@ -93,6 +93,7 @@ class Field:
     choices: Sequence[Any] | None = None
     check: Callable[[Any], str | None] | None = None
     normalize: Callable[[Any], Any] | None = None
+    schema: Schema | None = None
 
     @property
     def required(self) -> bool:
@@ -106,6 +107,8 @@ class Field:
         problem = _type_problem(value, self.type)
         if problem:
             return value, [Problem(mark, f"{where}: must be {problem}, not {_describe(value)}")]
+        if self.schema is not None:
+            return self.schema.validate(value, mark, where)
         if self.type is float:
             value = float(value)
         given = value

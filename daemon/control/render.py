@@ -61,6 +61,15 @@ def render_status(s: dict[str, Any]) -> str:
         errors = sum(lst["errors"].values())
         out.append(f"  {lst['name']:<12} {address:<22} {lst['connections']} connected (accepted {lst['accepted']}, "
                    f"refused {lst['refused']}, errors {errors}){paused}  plugins: {', '.join(lst['plugins'])}")
+        tls = lst.get("tls")
+        if tls:
+            cert = tls.get("certificate") or {}
+            out.append(f"    TLS ({tls['min_version']}+, client certificates {tls['client_cert']}): "
+                       f"{cert.get('subject', '-')}, issuer {cert.get('issuer', '-')}")
+            out.append(f"    sha256 {cert.get('sha256', '-')}, until {cert.get('not_after', '-')} "
+                       f"({cert.get('days_left', '?')} days left)")
+            if tls.get("error"):
+                out.append(f"    ERROR {tls['error']}")
     out.append("plugins:")
     for name, p in s["plugins"].items():
         extra = {k: v for k, v in p.items() if k not in ("version", "source", "errors", "listeners")}

@@ -9,6 +9,7 @@ password (or the password chosen for a new name).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 import sqlite3
 import time
@@ -124,7 +125,21 @@ class LoginDialogue:
 
     # -- commands --------------------------------------------------------------------
 
+    def _tls_refused(self) -> bool:
+        """Refuse a password or token that came, or would come, over plaintext (``require_tls``);
+        True when refused (with ``-ERR tls-required``): nothing is hashed or looked up."""
+        rule = self.settings.require_tls
+        if rule is False or self.session.tls is not None or (rule == "auto" and _loopback(self.ip)):
+            return False
+        self.plugin.log.info("refused a login over plaintext from %s (require_tls: %s)",
+                             self.ip, "true" if rule is True else rule)
+        self.session.err("tls-required", "passwords and tokens are only taken over TLS here; "
+                                         "connect to this server's TLS port")
+        return True
+
     def _login_command(self, args: str) -> None:
+        if self._tls_refused():
+            return
         name, _, password = args.partition(" ")
         password = password.strip(" ")
         if not name or not password:
@@ -133,6 +148,8 @@ class LoginDialogue:
         self._check_password(name, password)
 
     def _register_command(self, args: str) -> None:
+        if self._tls_refused():
+            return
         name, _, password = args.partition(" ")
         if not self.settings.allow_register:
             self.session.err("registration-closed", "this server does not take new users; ask its operator")
@@ -145,6 +162,8 @@ class LoginDialogue:
 
     def _token_command(self, args: str) -> None:
         session, plugin = self.session, self.plugin
+        if self._tls_refused():
+            return
         if not args:
             session.err("usage", "/login-token TOKEN")
             return
@@ -186,6 +205,8 @@ class LoginDialogue:
     # -- the prompt flow -------------------------------------------------------------
 
     def _plain_line(self, typed: str) -> None:
+        if self.prompt is None and self._tls_refused():  # refused at the name, before a password is typed
+            return
         if self.prompt is not None:
             kind, name = self.prompt
             self.prompt = None
@@ -388,3 +409,13 @@ class LoginDialogue:
             raise
         plugin.log.info("login %s from %s (%s)", name, self.ip, how)
         plugin.count("logins")  # only a login every plugin accepted
+
+
+def _loopback(ip: str) -> bool:
+    """Whether ``ip`` is this machine (127.0.0.0/8, ::1, or IPv4-mapped loopback)."""
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback

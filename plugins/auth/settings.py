@@ -25,6 +25,12 @@ def _check_argon2(value: dict[str, Any]) -> str | None:
     return None
 
 
+def _check_require_tls(value: Any) -> str | None:
+    if value == "auto" or value is True or value is False:
+        return None
+    return f"must be auto, true or false, not {value!r}"
+
+
 SCHEMA = Schema(
     {
         "database": Field(str, default="auth.db", help="the users store (SQLite); relative to the state directory"),
@@ -49,6 +55,10 @@ SCHEMA = Schema(
         "token_ttl": Field(float, default=86400.0, min=1.0, help="seconds a login token stays valid"),
         "argon2": Field(dict, default=dict(OWASP_MINIMUM), check=_check_argon2,
                         help="argon2id time_cost, memory_cost (KiB), parallelism"),
+        "require_tls": Field(object, default="auto", check=_check_require_tls,
+                             normalize=lambda v: v.lower() if isinstance(v, str) else v,
+                             help="refuse passwords and tokens over plaintext: true, false, or auto "
+                                  "(refuse unless the peer is loopback)"),
         "max_hashing": Field(int, default=None, nullable=True, min=1, max=256,
                              help="hashes computed at once; null: one per CPU left for hashing "
                                   "(divided by argon2 parallelism)"),
@@ -80,6 +90,7 @@ class AuthSettings:
     argon2: Argon2Params
     max_hashing: int
     max_hash_queue: int | None
+    require_tls: Any
 
     @classmethod
     def from_section(cls, section: dict[str, Any], cpus: set[int] | None = None) -> AuthSettings:

@@ -72,6 +72,9 @@ def core_keys() -> dict[str, object]:
             keys.update({f"{top}.{k}": f for k, f in SECTIONS[top].fields.items()})
         elif top == "listeners":
             keys.update({f"listeners.NAME.{k}": f for k, f in LISTENER_SCHEMA.fields.items()})
+            for k, f in LISTENER_SCHEMA.fields.items():  # nested sections: listeners.NAME.tls.cert
+                if f.schema is not None:
+                    keys.update({f"listeners.NAME.{k}.{n}": nf for n, nf in f.schema.fields.items()})
         elif top == "plugins":
             keys["plugins.NAME"] = None  # each plugin's own keys are checked against its doc
         else:
@@ -178,6 +181,17 @@ def test_the_shipped_config_shows_every_plugin_key_with_its_default(plugin):
         assert plugin not in sections  # a section would be an error: the plugin takes no settings
         return
     assert_shows_defaults(f"plugins.{plugin}", schema, sections.get(plugin))
+
+
+def test_the_shipped_config_shows_nested_sections_keys_with_their_defaults():
+    """A nested section (``tls``) is shown as comments ``#   tls.KEY: VALUE`` in the first listener."""
+    shown = dict(re.findall(r"(?m)^\s*#\s+tls\.([a-z_]+): (.*)$", SHIPPED.read_text()))
+    schema = LISTENER_SCHEMA.fields["tls"].schema
+    assert set(shown) == set(schema.fields), set(shown) ^ set(schema.fields)
+    for key, fld in schema.fields.items():
+        if not fld.required:
+            value, problems = fld.validate(yaml.safe_load(shown[key]), None, key)
+            assert not problems and value == fld.default, f"etc/daemond.yaml: tls.{key} shows {shown[key]}"
 
 
 def test_the_shipped_config_as_shipped_is_valid_and_the_uncommenting_rule_sees_comments():
