@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from plugins.chat.rooms import RoomError, room_key
-from plugins.chat.text import sanitize
+from plugins.chat.text import sanitize, visible
 
 if TYPE_CHECKING:  # pragma: no cover
     from plugins.chat import ChatPlugin
@@ -105,8 +105,8 @@ def msg(plugin: ChatPlugin, session, args: str) -> None:
         session.err("bad-argument", "usage: /msg NAME TEXT")
         return
     text = sanitize(raw)
-    if not text.strip():
-        session.err("bad-text", "nothing printable left in that message")
+    if not visible(text):
+        session.err("bad-text", "nothing visible left in that message")
         return
     other = plugin.user_session(target)
     if other is not None and other.write(f"PRIV {session.user} {text}\n".encode("utf-8")):
