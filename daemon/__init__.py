@@ -10,7 +10,8 @@ everything else under ``daemon.`` is private and may change. The names:
 * markers: ``hookimpl`` (and ``hookspec``, for the contract itself);
 * sessions: ``Session``, ``SessionEnd``;
 * lines: ``split_command(line)`` (``("/name", "args")`` or None for a plain line),
-  ``plain_text(line)`` (a plain line with its leading ``//`` escape undone);
+  ``plain_text(line)`` (a plain line with its leading ``//`` escape undone),
+  ``parse_count(text)`` (a whole number in ASCII digits from a client, or None);
 * settings: ``Schema``, ``Field``;
 * control commands: ``ControlCommand``, ``Argument``, ``CommandError``,
   ``ArgumentNeeded`` (raise it to have daemonctl or the console ask for an argument);
@@ -40,6 +41,7 @@ __all__ = [
     "DaemonAPI",
     "split_command",
     "plain_text",
+    "parse_count",
     "open_private",
     "create_private_sqlite",
     "check_private_sqlite",
@@ -63,7 +65,7 @@ def __getattr__(name):
         from daemon import settings
 
         return getattr(settings, name)
-    if name in ("split_command", "plain_text"):
+    if name in ("split_command", "plain_text", "parse_count"):
         from daemon import lines
 
         return getattr(lines, name)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from daemon import parse_count
+
 from plugins.chat.rooms import RoomError, room_key
 from plugins.chat.text import sanitize, visible
 
@@ -87,11 +89,8 @@ def who(plugin: ChatPlugin, session, args: str) -> None:
 def history(plugin: ChatPlugin, session, args: str) -> None:
     name, args = _room_first(args)
     room = plugin.rooms.get(name) if name else current(plugin, session)
-    if not args:
-        count = 20
-    elif args.isdigit() and len(args) < 10:
-        count = int(args)
-    else:
+    count = 20 if not args else parse_count(args)
+    if count is None:
         session.err("bad-argument", "usage: /history [#room] [N] with N a whole number")
         return
     entries = room.recent(min(count, plugin.settings["max_history_request"]))
