@@ -95,7 +95,7 @@ def history(plugin: ChatPlugin, session, args: str) -> None:
         return
     entries = room.recent(min(count, plugin.settings["max_history_request"]))
     reply = room.hist_lines(entries) + f"+OK {len(entries)}\n"
-    session.write(reply.encode("utf-8"))  # one write: the block is never split by live messages
+    session.write_block(reply.encode("utf-8"))  # unsplit by live messages; the asker waits for it to drain
 
 
 def msg(plugin: ChatPlugin, session, args: str) -> None:
@@ -139,7 +139,7 @@ def switch(plugin: ChatPlugin, session, args: str) -> None:
 
 def rooms(plugin: ChatPlugin, session, args: str) -> None:
     lines = "".join(f"ROOM {r.name} {r.members}{' ' + r.topic if r.topic else ''}\n" for r in plugin.rooms.list())
-    session.write(f"{lines}+OK\n".encode("utf-8"))
+    session.write_block(f"{lines}+OK\n".encode("utf-8"))
 
 
 def topic(plugin: ChatPlugin, session, args: str) -> None:
