@@ -36,6 +36,10 @@ USAGE = [
 ]
 
 
+#: /history N: a larger N is a usage error (up to it, N is capped at max_history_request)
+_MOST_ASKED = 999_999_999
+
+
 def current(plugin: ChatPlugin, session) -> Room:
     """The session's current room; if it left that one: the default room if it is there,
     else the room it joined last; ``not-in-room`` if it is in none."""
@@ -90,7 +94,7 @@ def history(plugin: ChatPlugin, session, args: str) -> None:
     name, args = _room_first(args)
     room = plugin.rooms.get(name) if name else current(plugin, session)
     count = 20 if not args else parse_count(args)
-    if count is None:
+    if count is None or count > _MOST_ASKED:
         session.err("bad-argument", "usage: /history [#room] [N] with N a whole number")
         return
     entries = room.recent(min(count, plugin.settings["max_history_request"]))
