@@ -32,6 +32,7 @@ commands of every daemond (`daemonctl help` lists the daemon's own, plugins' too
   reload                 re-read and apply the config; returns when applied or refused
   logs [-n N] [-f]       the last N log lines (default 50); -f streams new ones until Ctrl-C
   clear-logs             empty the log file and the in-memory lines
+  kick NAME [--reason TEXT]  end every session of user NAME on every listener
   help [COMMAND]         the daemon's commands, or one command's arguments
 
 options:

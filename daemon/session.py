@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import select
 import socket
 import struct
 import threading
@@ -176,6 +177,24 @@ class Session:
         """Send the final failure line of a reply: ``-ERR token text``."""
         return self.send_line(f"-ERR {token} {text}" if text else f"-ERR {token}")
 
+    def peer_closed(self) -> bool:
+        """Whether the client is gone: it closed its side (lines it sent may still be
+        waiting unread), the connection failed, or the session is closing. Never blocks.
+
+        For a plugin that holds a client's input back (chat's flood control): lines
+        deferred for a client that has left need not be processed.
+        """
+        if self.end_reason is not None or self.outbox.closed:
+            return True
+        poller = select.poll()
+        poller.register(self.sock, select.POLLRDHUP)
+        try:
+            events = poller.poll(0)
+        except OSError:
+            return True
+        return any(mask & (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL)
+                   for _, mask in events)
+
     def read_line(self, timeout: float | None = None) -> str:
         """Wait for the client's next line (for dialogues in ``daemond_session_open``).
 
@@ -238,6 +257,8 @@ class Session:
             self.settle()
         framer = self.framer
         while True:
+            if self.end_reason is not None:  # closed (kicked, replaced…): lines still buffered are not served
+                raise SessionEnd(self.end_reason)
             event = framer.next()
             if event is not None:
                 return event

@@ -77,6 +77,11 @@ def render_status(s: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def render_kick(result: dict[str, Any]) -> str:
+    listeners = ", ".join(result["listeners"])
+    return f"kicked {result['user']}: {result['sessions']} session{'s' if result['sessions'] != 1 else ''} ({listeners})"
+
+
 def render_plugins(plugins: list[dict[str, Any]]) -> str:
     out = [f"{'plugin':<16} {'version':<9} {'source':<12} {'errors':<7} {'listeners':<16} module"]
     for p in plugins:
