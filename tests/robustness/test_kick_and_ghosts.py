@@ -7,11 +7,15 @@ its name's next login; nothing let the operator end it.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 
+from daemon.testing import LineClient, write_config
 from tests.support.chat import CHEAP_ARGON2, Room, collect, listener, login, settings
 from tests.support.process import installed
+from tests.support.pty import Terminal
+from tests.support.robustness import wait_until
 
 
 def test_a_flooder_that_disconnects_leaves_the_room_at_once(daemond_factory):
@@ -68,3 +72,22 @@ def test_daemonctl_kick_ends_every_session_of_a_user_on_every_listener(daemond_p
     bad = _daemonctl(socket_path, "kick", "bob", "--reason", "two\nlines")
     assert bad.returncode != 0 and bob.command("/who")[1] == "+OK bob"
     room.close()
+
+
+def test_kick_at_the_console(tmp_path):
+    config = write_config(tmp_path, listener(), settings())
+    with open(tmp_path / "stderr.log", "wb") as stderr:
+        term = Terminal([installed("daemond"), "-c", str(config)], stderr=stderr, controlling=True)
+        try:
+            term.expect("daemond> ")
+            port = int(wait_until(lambda: re.search(r"listening on 127\.0\.0\.1:(\d+) \(chat\)",
+                                                     (tmp_path / "stderr.log").read_text()), timeout=15).group(1))
+            alice = LineClient("127.0.0.1", port)
+            login(alice, "alice")
+            term.write("kick Alice --reason 'time out'\n")
+            assert "kicked alice: 1 session (chat)" in term.expect("daemond> ")
+            assert "NOTICE kicked by the operator: time out" in alice.expect_closed(timeout=10).decode()
+            term.write("kick alice\n")
+            assert "alice is not connected" in term.expect("daemond> ")
+        finally:
+            term.close()
