@@ -78,8 +78,8 @@ def render_status(s: dict[str, Any]) -> str:
 
 
 def render_kick(result: dict[str, Any]) -> str:
-    listeners = ", ".join(result["listeners"])
-    return f"kicked {result['user']}: {result['sessions']} session{'s' if result['sessions'] != 1 else ''} ({listeners})"
+    count = result["sessions"]
+    return f"kicked {result['user']}: {count} session{'s' if count != 1 else ''} ({', '.join(result['listeners'])})"
 
 
 def render_plugins(plugins: list[dict[str, Any]]) -> str:
