@@ -13,7 +13,8 @@ The names:
 * sessions: ``Session``, ``SessionEnd``;
 * lines: ``split_command(line)`` (``("/name", "args")``, the name lower-cased, or None
   for a plain line, ``//x`` included), ``plain_text(line)`` (a plain line with its
-  leading ``//`` escape undone: ``//x`` is ``/x``);
+  leading ``//`` escape undone: ``//x`` is ``/x``),
+  ``parse_count(text)`` (a whole number in ASCII digits from a client, or None);
 * settings: ``Schema``, ``Field``;
 * control commands: ``ControlCommand``, ``Argument``, ``CommandError``,
   ``ArgumentNeeded`` (raise it to have daemonctl or the console ask for an argument);
@@ -45,6 +46,7 @@ __all__ = [
     "DaemonAPI",
     "split_command",
     "plain_text",
+    "parse_count",
     "open_private",
     "create_private_sqlite",
     "check_private_sqlite",
@@ -70,7 +72,7 @@ def __getattr__(name):
         from daemon import settings
 
         return getattr(settings, name)
-    if name in ("split_command", "plain_text"):
+    if name in ("split_command", "plain_text", "parse_count"):
         from daemon import lines
 
         return getattr(lines, name)

@@ -507,6 +507,26 @@ class Daemon:
             listeners = [self.listeners[listener]] if listener else list(self.listeners.values()) + self.retired
         return [s for lst in listeners for s in lst.sessions()]
 
+    def kick(self, user: str, reason: str | None = None) -> dict[str, Any]:
+        """End every session logged in as ``user`` (not case-sensitive) on every listener.
+
+        A line client is told ``NOTICE kicked by the operator[: reason]`` first.
+        Returns ``{"user", "sessions", "listeners"}``; ``sessions`` is 0 if none was connected.
+        """
+        key = user.lower()
+        kicked = [s for s in self.sessions() if s.user is not None and s.user.lower() == key]
+        notice = "NOTICE kicked by the operator" + (f": {reason}" if reason else "") + "\n"
+        for session in kicked:
+            if session.chain.line_mode:
+                session.write(notice.encode("utf-8"))
+            session.close("kicked")
+        if kicked:
+            log.warning("kicked %s: %d sessions (%s)%s", kicked[0].user, len(kicked),
+                        ", ".join(sorted({f"{s.listener} {s.peer_str}" for s in kicked})),
+                        f"; reason: {reason}" if reason else "")
+        return {"user": kicked[0].user if kicked else user, "sessions": len(kicked),
+                "listeners": sorted({s.listener for s in kicked})}
+
     @property
     def paused(self) -> bool:
         return self._paused

@@ -33,6 +33,7 @@ commands of every daemond (`daemonctl help` lists the daemon's own, plugins' too
   logs [-n LINES] [-f]   the last LINES log lines (default 50); -f streams new ones until Ctrl-C
   clear-logs             empty the log file and the in-memory lines
   plugins                loaded plugins: version, source, listeners, errors
+  kick NAME [--reason TEXT]  end every session of user NAME on every listener
   help [COMMAND]         the daemon's commands, or one command's arguments
 
 options:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+_COUNT = re.compile("[0-9]{1,18}")
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,20 @@ def plain_text(line: str) -> str:
     'hello /x'
     """
     return line[1:] if line.startswith("//") else line
+
+
+def parse_count(text: str) -> int | None:
+    """The whole number ``text`` spells in ASCII digits (``"20"`` → 20), or ``None``.
+
+    For every number a client sends: only ``0``-``9``, 1 to 18 of them, nothing
+    else — no sign, space, underscore, or the other characters ``str.isdigit()``
+    accepts and ``int()`` refuses (``"²"``) or reads (``"٣"``). The caller
+    decides the range and answers ``None`` with its usage error.
+
+    >>> parse_count("20"), parse_count("²"), parse_count("-1"), parse_count("")
+    (20, None, None, None)
+    """
+    return int(text) if _COUNT.fullmatch(text) else None
 
 
 def shown(text: str) -> str:

@@ -28,7 +28,9 @@ class Outbox:
     """What is waiting to be sent on one socket, bounded by ``limit`` bytes.
 
     When the queue would pass ``limit`` the outbox closes itself and calls
-    ``on_overflow`` (the session then ends with reason ``overflow``).
+    ``on_overflow`` (the session then ends with reason ``overflow``). A block
+    (:meth:`write_block`, a reply to the client's own request) raises that
+    bound by its own size until :meth:`settle` sees the queue drained.
     """
 
     def __init__(self, sock: socket.socket, flusher: Flusher, limit: int,
@@ -46,6 +48,7 @@ class Outbox:
         self._closed = False
         self._interrupted = False  # wait_below() gives up (the session is being closed)
         self._handed_over = False  # ever given to the flusher (so close() must take it back)
+        self._allowance = 0  # bytes of blocks written past the limit, until settle() sees them drained
         self.bytes_sent = 0
         self.error: OSError | None = None
 
@@ -60,12 +63,34 @@ class Outbox:
     def fileno(self) -> int:
         return self._sock.fileno()
 
+    @property
+    def in_block(self) -> bool:
+        """Whether a block was written that :meth:`settle` has not yet seen drained."""
+        return self._allowance > 0
+
     def write(self, data: bytes) -> bool:
         """Send ``data`` or queue it; never blocks. False if the outbox is closed or overflowed."""
+        return self._write(data, False)
+
+    def write_block(self, data: bytes) -> bool:
+        """Like :meth:`write`, for a block of any size that the limit must not cut: the
+        limit grows by ``len(data)`` until :meth:`settle`. Nothing else lands inside it."""
+        return self._write(data, True)
+
+    def settle(self, threshold: int, timeout: float | None = None) -> bool:
+        """Wait like :meth:`wait_below`, then drop the allowance of the blocks written so far."""
+        ok = self.wait_below(threshold, timeout)
+        with self._lock:
+            self._allowance = 0
+        return ok
+
+    def _write(self, data: bytes, block: bool) -> bool:
         overflow = False
         with self._lock:
             if self._closed:
                 return False
+            if block:
+                self._allowance += len(data)
             if not self._queue:
                 try:
                     sent = self._sock.send(data, _DONTWAIT)
@@ -80,7 +105,7 @@ class Outbox:
                 data = memoryview(data)[sent:]
             else:
                 data = memoryview(data)
-            if self._queued + len(data) > self._limit:
+            if self._queued + len(data) > self._limit + self._allowance:
                 self._closed = True
                 self._queue.clear()
                 self._queued = 0

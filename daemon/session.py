@@ -4,14 +4,15 @@ A :class:`Session` is created by the listener that accepted the connection
 (its *host*, seen only through the narrow :class:`SessionHost` interface) and
 served on a thread of its own by :func:`daemon.serving.serve`, which runs the
 hooks. Here are the methods plugins call: writing (never blocking, from any
-thread), sending with back-pressure, reading a line during a dialogue,
-logging in and closing.
+thread), sending with back-pressure, writing a long reply as one block,
+reading a line during a dialogue, logging in and closing.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import select
 import socket
 import struct
 import threading
@@ -153,6 +154,8 @@ class Session:
             self.outbox = SealingOutbox(self.tls_connection, sock, host.flusher, self.settings.send_queue,
                                         on_overflow=self._overflowed)
             self.recv = self.tls_connection.recv
+        #: send() waits while this much is queued: SEND_HIGH_WATER, or half a smaller send queue
+        self.high_water = min(SEND_HIGH_WATER, self.settings.send_queue // 2)
         self.host = host
         self.framer = LineFramer(self.settings.max_line)
         self.rcvtimeo: float = host.rcvtimeo  # the socket's SO_RCVTIMEO now
@@ -187,21 +190,43 @@ class Session:
         longer than the idle timeout.
         """
         outbox = self.outbox
-        if len(data) <= SEND_HIGH_WATER:  # the common case, kept short: it is echo's hot path
+        high = self.high_water
+        if len(data) <= high:  # the common case, kept short: it is echo's hot path
             if not outbox.write(data):
                 raise SessionEnd(self.end_reason or "reset")
-            if outbox.queued >= SEND_HIGH_WATER:
+            if outbox.queued >= high:
                 self._wait_below_high_water()
             return
         view = memoryview(data)
-        for start in range(0, len(view), SEND_HIGH_WATER):
-            if not outbox.write(view[start : start + SEND_HIGH_WATER]):
+        for start in range(0, len(view), high):
+            if not outbox.write(view[start : start + high]):
                 raise SessionEnd(self.end_reason or "reset")
-            if outbox.queued >= SEND_HIGH_WATER:
+            if outbox.queued >= high:
                 self._wait_below_high_water()
 
+    def write_block(self, data: bytes) -> bool:
+        """Queue a reply of any size as one unbroken block, never blocking; for the client's own request.
+
+        Nothing another thread writes lands inside the block, and the block
+        may take the send queue past ``send_queue`` by its own size (a
+        ``/history 1000`` or a room's replay is larger than the queue). The
+        client that asked pays for it: its session's thread reads its next
+        line only once the block has drained below the high-water mark, as in
+        :meth:`send`. Call it on the session's own thread, or under a lock
+        that must not wait (chat writes a room's replay under the room's lock).
+        Returns False like :meth:`write`.
+        """
+        return self.outbox.write_block(data)
+
+    def settle(self) -> None:
+        """Wait until the blocks written have drained below the high-water mark (the session's own
+        thread; the serving loop does it before reading each line). Raises :class:`SessionEnd`
+        like :meth:`send`."""
+        if self.outbox.in_block and not self.outbox.settle(self.high_water, self.settings.idle_timeout or None):
+            raise SessionEnd(self.end_reason or ("reset" if self.outbox.closed else "timeout"))
+
     def _wait_below_high_water(self) -> None:
-        if not self.outbox.wait_below(SEND_HIGH_WATER, self.settings.idle_timeout or None):
+        if not self.outbox.wait_below(self.high_water, self.settings.idle_timeout or None):
             raise SessionEnd(self.end_reason or ("reset" if self.outbox.closed else "timeout"))
 
     def send_line(self, text: str) -> bool:
@@ -226,6 +251,24 @@ class Session:
         :meth:`write` returns.
         """
         return self.send_line(f"-ERR {token} {text}" if text else f"-ERR {token}")
+
+    def peer_closed(self) -> bool:
+        """Whether the client is gone: it closed its side (lines it sent may still be
+        waiting unread), the connection failed, or the session is closing. Never blocks.
+
+        For a plugin that holds a client's input back (chat's flood control): lines
+        deferred for a client that has left need not be processed.
+        """
+        if self.end_reason is not None or self.outbox.closed:
+            return True
+        poller = select.poll()
+        poller.register(self.sock, select.POLLRDHUP)
+        try:
+            events = poller.poll(0)
+        except OSError:
+            return True
+        return any(mask & (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL)
+                   for _, mask in events)
 
     def read_line(self, timeout: float | None = None) -> str:
         """Wait for the client's next line (for dialogues in ``daemond_session_open``).
@@ -301,8 +344,12 @@ class Session:
         """The next input event (a line, or a :class:`~daemon.lines.TooLong` or
         :class:`~daemon.lines.BadEncoding` to :meth:`report`), reading as needed until
         ``deadline`` (monotonic; None: the idle timeout). Raises SessionEnd at EOF or timeout."""
+        if self.outbox.in_block:  # the client that asked for a long reply waits for it to drain
+            self.settle()
         framer = self.framer
         while True:
+            if self.end_reason is not None:  # closed (kicked, replaced…): lines still buffered are not served
+                raise SessionEnd(self.end_reason)
             event = framer.next()
             if event is not None:
                 return event

@@ -239,7 +239,7 @@ class TlsConnection:
 
     def _push_locked(self) -> None:
         if self.outgoing.pending and self.outbox is not None:
-            Outbox.write(self.outbox, self.outgoing.read())
+            self.outbox.write_sealed(self.outgoing.read())
 
 
 class SealingOutbox(Outbox):
@@ -251,7 +251,9 @@ class SealingOutbox(Outbox):
         self._tls = tls
         tls.outbox = self
 
-    def write(self, data: bytes) -> bool:
+    def _write(self, data: bytes, block: bool) -> bool:
+        # every write (write() and write_block() alike) is sealed under the connection's lock,
+        # so records reach the queue in the order they were made
         tls = self._tls
         with tls.lock:
             if self.closed:
@@ -260,4 +262,8 @@ class SealingOutbox(Outbox):
                 tls.obj.write(data)
             except ssl.SSLError:
                 return False  # before the handshake, or after close_notify
-            return Outbox.write(self, tls.outgoing.read())
+            return Outbox._write(self, tls.outgoing.read(), block)
+
+    def write_sealed(self, records: bytes) -> bool:
+        """Queue bytes that are TLS records already (the handshake's, close_notify); with the lock held."""
+        return Outbox._write(self, records, False)

@@ -1,4 +1,4 @@
-"""The core's control commands: status, pause, resume, stop, reload, logs, clear-logs, help.
+"""The core's control commands: status, pause, resume, stop, reload, logs, clear-logs, plugins, kick, help.
 
 They are :class:`~daemon.commands.ControlCommand` objects like the ones plugins
 add, registered by the daemon at start; both front doors (the control socket
@@ -15,8 +15,8 @@ from typing import Any
 from daemon.commands import Argument, CommandError, ControlCommand
 from daemon.control.facade import DaemonControl
 from daemon.control.log_follower import LogFollower
-from daemon.control.render import (render_cleared, render_help, render_lines, render_plugins, render_reload,
-                                   render_status)
+from daemon.control.render import (render_cleared, render_help, render_kick, render_lines, render_plugins,
+                                   render_reload, render_status)
 
 log = logging.getLogger("daemond.control")
 
@@ -59,6 +59,12 @@ def core_commands(daemon: Any) -> list[ControlCommand]:
     def plugins(args: dict[str, Any]) -> list[dict[str, Any]]:
         return control.plugin_list()
 
+    def kick(args: dict[str, Any]) -> dict[str, Any]:
+        result = control.kick(args["name"], args["reason"] or None)
+        if not result["sessions"]:
+            raise CommandError(f"{args['name']} is not connected", details=result)
+        return result
+
     def help(args: dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
         if args["command"]:
             command = control.commands.get(args["command"])
@@ -81,9 +87,27 @@ def core_commands(daemon: Any) -> list[ControlCommand]:
                        render=render_cleared),
         ControlCommand("plugins", "loaded plugins: version, source (built-in, entry point, path), listeners, errors",
                        plugins, render=render_plugins),
+        ControlCommand("kick", "end every session of a user on every listener (a chat room sees PART)", kick, args=(
+            Argument("name", "the user name (not case-sensitive)", required=True, type=_user_name),
+            Argument("reason", "told to the user in the notice before the connection closes", option=True,
+                     type=_reason),
+        ), render=render_kick),
         ControlCommand("help", "the commands, including those plugins add; help COMMAND for one", help,
                        args=(Argument("command", "a command to describe"),), render=render_help),
     ]
+
+
+def _user_name(text: Any) -> str:
+    if not isinstance(text, str) or not text or len(text) > 64 or not text.isprintable():
+        raise ValueError(text)
+    return text
+
+
+def _reason(text: Any) -> str:
+    # it goes to the client in a NOTICE line: one line, no control characters
+    if not isinstance(text, str) or len(text) > 200 or not text.isprintable():
+        raise ValueError(text)
+    return text
 
 
 def _count(text: Any) -> int:

@@ -8,6 +8,7 @@ The whole interface, read by ``core_commands.py``, ``foreground.py`` and ``conso
 - ``request_reload()``: reload soon, on the reload thread (SIGHUP)
 - ``request_stop()``, ``stop_requested -> bool``: ask for a graceful stop / whether one was asked
 - ``plugin_list() -> list[dict]``: the loaded plugins (the ``plugins`` command's result)
+- ``kick(user, reason=None) -> dict``: end every session of a user on every listener
 - ``commands``: the :class:`~daemon.commands.CommandRegistry` (``help``, the console)
 - ``logs``: the :class:`~daemon.logs.LogService` (``logs``, ``clear-logs``, the console's prompt)
 - ``state_dir -> Path``: the state directory (the console keeps its history there)
@@ -58,6 +59,9 @@ class DaemonControl:
 
     def plugin_list(self) -> list[dict[str, Any]]:
         return self._daemon.plugin_list()
+
+    def kick(self, user: str, reason: str | None = None) -> dict[str, Any]:
+        return self._daemon.kick(user, reason)
 
     @property
     def commands(self) -> CommandRegistry:

@@ -78,6 +78,11 @@ def render_status(s: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def render_kick(result: dict[str, Any]) -> str:
+    count = result["sessions"]
+    return f"kicked {result['user']}: {count} session{'s' if count != 1 else ''} ({', '.join(result['listeners'])})"
+
+
 def render_plugins(plugins: list[dict[str, Any]]) -> str:
     out = [f"{'plugin':<16} {'version':<9} {'source':<12} {'errors':<7} {'listeners':<16} module"]
     for p in plugins:

@@ -62,6 +62,9 @@ SCHEMA = Schema({
 
 COMMANDS = commands.USAGE
 
+#: how often a flood wait checks that its client is still there (seconds)
+_GONE_CHECK = 0.2
+
 STATE_KEY = commands.STATE_KEY
 
 
@@ -269,4 +272,13 @@ class ChatPlugin:
                              session.user, session.peer_str, self.settings["rate"])
             session.err("flood", f"more than {self.settings['rate']:g} lines per second; closing")
             raise SessionEnd("flood")
-        self._stopping.wait(wait)  # only this client's thread waits; its input backs up in TCP
+        # only this client's thread waits; its input backs up in TCP. A client that has left (or
+        # was kicked) is not waited for: the lines it sent that are still held back are dropped.
+        deadline = time.monotonic() + wait
+        while not self._stopping.wait(min(_GONE_CHECK, max(0.0, deadline - time.monotonic()))):
+            if session.peer_closed():
+                self.log.info("flood: %s from %s left with lines held back; dropping them",
+                              session.user, session.peer_str)
+                raise SessionEnd("eof")  # the serving loop keeps a kick's own reason
+            if time.monotonic() >= deadline:
+                return

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from daemon import parse_count
+
 from plugins.chat.rooms import RoomError, room_key
-from plugins.chat.text import sanitize
+from plugins.chat.text import sanitize, visible
 
 if TYPE_CHECKING:  # pragma: no cover
     from plugins.chat import ChatPlugin
@@ -32,6 +34,10 @@ USAGE = [
     ("/rooms", "list the rooms"),
     ("/topic [#room] [TEXT]", "show or set a room's topic"),
 ]
+
+
+#: /history N: a larger N is a usage error (up to it, N is capped at max_history_request)
+_MOST_ASKED = 999_999_999
 
 
 def current(plugin: ChatPlugin, session) -> Room:
@@ -87,16 +93,13 @@ def who(plugin: ChatPlugin, session, args: str) -> None:
 def history(plugin: ChatPlugin, session, args: str) -> None:
     name, args = _room_first(args)
     room = plugin.rooms.get(name) if name else current(plugin, session)
-    if not args:
-        count = 20
-    elif args.isdigit() and len(args) < 10:
-        count = int(args)
-    else:
+    count = 20 if not args else parse_count(args)
+    if count is None or count > _MOST_ASKED:
         session.err("bad-argument", "usage: /history [#room] [N] with N a whole number")
         return
     entries = room.recent(min(count, plugin.settings["max_history_request"]))
     reply = room.hist_lines(entries) + f"+OK {len(entries)}\n"
-    session.write(reply.encode("utf-8"))  # one write: the block is never split by live messages
+    session.write_block(reply.encode("utf-8"))  # unsplit by live messages; the asker waits for it to drain
 
 
 def msg(plugin: ChatPlugin, session, args: str) -> None:
@@ -105,8 +108,8 @@ def msg(plugin: ChatPlugin, session, args: str) -> None:
         session.err("bad-argument", "usage: /msg NAME TEXT")
         return
     text = sanitize(raw)
-    if not text.strip():
-        session.err("bad-text", "nothing printable left in that message")
+    if not visible(text):
+        session.err("bad-text", "nothing visible left in that message")
         return
     other = plugin.user_session(target)
     if other is not None and other.write(f"PRIV {session.user} {text}\n".encode("utf-8")):
@@ -140,7 +143,7 @@ def switch(plugin: ChatPlugin, session, args: str) -> None:
 
 def rooms(plugin: ChatPlugin, session, args: str) -> None:
     lines = "".join(f"ROOM {r.name} {r.members}{' ' + r.topic if r.topic else ''}\n" for r in plugin.rooms.list())
-    session.write(f"{lines}+OK\n".encode("utf-8"))
+    session.write_block(f"{lines}+OK\n".encode("utf-8"))
 
 
 def topic(plugin: ChatPlugin, session, args: str) -> None:

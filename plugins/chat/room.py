@@ -107,7 +107,8 @@ class Room:
             self._members[key] = Member(session, on_event)  # only once the replay could be read
             if on_event is None and (greeting or backlog):
                 lines = "".join(e.hist_line(self._tag.strip()) + "\n" for e in backlog)
-                session.write(greeting + lines.encode("utf-8"))
+                session.write_block(greeting + lines.encode("utf-8"))  # never waits: the session's thread
+                # waits for it to drain once the lock is released, before it reads its client's next line
             # a replaced user never left, so the others hear nothing
             if old is None and (announce_limit is None or len(self._members) <= announce_limit):
                 self._fan_out(RoomEvent("join", self.name, name, "", time.time()), skip=session)

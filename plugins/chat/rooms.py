@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from plugins.chat.room import AlreadyConnected, Room, RoomEvent
-from plugins.chat.text import sanitize
+from plugins.chat.text import sanitize, visible
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon import Session
@@ -190,8 +190,8 @@ class Rooms:
     def speak(self, session: Session, room: Room, kind: str, raw: str) -> int:
         """A message or action (``kind``) to ``room``; its sequence number (chat passes its current room)."""
         text = sanitize(raw)
-        if not text.strip():
-            raise RoomError("bad-text", "nothing printable left in that line")
+        if not visible(text):
+            raise RoomError("bad-text", "nothing visible left in that line")
         try:
             entry = room.say(session, kind, text)
         except sqlite3.Error as exc:  # disk full, database removed…: nobody got the message
@@ -207,6 +207,8 @@ class Rooms:
         if text is None:
             return room.topic
         clean = sanitize(text).strip()
+        if not visible(clean):  # a topic of zero-width characters is no topic
+            clean = ""
         try:
             done = room.set_topic(session.user if session is not None else "*", clean, session)
         except sqlite3.Error as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tests.support.chat import collect
 
-from plugins.chat.text import sanitize
+from plugins.chat.text import sanitize, visible
 
 ATTACKS = [
     ("clear \x1b[2J\x1b[Hscreen", "clear screen"),
@@ -26,6 +26,8 @@ ATTACKS = [
     ("\u202eevil.exe\u202c", "evil.exe"),
     ("iso\u2066late\u2069d and \u202aembed\u202b", "isolated and embed"),
     ("line\u2028sep\u2029para", "lineseppara"),
+    ("marks\u200e \u200fgo\u061c", "marks go"),
+    ("osc \x1b]0;cut short\x1b[1mby csi", "osc by csi"),
     ("next\u0085line", "nextline"),
     ("unterminated \x1b]0;swallows the rest", "unterminated "),
     ("lonely escape at the end \x1b", "lonely escape at the end "),
@@ -37,6 +39,14 @@ ATTACKS = [
 @pytest.mark.parametrize(("raw", "clean"), ATTACKS)
 def test_sanitize(raw, clean):
     assert sanitize(raw) == clean
+
+
+@pytest.mark.parametrize(("text", "shows"), [
+    ("hi", True), ("\u200b", False), ("\u200c\u200d\u2060\ufeff", False), (" \u00a0\u3000\t", False),
+    ("\u3164\u2800", False), ("\u00ad\u034f", False), ("\u200ba", True), ("日", True), ("\U0001f389", True),
+])
+def test_visible(text, shows):
+    assert visible(text) is shows
 
 
 def _is_safe(text: str) -> bool:

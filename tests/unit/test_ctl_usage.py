@@ -16,13 +16,15 @@ def test_every_core_command_and_its_options_are_in_daemonctl_help():
     listed = {}
     for line in USAGE.split("commands of every daemond", 1)[1].split("options:", 1)[0].splitlines()[1:]:
         words = re.split(r"\s{2,}", line.strip())[0]
-        for name in re.split(r"\s*\|\s*", words.split(" [")[0]) if words else ():
+        names = re.match(r"[a-z-]+(?:\s*\|\s*[a-z-]+)*", words) if words else None
+        for name in re.split(r"\s*\|\s*", names.group()) if names else ():
             listed[name] = words
     registry = {command.name: command for command in core_commands(daemon=None)}
     assert sorted(listed) == sorted(registry)
     for name, command in registry.items():
         for argument in command.args:
             if argument.option or argument.flag:
-                assert f"-{argument.short}" in listed[name], (name, argument.name)
-            if argument.option:
+                spelled = f"-{argument.short}" if argument.short else f"--{argument.name}"
+                assert spelled in listed[name], (name, argument.name)
+            if argument.option and argument.short:
                 assert argument.name.upper() in listed[name], (name, argument.name)

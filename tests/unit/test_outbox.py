@@ -269,3 +269,37 @@ def test_a_reused_fd_is_drained_for_its_new_socket(flusher):
         for s in opened:
             s.close()
         stale.close()
+
+
+def test_a_block_passes_the_limit_by_its_own_size_until_settled(pair, flusher):
+    writer, reader = pair
+    limit = 64 * 1024
+    outbox = Outbox(writer, flusher, limit=limit)
+    block = payload(400_000, 3)
+    assert outbox.write_block(block) and outbox.in_block  # six times the limit, accepted whole
+    live = payload(1000, 9)
+    accepted = 0
+    while outbox.write(live):  # others' writes still fit in the limit, on top of the block
+        accepted += 1
+        assert outbox.queued <= limit + len(block)
+    # what the kernel took of the block at once leaves that much more room: at most its buffers
+    assert outbox.closed and limit - 1000 < accepted * 1000 <= limit + 1000 + 4 * BUF
+
+
+def test_a_block_is_never_interleaved_and_settle_drops_the_allowance(pair, flusher):
+    writer, reader = pair
+    outbox = Outbox(writer, flusher, limit=32 * 1024)
+    block = b"B" * 200_000
+    got = bytearray()
+
+    def read():
+        while len(got) < len(block) + 3000:
+            got.extend(reader.recv(4096))
+
+    assert outbox.write(b"a" * 1000) and outbox.write_block(block) and outbox.write(b"c" * 2000)
+    thread = threading.Thread(target=read)
+    thread.start()
+    assert outbox.settle(8 * 1024, timeout=10)
+    assert not outbox.in_block
+    thread.join(10)
+    assert bytes(got) == b"a" * 1000 + block + b"c" * 2000
