@@ -84,14 +84,23 @@ def load(text: str, file: str) -> tuple[object, Mark]:
     of its start. Duplicate keys, which PyYAML would silently collapse, are
     reported as problems.
     """
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except UnicodeError as exc:  # text that is no Unicode: a lone surrogate
+        raise ProblemList([Problem(Mark(file, 1, 1), f"YAML error: {exc}")]) from None
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = _mark(file, exc.problem_mark) if exc.problem_mark else None
         raise ProblemList([Problem(mark, f"YAML syntax error: {_syntax_problem(exc)}")]) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, at an offset
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        raise ProblemList([Problem(Mark(file, line, column), f"YAML error: {exc.reason} ({what})")]) from None
     except yaml.YAMLError as exc:
-        raise ProblemList([Problem(Mark(file, 1, 1), f"YAML error: {exc}")]) from None
+        reason = " ".join(str(exc).split())
+        raise ProblemList([Problem(Mark(file, 1, 1), f"YAML error: {reason}")]) from None
     finally:
         loader.dispose()
     if node is None:
