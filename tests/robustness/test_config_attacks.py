@@ -49,7 +49,7 @@ ATTACKS = {
     "alias-to-itself": (SKELETON + "plugins:\n  echo: &a [*a]\n", "6:9"),
     "mapping-alias-to-itself": ("listeners:\n  echo: &l\n    port: 0\n    plugins: [echo]\n    me: *l\n", "2:9"),
     "nan-timeout": (SKELETON + "    idle_timeout: .nan\n", "5:19"),
-    "inf-timeout": (SKELETON + "    idle_timeout: -.inf\n", "5:19"),
+    "inf-timeout": (SKELETON + "    idle_timeout: .inf\n", "5:19"),
     "nan-switch-interval": (SKELETON + "tuning:\n  switch_interval: .nan\n", "6:20"),
     "nan-debounce": (SKELETON + "reload:\n  debounce: .NaN\n", "6:13"),
     "nan-in-plugin-setting": ("listeners:\n  chat:\n    port: 0\n    plugins: [chat]\n"
@@ -59,7 +59,7 @@ ATTACKS = {
     "wide-hex-int": (SKELETON + "    max_line: 0x" + "f" * 1100 + "\n", "5:15"),
     "impossible-date": (SKELETON + "    host: 2001-13-45\n", "5:11"),
     "float-tag-on-text": (SKELETON + "    idle_timeout: !!float abc\n", "5:19"),
-    "nested-999-deep": (SKELETON + "plugins:\n  echo: " + "[" * 999 + "]" * 999 + "\n", "6:"),
+    "nested-990-deep": (SKELETON + "plugins:\n  echo: " + "[" * 990 + "]" * 990 + "\n", "6:"),
     "billion-laughs": (laughs(7), "10:9"),
 }
 
