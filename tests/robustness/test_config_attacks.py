@@ -300,3 +300,27 @@ def test_fuzzed_reloads_through_the_reload_thread(daemond_factory):
     report = _reload_now(d)
     assert report["ok"], report
     assert d.daemon.config.logging.buffer == 7
+
+
+def test_the_reload_thread_outlives_an_exception_from_its_reload(tmp_path, caplog):
+    from daemon.watcher import Reloader
+
+    path = tmp_path / "daemond.yaml"
+    path.write_text(SKELETON)
+    calls = []
+
+    def reload(source):
+        calls.append(source)
+        raise RecursionError("maximum recursion depth exceeded")
+
+    reloader = Reloader(path, "", reload)
+    reloader.start(watch=False, debounce=0.05)
+    try:
+        for n in (1, 2):
+            reloader.request()
+            assert wait_until(lambda: len(calls) >= n, 10), "the reload thread stopped reloading"
+        assert reloader.is_alive()
+        failures = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
+        assert len(failures) == 2  # one line (with its traceback) per failed reload
+    finally:
+        reloader.stop()
