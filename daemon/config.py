@@ -13,8 +13,10 @@ reload's diff (:mod:`daemon.changes`).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field, make_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,9 @@ from daemon.settings import Field, Schema
 from daemon.yamlsource import Mark, Problem, ProblemList
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+#: the largest config file read (the shipped one, every key commented, is about 10 KiB)
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -206,11 +211,28 @@ class Config:
 
 def file_digest(path: str | os.PathLike) -> str | None:
     """sha256 of a config file's bytes; None if it cannot be read (gone mid-rename, unreadable)."""
+    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
+        with _open_regular(path) as f:
+            while chunk := f.read(64 * 1024):
+                digest.update(chunk)
     except OSError:
         return None
+    return digest.hexdigest()
+
+
+def _open_regular(path: str | os.PathLike):
+    """Open a config file for reading; OSError if it is not a regular file (a FIFO would
+    block its reader, a device never end)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def find_config(explicit: str | None = None, environ=os.environ) -> Path:
@@ -226,20 +248,33 @@ def load_config(path: str | os.PathLike, loader, environ=os.environ) -> Config:
     """Read and validate the config at ``path``; raise ConfigError listing every problem.
 
     ``loader`` is the :class:`daemon.loader.PluginLoader` that finds the
-    plugins the config names and asks each for its settings schema.
+    plugins the config names and asks each for its settings schema. Whatever
+    the file holds, ConfigError is the only exception: a file over
+    :data:`MAX_CONFIG_BYTES` is refused unread, and a failure nobody foresaw
+    while checking it becomes one problem naming the exception.
     """
     path = Path(path)
     shown = str(path)
     try:
-        raw = path.read_bytes()
+        with _open_regular(path) as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError([Problem(None, f"{shown}: config file is larger than {MAX_CONFIG_BYTES:,} bytes "
+                                             "(the limit); is it the right file?")])
         text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError([Problem(None, f"{shown}: config file not found")]) from None
     except PermissionError:
         raise ConfigError([Problem(None, f"{shown}: cannot read config file: permission denied")]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(None, f"{shown}: cannot read config file: {exc}")]) from None
-    config = parse_config(text, path, loader, environ)
+        raise ConfigError([Problem(None, f"{shown}: cannot read config file: {getattr(exc, 'strerror', None) or exc}")]) from None
+    try:
+        config = parse_config(text, path, loader, environ)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a RecursionError, MemoryError or bug: the config is refused, with the reason
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError([Problem(None, f"{shown}: cannot check this config ({reason})")]) from None
     config.digest = hashlib.sha256(raw).hexdigest()  # of the bytes, as file_digest() hashes them
     return config
 

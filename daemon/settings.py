@@ -15,6 +15,7 @@ with the file, line and column it stands at.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,11 @@ class Field:
     * ``normalize``: a function applied to a value of the right type before
       the other checks; its result is the setting's value (``str.lower``
       makes ``choices`` case-insensitive).
+
+    A number (``int`` or ``float``, and a list's items of those types) must be
+    finite: ``.nan``, ``.inf`` and integers too wide for a float are refused
+    before any bound or ``check`` sees them. A ``normalize`` or ``check`` that
+    raises makes a problem at the value's position, naming the exception.
 
     Each problem is reported as ``FILE:LINE:COL: WHERE: MESSAGE`` (``WHERE`` is
     ``plugins.<name>.<key>``) and the config is refused; the messages are,
@@ -107,13 +113,18 @@ class Field:
         problem = _type_problem(value, self.type)
         if problem:
             return value, [Problem(mark, f"{where}: must be {problem}, not {_describe(value)}")]
+        if self.type in (int, float) and not _finite(value):
+            return value, [Problem(mark, f"{where}: {_not_finite(value)}")]
         if self.schema is not None:
             return self.schema.validate(value, mark, where)
         if self.type is float:
             value = float(value)
         given = value
         if self.normalize is not None:
-            value = self.normalize(value)
+            try:
+                value = self.normalize(value)
+            except Exception as exc:  # a plugin's function: its failure is this value's problem
+                return value, [Problem(mark, f"{where}: cannot be read: {_failure(exc)}")]
         problems = []
         if self.type is list and self.items is not None:
             marks = getattr(value, "item_marks", None) or [mark] * len(value)
@@ -121,6 +132,8 @@ class Field:
                 item_problem = _type_problem(item, self.items)
                 if item_problem:
                     problems.append(Problem(item_mark, f"{where}[{i}]: must be {item_problem}, not {_describe(item)}"))
+                elif self.items in (int, float) and not _finite(item):
+                    problems.append(Problem(item_mark, f"{where}[{i}]: {_not_finite(item)}"))
         size = len(value) if self.type in (list, dict, str) else value
         if self.type in (int, float, list):
             if self.min is not None and size < self.min:
@@ -131,7 +144,10 @@ class Field:
         if self.choices is not None and value not in self.choices:
             problems.append(Problem(mark, f"{where}: must be one of {', '.join(map(str, self.choices))}, not {given!r}"))
         if not problems and self.check is not None:
-            message = self.check(value)
+            try:
+                message = self.check(value)
+            except Exception as exc:  # a plugin's function: its failure is this value's problem
+                message = f"cannot be checked: {_failure(exc)}"
             if message:
                 problems.append(Problem(mark, f"{where}: {message}"))
         return value, problems
@@ -199,7 +215,14 @@ class Schema:
             else:
                 values[name] = fld.default
         if not problems and self.check is not None:
-            for key, message in self.check(values) or []:
+            try:
+                found = list(self.check(values) or [])
+            except Exception as exc:  # a plugin's function: its failure is this section's problem
+                found = [("", f"cannot be checked: {_failure(exc)}")]
+            for key, message in found:
+                if not key:
+                    problems.append(Problem(section_mark, f"{_at(where)}{message}"))
+                    continue
                 problems.append(Problem(value_marks.get(key, key_marks.get(key, section_mark)), f"{_at(where + '.' + key if where else key)}{message}"))
         return values, problems
 
@@ -218,6 +241,24 @@ def _type_problem(value: Any, expected: type) -> str | None:
     return None if ok else _TYPE_NAMES.get(expected, expected.__name__)
 
 
+def _finite(value: Any) -> bool:
+    """Whether a number (already of a numeric type) is a real, float-sized one: not NaN or ±inf."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer wider than a float
+        return False
+
+
+def _not_finite(value: Any) -> str:
+    if isinstance(value, int):
+        return f"must be a number a float can hold (within ±1.8e308), not {_describe(value)}"
+    return f"must be a finite number, not {_describe(value)}"
+
+
+def _failure(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def _describe(value: Any) -> str:
     if value is None:
         return "null"
@@ -225,7 +266,12 @@ def _describe(value: Any) -> str:
         return f"{str(value).lower()} (a boolean)"
     if isinstance(value, (dict, list)):
         return _TYPE_NAMES[type(value) if type(value) in _TYPE_NAMES else (dict if isinstance(value, dict) else list)]
-    return f"{value!r} ({_TYPE_NAMES.get(type(value), type(value).__name__)})"
+    shown = repr(value)
+    if isinstance(value, int) and len(shown) > 40:
+        return f"a {len(shown.lstrip('-'))}-digit integer"
+    if len(shown) > 60:
+        shown = f"{shown[:40]}… ({len(shown)} characters)"
+    return f"{shown} ({_TYPE_NAMES.get(type(value), type(value).__name__)})"
 
 
 def _num(value: float) -> str:

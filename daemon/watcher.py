@@ -142,7 +142,7 @@ class Reloader:
                 forced, self._requested = self._requested, False
                 self._due = None
             if forced:
-                self._reload("signal")
+                self._call_reload("signal")
                 continue
             digest = file_digest(self.path)
             with self._cond:
@@ -150,4 +150,13 @@ class Reloader:
             if unchanged:
                 log.debug("config file touched but its content did not change")
                 continue
-            self._reload("watch")
+            self._call_reload("watch")
+
+    def _call_reload(self, source: str) -> None:
+        """Call the reload; whatever it raises is logged and the thread carries on (a dead
+        reload thread would ignore every later edit and SIGHUP, and starve the watchdog)."""
+        try:
+            self._reload(source)
+        except Exception:
+            log.exception("reload (%s) of %s failed unexpectedly; still running on the last good config", source,
+                          self.path)
