@@ -323,7 +323,11 @@ class Daemon:
                 report["digest"] = file_digest(path)  # tried: the watcher need not try it again
             else:
                 report["digest"] = new.digest
-                report["changes"], report["errors"] = self.apply(new)
+                try:
+                    report["changes"], report["errors"] = self.apply(new)
+                except Exception as exc:  # a bug, not the file's fault: refused, the daemon goes on
+                    log.error("applying %s failed", path, exc_info=True)
+                    report["errors"] = [f"{path}: cannot apply this config ({exc.__class__.__name__}: {exc})"]
                 report["ok"] = not report["errors"]
         finally:
             report["duration"] = round(time.monotonic() - begun, 4)

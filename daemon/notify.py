@@ -109,7 +109,8 @@ class Notifier:
                     self._sock = socket.socket(
                         socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
                     )
-                self._sock.sendto(payload, self._address)
+                # never wait: a notify socket nobody reads must not stall a reload or the watchdog
+                self._sock.sendto(payload, socket.MSG_DONTWAIT, self._address)
             return True
         except Exception as exc:  # noqa: BLE001 - notification must never break the daemon
             log.debug("sd_notify %r failed: %s", payload[:80], exc)
