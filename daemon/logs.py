@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from daemon.files import PrivateFileError, check_trusted_dir, make_dirs, open_private
+
 ROOT = "daemond"
 #: libraries whose log records go through daemond's handlers (same format, journal priorities)
 LIBRARIES = ("watchdog",)
@@ -105,14 +107,22 @@ class PromptAwareHandler(logging.StreamHandler):
 
 
 class PrivateWatchedFileHandler(logging.handlers.WatchedFileHandler):
-    """A WatchedFileHandler whose file is created mode 0600."""
+    """A WatchedFileHandler whose file is created mode 0600 and never opened through a symlink
+    (nor when logrotate's rename is followed)."""
 
     def _open(self):
-        old = os.umask(0o077)
-        try:
-            return super()._open()
-        finally:
-            os.umask(old)
+        fd = open_private(self.baseFilename, "log file", os.O_WRONLY | os.O_APPEND)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A symlink planted where the file is reopened: one line on stderr, not a traceback per record."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, PrivateFileError):
+            if str(exc) != getattr(self, "_refused", None):
+                self._refused = str(exc)
+                sys.stderr.write(f"daemond: {exc}; log lines go to stderr and memory only\n")
+            return
+        super().handleError(record)
 
 
 class LogService:
@@ -126,6 +136,8 @@ class LogService:
         self._lock = threading.Lock()  # guards handler replacement during reconfigure
 
     def setup(self, level: str, file: Path | None, buffer: int, stderr: bool = True) -> None:
+        """Raises OSError or PrivateFileError (a log directory others may write in, a symlink
+        where the file is) when the log file cannot be opened; the rest is set up by then."""
         with self._lock:
             self.logger.setLevel(level.upper())
             self.logger.propagate = not stderr  # in-process tests keep pytest's capture
@@ -150,16 +162,20 @@ class LogService:
                         library.addHandler(handler)
             current = Path(self.file_handler.baseFilename) if self.file_handler else None
             if file != current:
+                new_handler = None
+                if file is not None:  # opened first: a refused file leaves the old one in use
+                    make_dirs(file.parent, 0o700)
+                    check_trusted_dir(file.parent, "log directory")
+                    new_handler = PrivateWatchedFileHandler(str(file), encoding="utf-8")
+                    new_handler.setFormatter(formatter)
                 if self.file_handler is not None:
                     self.logger.removeHandler(self.file_handler)
                     for name in LIBRARIES:
                         logging.getLogger(name).removeHandler(self.file_handler)
                     self.file_handler.close()
                     self.file_handler = None
-                if file is not None:
-                    file.parent.mkdir(parents=True, exist_ok=True)
-                    self.file_handler = PrivateWatchedFileHandler(str(file), encoding="utf-8")
-                    self.file_handler.setFormatter(formatter)
+                if new_handler is not None:
+                    self.file_handler = new_handler
                     self.logger.addHandler(self.file_handler)
                     for name in LIBRARIES:
                         logging.getLogger(name).addHandler(self.file_handler)
@@ -183,9 +199,12 @@ class LogService:
                 if handler.stream is not None:
                     handler.stream.flush()
                     handler.stream.truncate(0)
-                else:
-                    open(handler.baseFilename, "r+b").close()
-                    os.truncate(handler.baseFilename, 0)
+                else:  # the file a record would reopen, never through a symlink
+                    fd = open_private(handler.baseFilename, "log file", os.O_WRONLY)
+                    try:
+                        os.ftruncate(fd, 0)
+                    finally:
+                        os.close(fd)
             finally:
                 handler.release()
         self.memory.clear()

@@ -91,8 +91,8 @@ def test_privileged_port_as_unprivileged_user(tmp_path):
     config.write_text(f"state_dir: {shared / 'state'}\nlogging: {{file: null}}\n"
                       "listeners:\n  e: {port: 80, plugins: [echo]}\n")
     config.chmod(0o644)
-    (shared / "state").mkdir(mode=0o777)
-    (shared / "state").chmod(0o777)
+    (shared / "state").mkdir(mode=0o700)  # nobody's own: a state directory others may write in is refused
+    os.chown(shared / "state", 65534, 65534)
     probe = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                             installed("daemond"), "--version"], capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:
