@@ -114,15 +114,21 @@ class PrivateWatchedFileHandler(logging.handlers.WatchedFileHandler):
         fd = open_private(self.baseFilename, "log file", os.O_WRONLY | os.O_APPEND)
         return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
-    def handleError(self, record: logging.LogRecord) -> None:
-        """A symlink planted where the file is reopened: one line on stderr, not a traceback per record."""
-        exc = sys.exc_info()[1]
-        if isinstance(exc, PrivateFileError):
-            if str(exc) != getattr(self, "_refused", None):
-                self._refused = str(exc)
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.reopenIfNeeded()
+            if self.stream is None:  # a reopen that failed: try again, with this record
+                self.stream = self._open()
+                self._statstream()
+        except (PrivateFileError, OSError) as exc:  # a symlink planted after a rename: not followed
+            if str(exc) != self._refused:
+                self._refused = str(exc)  # said once, not once per record; never a traceback
                 sys.stderr.write(f"daemond: {exc}; log lines go to stderr and memory only\n")
             return
-        super().handleError(record)
+        self._refused = None
+        logging.FileHandler.emit(self, record)
+
+    _refused: str | None = None
 
 
 class LogService:
