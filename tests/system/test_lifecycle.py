@@ -145,7 +145,7 @@ def test_a_plugin_with_an_unknown_hook_is_refused_naming_it(tmp_path):
     config = tmp_path / "d.yaml"
     config.write_text("listeners:\n  x: {port: 0, plugins: [tests.plugins.badhook]}\n")
     proc = subprocess.run([installed("daemond"), "--check-config", "-c", str(config)], capture_output=True,
-                          text=True, timeout=30, cwd=REPO)
+                          text=True, timeout=30, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 1
     assert "plugin 'tests.plugins.badhook'" in proc.stderr and "daemond_sesion_open" in proc.stderr
     assert "Traceback" not in proc.stderr
