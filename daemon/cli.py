@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config", metavar="FILE",
                         help="config file (default: $DAEMOND_CONFIG, ./etc/daemond.yaml, /etc/daemond/daemond.yaml)")
     parser.add_argument("--check-config", action="store_true", help="validate the config, print problems, exit 0 or 1")
+    parser.add_argument("--plugins-from-working-dir", action="store_true",
+                        help="with --check-config: import plugins from the working directory when the config's "
+                             "plugins_from_working_dir says so (without it, --check-config never does)")
     console = parser.add_mutually_exclusive_group()
     console.add_argument("--console", dest="console", action="store_true", default=None,
                          help="read control commands from stdin (default when stdin is a terminal)")
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from daemon.config import ConfigError, find_config, load_config
     from daemon.loader import PluginLoader
 
-    loader = PluginLoader()
+    loader = PluginLoader(working_dir_allowed=not args.check_config or args.plugins_from_working_dir)
     try:
         path = find_config(args.config)
         config = load_config(path, loader)

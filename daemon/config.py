@@ -146,6 +146,8 @@ TUNING_SCHEMA = Schema(
 TOP_SCHEMA = Schema(
     {
         "state_dir": Setting(str, default=None, nullable=True, restart=True),
+        "plugins_from_working_dir": Setting(bool, default=False,
+                                            help="import dotted-path plugins from the directory daemond started in"),
         "listeners": Setting(dict),
         "plugins": Setting(dict, default=None, nullable=True),
         "logging": Setting(dict, default=None, nullable=True),
@@ -335,7 +337,7 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
     plugin_settings: dict[str, dict[str, Any]] = {}
     for plugin, pmark in named_plugins.items():
         try:
-            loaded[plugin] = loader.load(plugin)
+            loaded[plugin] = loader.load(plugin, from_working_dir=top.get("plugins_from_working_dir") is True)
         except Exception as exc:  # PluginLoadError, or anything a broken plugin raises on import
             # a section for a plugin that cannot load is a typo or a missing install, even if no listener uses it
             problems.append(Problem(pmark, f"plugin {plugin!r}: {_with_known(exc, loader)}"))

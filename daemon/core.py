@@ -25,6 +25,7 @@ from daemon.commands import CommandRegistry, ControlCommand
 from daemon.config import Config, ConfigError, file_digest, load_config
 from daemon.control.core_commands import core_commands
 from daemon.control.endpoint import ControlError, ControlServer
+from daemon.files import PrivateFileError, check_trusted_dir, make_dirs
 from daemon.listener import BindError, Listener
 from daemon.loader import Chain, LoadedPlugin, PluginError, PluginLoader, PluginLoadError, blame, register_all
 from daemon.descriptors import DescriptorReserve
@@ -88,6 +89,9 @@ class Daemon:
         try:
             self.logs.setup(config.logging.level, config.log_file, config.logging.buffer, stderr=self._log_to_stderr,
                             max_size=config.logging.max_size)
+        except PrivateFileError as exc:
+            self.logs.close()
+            raise StartError(str(exc)) from None
         except OSError as exc:
             raise StartError(f"cannot open log file {config.log_file}: {exc.strerror or exc}") from None
         log.info("daemond %s starting (pid %d) with config file %s", __version__, os.getpid(), config.path)
@@ -182,13 +186,17 @@ class Daemon:
     def _prepare_state_dir(self) -> None:
         state_dir = self.config.state_dir
         try:
-            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_dirs(state_dir, 0o700)
         except PermissionError:
             raise StartError(f"cannot create state directory {state_dir}: permission denied") from None
         except OSError as exc:
             raise StartError(f"cannot create state directory {state_dir}: {exc.strerror or exc}") from None
         if not os.access(state_dir, os.W_OK | os.X_OK):
             raise StartError(f"state directory {state_dir} is not writable")
+        try:  # nobody else may plant a symlink or a file where the daemon will write
+            check_trusted_dir(state_dir, "state directory")
+        except PrivateFileError as exc:
+            raise StartError(str(exc)) from None
 
     def _plugin_call(self, name: str | None, what: str, call) -> None:
         try:
@@ -468,6 +476,9 @@ class Daemon:
             self.logs.setup(new.logging.level, new.log_file, new.logging.buffer, stderr=self.logs.stderr_handler is not None,
                             max_size=new.logging.max_size)
             changes.append("logging settings changed")
+        except PrivateFileError as exc:
+            errors.append(str(exc))
+            new = replace(new, log_file=old.log_file)
         except OSError as exc:
             errors.append(f"cannot open log file {new.log_file}: {exc.strerror or exc}")
             new = replace(new, log_file=old.log_file)

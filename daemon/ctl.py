@@ -183,6 +183,12 @@ class Connection:
     def __init__(self, path: str, timeout: float | None):
         self.path = path
         self.buffer = b""
+        from daemon.files import PrivateFileError, check_trusted_socket  # os and stat: no import cost
+
+        try:  # before anything is sent: a socket another user could have put there may not be the daemon's
+            check_trusted_socket(path)
+        except PrivateFileError as exc:
+            raise Exit(protocol.EXIT_NO_DAEMON, f"{exc}; nothing was sent") from None
         self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         try:

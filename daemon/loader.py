@@ -1,8 +1,10 @@
 """Finding, loading and registering plugins.
 
-Plugins are found by name: first among the entry points of the group
-``daemond.plugins`` (the built-ins register there exactly like a third-party
-package), else as a dotted module path (``mypkg.rot13`` or ``mypkg.mod:Class``).
+Plugins are found by name: a bare name among the entry points of the group
+``daemond.plugins`` only (the built-ins register there exactly like a
+third-party package); a dotted module path (``mypkg.rot13`` or
+``mypkg.mod:Class``) among the installed modules, and in the working
+directory only when the config's ``plugins_from_working_dir`` says so.
 A module is registered as it is; a class is instantiated once per daemon, so a
 plugin that keeps state (a chat room, a user store) keeps it per daemon.
 
@@ -13,6 +15,8 @@ through this module and the hooks in :mod:`daemon.hookspecs`.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.util
 import logging
 import os
 import sys
@@ -111,11 +115,20 @@ class LoadedPlugin:
 
 
 class PluginLoader:
-    """Finds plugins by name and loads each once (per daemon)."""
+    """Finds plugins by name and loads each once (per daemon).
 
-    def __init__(self, group: str = ENTRY_POINT_GROUP):
+    A bare name (``chat``) is an installed entry point and nothing else: a file
+    ``chatt.py`` where daemond happens to start is never imported for a typo. A
+    dotted path (``mypkg.rot13``, ``mypkg.rot13:Rot13``, ``rot13:Rot13``) is imported
+    from the installed packages, and from the working directory only when the config
+    says ``plugins_from_working_dir: true`` and ``working_dir_allowed`` (False under
+    ``daemond --check-config`` unless it is given ``--plugins-from-working-dir``).
+    """
+
+    def __init__(self, group: str = ENTRY_POINT_GROUP, working_dir_allowed: bool = True):
         self._entry_points = {ep.name: ep for ep in entry_points(group=group)}
         self._loaded: dict[str, LoadedPlugin] = {}
+        self.working_dir_allowed = working_dir_allowed
 
     def available(self) -> list[str]:
         return sorted(self._entry_points)
@@ -123,7 +136,8 @@ class PluginLoader:
     def loaded(self) -> dict[str, LoadedPlugin]:
         return dict(self._loaded)
 
-    def load(self, name: str) -> LoadedPlugin:
+    def load(self, name: str, from_working_dir: bool = False) -> LoadedPlugin:
+        """The plugin ``name``; ``from_working_dir``: a dotted path may come from the working directory."""
         if name in self._loaded:
             return self._loaded[name]
         ep = self._entry_points.get(name)
@@ -135,17 +149,19 @@ class PluginLoader:
             dist = getattr(ep, "dist", None)
             source = "built-in" if dist is not None and dist.name == "daemond" else "entry point"
             version = dist.version if dist is not None else "?"
+        elif "." not in name and ":" not in name:
+            known = ", ".join(self.available()) or "none installed"
+            raise PluginLoadError(f"unknown plugin (known: {known}; a module is named by its dotted path, "
+                                  "mypkg.module or module:Class)")
         else:
             module_name, _, attr = name.partition(":")
             try:
-                obj = _import_local(module_name)
+                obj = self._import(module_name, from_working_dir)
                 if attr:
                     obj = getattr(obj, attr)
             except ModuleNotFoundError as exc:
-                if exc.name == module_name.split(".")[0] and "." not in name and ":" not in name:
-                    known = ", ".join(self.available()) or "none installed"
-                    raise PluginLoadError(f"unknown plugin (known: {known}; or give a dotted module path)") from None
-                raise PluginLoadError(f"cannot import {name!r}: {exc}") from exc
+                hint = self._hint(module_name, exc, from_working_dir)
+                raise PluginLoadError(f"cannot import {name!r}: {exc}{hint}") from exc
             except ImportError as exc:
                 raise PluginLoadError(f"cannot import {name!r}: {exc}") from exc
             except AttributeError as exc:
@@ -153,7 +169,7 @@ class PluginLoader:
             except Exception as exc:
                 raise PluginLoadError(f"failed to import {name!r}: {exc.__class__.__name__}: {exc}") from exc
             source = "path"
-            version = str(getattr(importlib.import_module(module_name), "__version__", "?"))
+            version = str(getattr(sys.modules.get(module_name), "__version__", "?"))
         if isinstance(obj, type):
             try:
                 obj = obj()
@@ -165,17 +181,38 @@ class PluginLoader:
         self._loaded[name] = plugin
         return plugin
 
-
-def _import_local(module_name: str):
-    """Import a plugin module by dotted path; the current directory is searched
-    last, so a quick local plugin works from wherever daemond is started."""
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not module_name.startswith(exc.name) or os.getcwd() in sys.path:
+    def _import(self, module_name: str, from_working_dir: bool):
+        """Import a dotted path from the installed packages, else (if allowed) the working directory."""
+        top = module_name.split(".")[0]
+        try:
+            return importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != top or not (from_working_dir and self.working_dir_allowed):
+                raise
+        here = os.getcwd()
+        spec = importlib.machinery.PathFinder.find_spec(top, [here])  # not via sys.path: only for this plugin
+        if spec is None or spec.loader is None:
+            raise ModuleNotFoundError(f"No module named {top!r} (nor in the working directory {here})", name=top)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[top] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[top]
             raise
-    sys.path.append(os.getcwd())
-    return importlib.import_module(module_name)
+        return importlib.import_module(module_name)
+
+    def _hint(self, module_name: str, exc: ModuleNotFoundError, from_working_dir: bool) -> str:
+        """Why a module in the working directory was not imported, if one is there."""
+        top = module_name.split(".")[0]
+        here = os.getcwd()
+        if exc.name != top or not any(os.path.exists(os.path.join(here, top + ext)) for ext in ("", ".py")):
+            return ""
+        if not from_working_dir:
+            return f" (the working directory is not searched: set plugins_from_working_dir: true to import {top} from it)"
+        if not self.working_dir_allowed:
+            return " (--check-config imports nothing from the working directory unless given --plugins-from-working-dir)"
+        return ""
 
 
 def register_all(plugins: list[LoadedPlugin]) -> pluggy.PluginManager:

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daemon.files import PrivateFileError, check_trusted_dir, make_dirs, open_private
+
 ROOT = "daemond"
 #: libraries whose log records go through daemond's handlers (same format, journal priorities)
 LIBRARIES = ("watchdog",)
@@ -216,21 +218,32 @@ class PromptAwareHandler(logging.StreamHandler):
 
 
 class PrivateWatchedFileHandler(logging.handlers.WatchedFileHandler):
-    """A WatchedFileHandler whose file is created mode 0600, moved to ``<file>.1`` past ``max_size`` bytes."""
+    """A WatchedFileHandler whose file is created mode 0600 and never opened through a symlink
+    (nor when logrotate's rename is followed), moved to ``<file>.1`` past ``max_size`` bytes."""
+
+    _refused: str | None = None  # the last reopen failure said on stderr
 
     def __init__(self, filename: str, max_size: int | None = None, encoding: str | None = None):
         super().__init__(filename, encoding=encoding)
         self.max_size = max_size  # None: no cap (logrotate's job)
 
     def _open(self):
-        old = os.umask(0o077)
-        try:
-            return super()._open()
-        finally:
-            os.umask(old)
+        fd = open_private(self.baseFilename, "log file", os.O_WRONLY | os.O_APPEND)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def emit(self, record: logging.LogRecord) -> None:
-        super().emit(record)
+        try:
+            self.reopenIfNeeded()
+            if self.stream is None:  # a reopen that failed: try again, with this record
+                self.stream = self._open()
+                self._statstream()
+        except (PrivateFileError, OSError) as exc:  # a symlink planted after a rename: not followed
+            if str(exc) != self._refused:
+                self._refused = str(exc)  # said once, not once per record; never a traceback
+                sys.stderr.write(f"daemond: {exc}; log lines go to stderr and memory only\n")
+            return
+        self._refused = None
+        logging.FileHandler.emit(self, record)
         if self.max_size is not None and self.stream is not None:
             try:
                 if self.stream.tell() >= self.max_size:
@@ -261,6 +274,8 @@ class LogService:
 
     def setup(self, level: str, file: Path | None, buffer: int, stderr: bool = True,
               max_size: int | None = None) -> None:
+        """Raises OSError or PrivateFileError (a log directory others may write in, a symlink
+        where the file is) when the log file cannot be opened; the rest is set up by then."""
         with self._lock:
             self.logger.setLevel(level.upper())
             self.logger.propagate = not stderr  # in-process tests keep pytest's capture
@@ -286,16 +301,20 @@ class LogService:
                         library.addHandler(handler)
             current = Path(self.file_handler.baseFilename) if self.file_handler else None
             if file != current:
+                new_handler = None
+                if file is not None:  # opened first: a refused file leaves the old one in use
+                    make_dirs(file.parent, 0o700)
+                    check_trusted_dir(file.parent, "log directory")
+                    new_handler = PrivateWatchedFileHandler(str(file), max_size, encoding="utf-8")
+                    new_handler.setFormatter(formatter)
                 if self.file_handler is not None:
                     self.logger.removeHandler(self.file_handler)
                     for name in LIBRARIES:
                         logging.getLogger(name).removeHandler(self.file_handler)
                     self.file_handler.close()
                     self.file_handler = None
-                if file is not None:
-                    file.parent.mkdir(parents=True, exist_ok=True)
-                    self.file_handler = PrivateWatchedFileHandler(str(file), max_size, encoding="utf-8")
-                    self.file_handler.setFormatter(formatter)
+                if new_handler is not None:
+                    self.file_handler = new_handler
                     self.file_handler.addFilter(self.rate_limit)
                     self.logger.addHandler(self.file_handler)
                     for name in LIBRARIES:
@@ -322,9 +341,12 @@ class LogService:
                 if handler.stream is not None:
                     handler.stream.flush()
                     handler.stream.truncate(0)
-                else:
-                    open(handler.baseFilename, "r+b").close()
-                    os.truncate(handler.baseFilename, 0)
+                else:  # the file a record would reopen, never through a symlink
+                    fd = open_private(handler.baseFilename, "log file", os.O_WRONLY)
+                    try:
+                        os.ftruncate(fd, 0)
+                    finally:
+                        os.close(fd)
             finally:
                 handler.release()
         self.memory.clear()

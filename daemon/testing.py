@@ -232,7 +232,7 @@ class RunningDaemon:
 
 def write_config(directory: Path, listeners: dict[str, dict[str, Any]], plugins: dict | None = None, **top) -> Path:
     """Write a daemond config; listeners get host 127.0.0.1 and port 0 unless given."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o755, parents=True, exist_ok=True)  # not 0777 under umask 0: the daemon refuses that
     doc: dict[str, Any] = {"state_dir": str(directory / "state"), "logging": {"file": "daemond.log", "level": "debug"}}
     doc.update(top)
     doc["listeners"] = {name: {"host": "127.0.0.1", "port": 0, **spec} for name, spec in listeners.items()}

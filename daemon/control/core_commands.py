@@ -15,6 +15,7 @@ from typing import Any
 from daemon.commands import Argument, CommandError, ControlCommand
 from daemon.control.facade import DaemonControl
 from daemon.control.log_follower import LogFollower
+from daemon.files import PrivateFileError
 from daemon.control.render import (render_cleared, render_help, render_kick, render_lines, render_plugins,
                                    render_reload, render_status)
 
@@ -52,7 +53,10 @@ def core_commands(daemon: Any) -> list[ControlCommand]:
         return control.logs.tail(args["lines"])
 
     def clear_logs(args: dict[str, Any]) -> dict[str, Any]:
-        control.logs.clear()
+        try:
+            control.logs.clear()
+        except PrivateFileError as exc:  # a symlink where the log file was: not truncated
+            raise CommandError(str(exc)) from None
         file = control.logs.file
         return {"file": str(file) if file else None, "cleared": True}
 

@@ -18,7 +18,9 @@ Anyone else gets one ``forbidden`` error line and is closed.
 The socket is created mode 0660 (the umask is set around ``bind``, so it is
 never wider) in a directory of mode 0750 that is created if missing; a stale
 socket left by a crashed daemon is replaced, a live one — another daemond —
-is refused.
+is refused. The directory must be trusted (:func:`daemon.files.check_trusted_dir`:
+owned by root or the daemon's user, writable by no one else), or the daemon does
+not start: its owner could replace the socket and read what ``daemonctl`` sends.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from daemon.control import protocol
 from daemon.descriptors import EXHAUSTED, DescriptorReserve
 from daemon.logs import limited
 from daemon.lines import LineFramer, TooLong
+from daemon.files import PrivateFileError, check_trusted_dir, make_dirs
 
 log = logging.getLogger("daemond.control")
 
@@ -100,6 +103,10 @@ class ControlServer:
             raise ControlError(f"control socket path {path} is too long ({len(os.fsencode(str(path)))} bytes, "
                                f"at most {MAX_PATH}); set control.socket to a shorter path")
         self._make_directory(path.parent)
+        try:  # whoever else may write there could replace the socket and read what daemonctl sends
+            check_trusted_dir(path.parent, "control socket directory")
+        except PrivateFileError as exc:
+            raise ControlError(str(exc)) from None
         self._replace_stale(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o117)  # the socket is born 0660: never wider, not even for a moment
@@ -112,10 +119,10 @@ class ControlServer:
             os.umask(old_umask)
         try:
             if self._gid is not None:
-                os.chown(path, -1, self._gid)
+                os.chown(path, -1, self._gid, follow_symlinks=False)
             sock.listen(socket.SOMAXCONN)  # a burst waits here while MAX_CLIENTS are served
             sock.setblocking(False)
-            self._inode = os.stat(path).st_ino
+            self._inode = os.lstat(path).st_ino
         except OSError as exc:
             sock.close()
             _unlink(path)
@@ -123,13 +130,9 @@ class ControlServer:
         self._sock = sock
 
     def _make_directory(self, directory: Path) -> None:
-        if directory.is_dir():
-            return
         try:
-            directory.mkdir(mode=0o750, parents=True)
-            os.chmod(directory, 0o750)  # mkdir's mode passes through the umask
-            if self._gid is not None:
-                os.chown(directory, -1, self._gid)
+            if make_dirs(directory, 0o750) and self._gid is not None:
+                os.chown(directory, -1, self._gid, follow_symlinks=False)
         except OSError as exc:
             raise ControlError(f"cannot create control socket directory {directory}: {exc.strerror or exc}") from None
 

@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from daemon import create_private_sqlite
+from daemon import PrivateFileError, check_private_sqlite, create_private_sqlite
 from plugins.chat.resident import ResidentFile
+
+#: what the history holds, for the refusal of a file others may read (as auth refuses its store)
+SECRET = "it holds users' messages"
 
 #: ``PRAGMA user_version`` of the schema below; 0 is the single room's schema (or a new file)
 VERSION = 2
@@ -99,10 +102,15 @@ class History:
         self.limit = limit  # messages kept per room
         self.default_room = default_room.lower()
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        create_private_sqlite(path, "chat history")
+        create_private_sqlite(path, "chat history", secret=SECRET)
         # _write_lock guards the writer connection and _last (rooms write from their own threads)
         self._write_lock = threading.Lock()
         self._writer = _connect(path)
+        try:  # the -wal/-shm files now exist: SQLite gives them the database's mode
+            check_private_sqlite(path, "chat history", secret=SECRET)
+        except PrivateFileError:
+            self._writer.close()
+            raise
         _migrate(self._writer, self.default_room, default_room)
         # the write-ahead log and its index, kept in memory (guarded by _write_lock, as the writer)
         self._resident = [ResidentFile(f"{path}-wal"), ResidentFile(f"{path}-shm")]

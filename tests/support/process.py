@@ -15,6 +15,8 @@ import pytest
 from daemon.testing import LineClient
 
 BIN = Path(sys.executable).parent
+#: the repository, on the daemons' PYTHONPATH for the test plugins (``tests.plugins.NAME``)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def installed(command: str) -> str:
@@ -38,7 +40,8 @@ class DaemonProcess:
         self.proc = subprocess.Popen(
             [installed("daemond"), "-c", str(config), "--no-console", *extra_args],
             stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr,
-            env={**os.environ, **(env or {})}, preexec_fn=preexec_fn,  # e.g. a lower RLIMIT_NOFILE
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},  # tests.plugins: a path, not the cwd
+            preexec_fn=preexec_fn,  # e.g. a lower RLIMIT_NOFILE
         )
         self.ports: dict[str, int] = {}
 

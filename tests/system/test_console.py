@@ -12,6 +12,7 @@ import pytest
 from daemon.testing import write_config
 from tests.support.process import installed
 from tests.support.pty import Terminal
+from tests.support.robustness import ENV
 
 PROMPT = "daemond> "
 CTL = "tests.plugins.ctlplugin:CtlPlugin"
@@ -25,7 +26,7 @@ class Console:
         self.stderr_path = tmp_path / "stderr.log"
         self._stderr = open(self.stderr_path, "wb")
         self.term = Terminal([installed("daemond"), "-c", str(self.config), *args], stderr=self._stderr,
-                             controlling=controlling)
+                             controlling=controlling, env=ENV)  # ENV: tests.plugins is importable
         self.socket = tmp_path / "state" / "control.sock"
 
     def port(self) -> int:

@@ -81,15 +81,16 @@ def test_the_example_plugin_from_a_wheel_in_a_fresh_venv(author_venv, tmp_path):
 
 
 def test_a_quick_local_plugin_by_dotted_path(daemond_process, tmp_path, monkeypatch):
-    """No package at all: a module in the directory daemond starts from."""
+    """No package at all: a module in the directory daemond starts from, when the config says so."""
     (tmp_path / "myshout.py").write_text(
         "from daemon import hookimpl\n\n"
-        "@hookimpl\n"
-        "def daemond_line_received(session, line):\n"
-        "    session.ok(line.upper())\n"
-        "    return True\n")
+        "class Shout:\n"
+        "    @hookimpl\n"
+        "    def daemond_line_received(self, session, line):\n"
+        "        session.ok(line.upper())\n"
+        "        return True\n")
     monkeypatch.chdir(tmp_path)
-    proc = daemond_process({"s": {"plugins": ["myshout"]}})
+    proc = daemond_process({"s": {"plugins": ["myshout:Shout"]}}, plugins_from_working_dir=True)
     with proc.client("s") as c:
         assert c.command("quiet")[1] == "+OK QUIET"
     assert proc.terminate() == 0

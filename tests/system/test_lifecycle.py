@@ -91,8 +91,8 @@ def test_privileged_port_as_unprivileged_user(tmp_path):
     config.write_text(f"state_dir: {shared / 'state'}\nlogging: {{file: null}}\n"
                       "listeners:\n  e: {port: 80, plugins: [echo]}\n")
     config.chmod(0o644)
-    (shared / "state").mkdir(mode=0o777)
-    (shared / "state").chmod(0o777)
+    (shared / "state").mkdir(mode=0o700)  # nobody's own: a state directory others may write in is refused
+    os.chown(shared / "state", 65534, 65534)
     probe = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                             installed("daemond"), "--version"], capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:
@@ -145,7 +145,7 @@ def test_a_plugin_with_an_unknown_hook_is_refused_naming_it(tmp_path):
     config = tmp_path / "d.yaml"
     config.write_text("listeners:\n  x: {port: 0, plugins: [tests.plugins.badhook]}\n")
     proc = subprocess.run([installed("daemond"), "--check-config", "-c", str(config)], capture_output=True,
-                          text=True, timeout=30, cwd=REPO)
+                          text=True, timeout=30, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 1
     assert "plugin 'tests.plugins.badhook'" in proc.stderr and "daemond_sesion_open" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -90,7 +90,9 @@ def test_docstring_doctests_pass(name):
 
 def test_field_error_texts_are_the_ones_documented(daemond_check_config, tmp_path):
     """Field's docstring quotes its error messages; the daemon prints exactly those."""
-    plugin = tmp_path / "fielddoc.py"
+    (tmp_path / "fieldpkg").mkdir()
+    (tmp_path / "fieldpkg" / "__init__.py").write_text("")
+    plugin = tmp_path / "fieldpkg" / "fielddoc.py"  # a bare name would have to be an entry point
     plugin.write_text(
         "from daemon import Field, Schema, hookimpl\n\n"
         "@hookimpl\n"
@@ -107,13 +109,13 @@ def test_field_error_texts_are_the_ones_documented(daemond_check_config, tmp_pat
         "    })\n")
     sys.path.insert(0, str(tmp_path))
     try:
-        out = daemond_check_config({"l": {"plugins": ["fielddoc"]}}, plugins={"fielddoc": {
+        out = daemond_check_config({"l": {"plugins": ["fieldpkg.fielddoc"]}}, plugins={"fieldpkg.fielddoc": {
             "shift": 30, "low": 0, "mode": "Quick", "words": [], "tags": ["a", "b", 7], "name": "x",
             "nothing": None, "motd": "a\nb", "extra": 1}})
     finally:
         sys.path.remove(str(tmp_path))
     assert out.returncode == 1
-    where = "plugins.fielddoc"
+    where = "plugins.fieldpkg.fielddoc"
     doc = inspect.getdoc(daemon.Field) + inspect.getdoc(daemon.Schema)
     for key, message in (("shift", "must be at most 25, not 30"), ("low", "must be at least 1, not 0"),
                          ("mode", "must be one of fast, slow, not 'Quick'"),
