@@ -22,6 +22,9 @@ from daemon.tls import HandshakeFailed
 
 log = logging.getLogger("daemond.session")
 
+#: ends a client can make repeat at will: their disconnect lines are rate-limited with the connects
+_ROUTINE_ENDS = frozenset({"eof", "quit", "reset", "timeout", "shutdown"})
+
 
 def serve(session: Session) -> None:
     """Serve ``session`` to its end, on the calling thread."""
@@ -165,7 +168,8 @@ def _finish(session: Session, reason: str) -> None:
         log.info("disconnect %s %s user=%s reason=%s in=%d out=%d duration=%.3fs",
                  session.listener, session.peer_str, session.user or "-", reason, session.bytes_in,
                  session.outbox.bytes_sent, time.monotonic() - session.started,
-                 extra=limited(f"from {session.peer[0]}"))  # counted with its connect
+                 # counted with its connect; an unusual end (overflow, error, kicked …) is always said
+                 extra=limited(f"from {session.peer[0]}") if reason in _ROUTINE_ENDS else None)
         session.thread = None  # it may serve another connection now
 
 

@@ -232,9 +232,10 @@ def start_unprivileged(directory: Path, caps: list[str]) -> subprocess.Popen | N
     """daemond with a ``login: [auth, echo]`` listener as nobody (we are root) with no RLIMIT_NICE
     and the capabilities ``caps``; not root, as ourselves if we cannot raise priority either."""
     directory.chmod(0o755)
-    (directory / "state").mkdir(mode=0o777)
-    (directory / "state").chmod(0o777)
+    (directory / "state").mkdir(mode=0o700)  # the daemon's own: no one else may write in it
     users_store(directory / "state")
+    if os.geteuid() == 0:
+        os.chown(directory / "state", pwd.getpwnam("nobody").pw_uid, -1)
     config = directory / "d.yaml"
     config.write_text(f"state_dir: {directory / 'state'}\nlogging: {{file: null}}\n"
                       f"plugins: {{auth: {{argon2: {CHEAP_ARGON2}}}}}\n"

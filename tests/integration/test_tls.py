@@ -139,6 +139,9 @@ def test_a_tls_reader_that_stops_reading_is_cut_and_broadcasts_do_not_wait(daemo
     with certs.connect(d.address("e")) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         [session] = d.daemon.listeners["e"].sessions()
+        deadline = time.monotonic() + 10
+        while session.tls is None and time.monotonic() < deadline:  # the server's side of the handshake
+            time.sleep(0.01)
         chunk = b"x" * 16384
         started = time.monotonic()
         for _ in range(2000):  # another thread's writes never block on a reader that does not read

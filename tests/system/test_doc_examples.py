@@ -51,9 +51,15 @@ def run_examples(blocks: list[Block], work: Path) -> subprocess.CompletedProcess
     plugins, tests = [], []
     for n, block in enumerate(blocks):
         if block.kind == "plugin":
-            module = block.arg.partition(":")[0]
-            (work / f"{module}.py").write_text(block.code)
-            plugins.append(block.arg)
+            module, colon, attr = block.arg.partition(":")
+            if colon:  # module:Class names it whole
+                (work / f"{module}.py").write_text(block.code)
+                plugins.append(block.arg)
+            else:  # a module plugin goes by its dotted path (a bare name is an entry point only)
+                (work / "docplugins").mkdir(exist_ok=True)
+                (work / "docplugins" / "__init__.py").write_text("")
+                (work / "docplugins" / f"{module}.py").write_text(block.code)
+                plugins.append(f"docplugins.{module}")
         elif block.kind == "test" or (block.kind == "file" and re.search(r"/tests/test_\w+\.py$", block.arg)):
             path = work / f"test_doc_{n}.py"
             path.write_text(f"# {block.where}\n{block.code}")
