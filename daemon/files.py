@@ -77,16 +77,29 @@ def create_private_sqlite(path: str | os.PathLike, what: str = "database", secre
         db.execute("PRAGMA journal_mode=WAL")
         check_private_sqlite(path, "word database", secret="users' words")
     """
-    os.close(open_private(path, what))
+    # Before SQLite opens it in this process, never after: closing any descriptor of a file
+    # drops every POSIX lock this process holds on it, SQLite's included, and another process
+    # would then take the database for unused and remove its WAL under the writer.
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        os.close(open_private(path, what))
+    else:
+        if stat.S_ISLNK(info.st_mode):
+            raise PrivateFileError(f"refusing to open {what} {os.fspath(path)}: it is a symbolic link")
+        if stat.S_ISREG(info.st_mode) and not _is_sqlite(os.fspath(path), info):
+            # someone else's file (a typo, /etc/passwd): say so, and never advise a chmod on it
+            raise PrivateFileError(f"{os.fspath(path)} is not a usable {what}: it is not an SQLite database; "
+                                   f"give the {what} a path of its own")
     check_private_sqlite(path, what, secret)
 
 
 def check_private_sqlite(path: str | os.PathLike, what: str = "database", secret: str | None = None) -> None:
     """PrivateFileError if the database or its ``-wal``/``-shm``/``-journal`` file is a symlink
-    (SQLite would follow it), if ``path`` holds something other than an SQLite database, or,
-    given ``secret`` (what the file holds), if others may read or write it: such a file is
-    left for the operator to fix, not changed behind their back. Returns ``None`` when all is
-    well. Example: see :func:`create_private_sqlite`."""
+    (SQLite would follow it), is not a regular file, or, given ``secret`` (what the file holds),
+    if others may read or write it: such a file is left for the operator to fix, not changed
+    behind their back. Only looks (``lstat``), never opens: safe while SQLite has the database
+    open. Returns ``None`` when all is well. Example: see :func:`create_private_sqlite`."""
     path = os.fspath(path)
     for suffix in SQLITE_SUFFIXES:
         name = f"{path}{suffix}"
@@ -96,10 +109,8 @@ def check_private_sqlite(path: str | os.PathLike, what: str = "database", secret
             continue
         if stat.S_ISLNK(info.st_mode):
             raise PrivateFileError(f"refusing to use {what} {name}: it is a symbolic link")
-        if not suffix and not _is_sqlite(name, info):
-            # someone else's file (a typo, /etc/passwd): say so, and never advise a chmod on it
-            raise PrivateFileError(f"{name} is not a usable {what}: it is not an SQLite database; "
-                                   f"give the {what} a path of its own")
+        if not stat.S_ISREG(info.st_mode):
+            raise PrivateFileError(f"{name} is not a usable {what}: it is not a regular file")
         mode = stat.S_IMODE(info.st_mode)
         if secret and mode & 0o077:
             raise PrivateFileError(f"refusing to use {what} {name}: mode {mode:04o} lets other users read "

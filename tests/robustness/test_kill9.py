@@ -96,7 +96,7 @@ def test_kill_9_at_random_moments_keeps_both_databases_sound_and_every_acknowled
             stored = {row[0] for row in conn.execute("SELECT name FROM users")}
         finally:
             conn.close()
-        assert registered <= stored, (round_no, sorted(registered - stored)[:5])
+        assert registered <= stored, (round_no, sorted(registered - stored)[:5], clears, cleared_at, len(stored))
         conn = sqlite3.connect(state / "chat.db")
         try:
             history = {row[0] for row in conn.execute("SELECT text FROM messages")}
