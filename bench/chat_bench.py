@@ -140,6 +140,8 @@ class Server:
 
 class Daemond(Server):
     name = "daemond"
+    #: ``--daemond-tuning``: the config's ``tuning:`` section (empty: daemond's defaults)
+    tuning: dict = {}
 
     def argv(self) -> list[str]:
         state = self.workdir / "daemond-state"
@@ -153,6 +155,7 @@ class Daemond(Server):
                 "host": "127.0.0.1", "port": self.port, "max_connections": 20000, "idle_timeout": 0,
                 "backlog": 4096, "plugins": ["tests.plugins.fakelogin", "chat"]}},
             "plugins": {"chat": {"rate": 0, "replay": 0, "announce_limit": ANNOUNCE_LIMIT}},
+            **({"tuning": self.tuning} if self.tuning else {}),
         }, indent=1))
         return [find_daemond() or sys.exit("daemond is not installed: pip install -e . first"),
                 "-c", str(config), "--no-console"]
@@ -296,8 +299,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="200 users, 2,000 idle, 20 rooms, 1 round, 3 s")
     parser.add_argument("--pin", action="store_true",
                         help="run the server on CPU 0 and the load generator on CPU 1 (taskset)")
+    parser.add_argument("--daemond-tuning", metavar="JSON", type=json.loads, default={},
+                        help='daemond\'s tuning section, e.g. \'{"pin_threads": false}\'')
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
+    Daemond.tuning = args.daemond_tuning
     if args.pin:
         PIN.update(server=["taskset", "-c", "0"], loadgen=["taskset", "-c", "1"])
     if args.quick:
@@ -332,7 +338,8 @@ def main() -> int:
             print(table(scenario.name, per_server))
             print()
     print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; medians of {args.rounds} rounds"
-          + ("; server pinned to CPU 0, load generator to CPU 1" if args.pin else ""))
+          + ("; server pinned to CPU 0, load generator to CPU 1" if args.pin else "")
+          + (f"; daemond tuning {json.dumps(args.daemond_tuning)}" if args.daemond_tuning else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(all_results, indent=1))
     return 0
