@@ -10,6 +10,7 @@ daemond/asyncio ratio. See bench/README-chat.md for what is measured and why.
     python bench/chat_bench.py --quick          # smoke run: small and short
     python bench/chat_bench.py --scenarios steady,idle --rounds 3 --json out.json
     python bench/chat_bench.py --pin --scenarios steady   # server on CPU 0, load on CPU 1
+    python bench/chat_bench.py --scenarios rooms --rounds 5  # 100 rooms × 10 users
 
 Scenarios:
 
@@ -19,7 +20,14 @@ Scenarios:
 * ``blast``: 1,000 users, 10 senders write 2,000 messages at once: the
   deliveries/s a server sustains when it cannot keep up;
 * ``idle``: 10,000 logged-in users (``--idle-users``), the server's RSS, then
-  5 messages from one user 1 s apart: each goes to 9,999 receivers.
+  5 messages from one user 1 s apart: each goes to 9,999 receivers;
+* ``rooms``: 100 rooms × 10 users (``--rooms``, ``--room-users``); each user
+  joins its room with ``/join #rNNN``; every user sends in turn,
+  ``--room-rate`` messages/s in total (open loop) for ``--duration``
+  seconds, each to the 9 other members of its room (``MSG #rNNN name text``);
+* ``rooms-blast``: the same rooms, every user writes its share of
+  ``--room-rate`` × ``--duration`` messages at once: the room deliveries/s a
+  server sustains when it cannot keep up.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ LOADGEN_SRC = HERE / "chat_loadgen.c"
 LOADGEN_BIN = HERE / "chat_loadgen.bin"
 BASELINE = HERE / "baseline_chat_asyncio.py"
 ANNOUNCE_LIMIT = 1000  # both servers: no JOIN storm while 10,000 users log in
+ROOM_RATE = 1000.0  # messages/s of the rooms scenario (1 per user per second): 9,000 deliveries/s
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -131,6 +140,8 @@ class Server:
 
 class Daemond(Server):
     name = "daemond"
+    #: ``--daemond-tuning``: the config's ``tuning:`` section (empty: daemond's defaults)
+    tuning: dict = {}
 
     def argv(self) -> list[str]:
         state = self.workdir / "daemond-state"
@@ -144,6 +155,7 @@ class Daemond(Server):
                 "host": "127.0.0.1", "port": self.port, "max_connections": 20000, "idle_timeout": 0,
                 "backlog": 4096, "plugins": ["tests.plugins.fakelogin", "chat"]}},
             "plugins": {"chat": {"rate": 0, "replay": 0, "announce_limit": ANNOUNCE_LIMIT}},
+            **({"tuning": self.tuning} if self.tuning else {}),
         }, indent=1))
         return [find_daemond() or sys.exit("daemond is not installed: pip install -e . first"),
                 "-c", str(config), "--no-console"]
@@ -176,6 +188,7 @@ class Scenario:
     rate: float = 100.0
     interval: float = 1.0
     timeout: float = 60.0
+    rooms: int = 0  # > 0: client i joins #r<i % rooms> and speaks there
 
 
 def run(server: Server, scenario: Scenario) -> dict:
@@ -185,6 +198,8 @@ def run(server: Server, scenario: Scenario) -> dict:
             str(LOADGEN_BIN), "127.0.0.1", str(server.port), scenario.mode, "-n", str(scenario.clients),
             "-s", str(scenario.senders), "-m", str(scenario.messages), "-r", str(scenario.rate),
             "-i", str(scenario.interval), "-t", str(scenario.timeout), "-w"]
+        if scenario.rooms:
+            argv += ["-R", str(scenario.rooms)]
         gen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             ready = gen.stdout.readline().split()
@@ -219,6 +234,17 @@ def run(server: Server, scenario: Scenario) -> dict:
 
 
 METRICS = {
+    "rooms": [("deliveries/s", "deliveries_per_s", "{:,.0f}"), ("latency p50 ms", "latency_ms.p50", "{:.2f}"),
+              ("latency p99 ms", "latency_ms.p99", "{:.2f}"), ("all-received p99 ms", "fanout_ms.p99", "{:.2f}"),
+              ("lost", "lost", "{:.0f}"), ("wrong-room lines", "bad_lines", "{:.0f}"),
+              ("server CPU µs/delivery", "server_cpu_us", "{:.2f}"),
+              ("of which user µs", "server_user_us", "{:.2f}"), ("loadgen CPU s", "loadgen_cpu_s", "{:.2f}"),
+              ("load average at start", "load_average", "{:.1f}")],
+    "rooms-blast": [("deliveries/s", "deliveries_per_s", "{:,.0f}"), ("latency p50 ms", "latency_ms.p50", "{:.1f}"),
+                    ("latency p99 ms", "latency_ms.p99", "{:.1f}"), ("lost", "lost", "{:.0f}"),
+                    ("wrong-room lines", "bad_lines", "{:.0f}"), ("server CPU µs/delivery", "server_cpu_us", "{:.2f}"),
+                    ("of which user µs", "server_user_us", "{:.2f}"), ("loadgen CPU s", "loadgen_cpu_s", "{:.2f}"),
+                    ("load average at start", "load_average", "{:.1f}")],
     "steady": [("deliveries/s", "deliveries_per_s", "{:,.0f}"), ("latency p50 ms", "latency_ms.p50", "{:.2f}"),
                ("latency p99 ms", "latency_ms.p99", "{:.2f}"), ("all-received p99 ms", "fanout_ms.p99", "{:.2f}"),
                ("lost", "lost", "{:.0f}"), ("server CPU µs/delivery", "server_cpu_us", "{:.2f}"),
@@ -251,7 +277,7 @@ def table(name: str, results: dict[str, list[dict]]) -> str:
             values = [get(r, path) for r in results[server]]
             medians[server] = statistics.median(values) if values else float("nan")
         ratio = ""
-        comparable = path not in ("ready", "threads", "lost", "load_average")
+        comparable = path not in ("ready", "threads", "lost", "bad_lines", "load_average")
         if comparable and "daemond" in medians and "asyncio" in medians and medians["asyncio"]:
             ratio = f"{medians['daemond'] / medians['asyncio']:.2f}×"
         lines.append(f"| {label} | " + " | ".join(fmt.format(medians[s]) for s in servers) + f" | {ratio} |")
@@ -260,26 +286,38 @@ def table(name: str, results: dict[str, list[dict]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenarios", default="steady,blast,idle")
+    parser.add_argument("--scenarios", default="steady,blast,idle,rooms")
     parser.add_argument("--servers", default="daemond,asyncio")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--idle-users", type=int, default=10_000)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of the steady scenario")
-    parser.add_argument("--quick", action="store_true", help="200 users, 2,000 idle, 1 round, 3 s")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of the steady and rooms scenarios")
+    parser.add_argument("--rooms", type=int, default=100, help="rooms of the rooms scenarios")
+    parser.add_argument("--room-users", type=int, default=10, help="users per room")
+    parser.add_argument("--room-rate", type=float, default=ROOM_RATE,
+                        help="messages/s in total of the rooms scenario, from every user in turn")
+    parser.add_argument("--quick", action="store_true", help="200 users, 2,000 idle, 20 rooms, 1 round, 3 s")
     parser.add_argument("--pin", action="store_true",
                         help="run the server on CPU 0 and the load generator on CPU 1 (taskset)")
+    parser.add_argument("--daemond-tuning", metavar="JSON", type=json.loads, default={},
+                        help='daemond\'s tuning section, e.g. \'{"pin_threads": false}\'')
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
+    Daemond.tuning = args.daemond_tuning
     if args.pin:
         PIN.update(server=["taskset", "-c", "0"], loadgen=["taskset", "-c", "1"])
     if args.quick:
-        args.rounds, args.users, args.idle_users, args.duration = 1, 200, 2000, 3.0
+        args.rounds, args.users, args.idle_users, args.duration, args.rooms = 1, 200, 2000, 3.0, 20
+    room_users = args.rooms * args.room_users
+    room_messages = int(args.room_rate * args.duration)
     build_loadgen()
     scenarios = {
         "steady": Scenario("steady", "steady", args.users, 10, int(100 * args.duration), rate=100.0),
         "blast": Scenario("blast", "blast", args.users, 10, 2000),
         "idle": Scenario("idle", "broadcast", args.idle_users, 1, 5, interval=1.0),
+        "rooms": Scenario("rooms", "steady", room_users, room_users, room_messages, rate=args.room_rate,
+                          rooms=args.rooms),
+        "rooms-blast": Scenario("rooms-blast", "blast", room_users, room_users, room_messages, rooms=args.rooms),
     }
     chosen = [scenarios[s] for s in args.scenarios.split(",")]
     classes = {"daemond": Daemond, "asyncio": Asyncio}
@@ -300,7 +338,8 @@ def main() -> int:
             print(table(scenario.name, per_server))
             print()
     print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; medians of {args.rounds} rounds"
-          + ("; server pinned to CPU 0, load generator to CPU 1" if args.pin else ""))
+          + ("; server pinned to CPU 0, load generator to CPU 1" if args.pin else "")
+          + (f"; daemond tuning {json.dumps(args.daemond_tuning)}" if args.daemond_tuning else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(all_results, indent=1))
     return 0

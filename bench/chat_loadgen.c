@@ -6,11 +6,15 @@
  * connects to the address it is given; bench/chat_bench.py runs it on loopback.
  *
  *   chat_loadgen HOST PORT MODE [-n CLIENTS] [-s SENDERS] [-m MESSAGES] [-r RATE]
- *                [-p PAD] [-i INTERVAL] [-t TIMEOUT] [-w]
+ *                [-p PAD] [-i INTERVAL] [-t TIMEOUT] [-R ROOMS] [-w]
  *
  * Opens CLIENTS connections and logs each one in with "/nick uNNNNN" (the
  * protocol of tests/plugins/fakelogin.py and of bench/baseline_chat_asyncio.py:
  * a "+OK" greeting, then "/nick NAME" answered by "+OK logged in as NAME").
+ * With -R ROOMS, each client then sends "/join #rNNN" with NNN its index modulo
+ * ROOMS (three digits) and counts as logged in at that command's "+OK": its
+ * plain lines go to that room, and the messages it receives are
+ * "MSG #rNNN <name> <text>" from the other members of that room only.
  * Waits until no byte has arrived for a second (the JOIN lines are drained),
  * prints "READY <connected> <login seconds>" and, with -w, waits for a line on
  * stdin (the runner reads the server's memory meanwhile).  Then, by MODE:
@@ -20,8 +24,10 @@
  *   blast      every sender writes its share of MESSAGES at once;
  *   broadcast  sender 0 sends MESSAGES messages, one every INTERVAL seconds.
  *
- * A message is "<seq> <send time ns> <PAD bytes>".  Every other client must
- * receive it as "MSG <name> <text>"; each delivery's latency is the receive
+ * A message is "<seq> <send time ns> <PAD bytes>".  Every other client (with
+ * -R: every other member of the sender's room) must receive it as
+ * "MSG <name> <text>" (with -R: "MSG #rNNN <name> <text>"; a line tagged with
+ * another room than the receiver's is a bad line); each delivery's latency is the receive
  * time minus the send time (one CLOCK_MONOTONIC, one process).  It stops when
  * every delivery arrived or TIMEOUT seconds after the last send, and prints
  * one JSON object: deliveries, lost, deliveries per second (first send to last
@@ -55,7 +61,7 @@
 #define SETTLE_NS 1000000000ULL
 #define SETTLE_MAX_NS 300000000000ULL
 
-enum state { CONNECTING, GREETING, LOGIN, READY, CLOSED };
+enum state { CONNECTING, GREETING, LOGIN, JOINING, READY, CLOSED };
 
 struct conn {
     int fd;
@@ -73,6 +79,9 @@ static uint64_t *latency;         /* per delivery, ns */
 static size_t nlat, lat_cap;
 static uint64_t *msg_max;         /* per message: the latest delivery, ns */
 static uint32_t *msg_count;
+static uint32_t *msg_need;        /* per message: the deliveries it must get */
+static int nrooms;                /* -R: 0 is the single room */
+static uint32_t *room_members;    /* -R: clients per room */
 static uint64_t deliveries, other_lines, err_lines, disconnects, bad_lines;
 static uint64_t last_delivery_ns, last_rx_ns;
 static int ready_count, connected_count;
@@ -181,6 +190,13 @@ static void on_line(struct conn *c, int idx, char *line, size_t len, uint64_t at
     }
     if (c->state == LOGIN) {
         if (strncmp(line, "+OK logged in", 13) == 0) {
+            if (nrooms) {
+                char join[64];
+                int n = snprintf(join, sizeof join, "/join #r%03d\n", idx % nrooms);
+                c->state = JOINING;
+                queue_out(c, join, (size_t)n);
+                return;
+            }
             c->state = READY;
             ready_count++;
         } else if (line[0] == '-') {
@@ -189,8 +205,28 @@ static void on_line(struct conn *c, int idx, char *line, size_t len, uint64_t at
         }
         return;
     }
+    if (c->state == JOINING) { /* the lobby's JOIN lines, the room's replay, then the reply */
+        if (strncmp(line, "+OK", 3) == 0) {
+            c->state = READY;
+            ready_count++;
+        } else if (line[0] == '-') {
+            fprintf(stderr, "client %d: join refused: %.80s\n", idx, line);
+            close_conn(c);
+        }
+        return;
+    }
     if (strncmp(line, "MSG ", 4) == 0) {
-        char *text = strchr(line + 4, ' ');
+        char *name = line + 4;
+        if (*name == '#') { /* a room's event: MSG #rNNN name text */
+            char *end;
+            long room = strtol(name + 2, &end, 10);
+            if (!nrooms || name[1] != 'r' || *end != ' ' || room != idx % nrooms) {
+                bad_lines++;
+                return;
+            }
+            name = end + 1;
+        }
+        char *text = strchr(name, ' ');
         if (!text) {
             bad_lines++;
             return;
@@ -367,6 +403,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-p")) pad = atoi(v), i++;
         else if (!strcmp(a, "-i")) interval = atof(v), i++;
         else if (!strcmp(a, "-t")) timeout = atof(v), i++;
+        else if (!strcmp(a, "-R")) nrooms = atoi(v), i++;
         else if (!strcmp(a, "-w")) wait_stdin = 1;
         else { fprintf(stderr, "unknown option %s\n", a); return 2; }
     }
@@ -374,7 +411,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "refusing non-loopback host %s\n", host);
         return 2;
     }
-    if (senders > clients || pad < 0 || pad > 65000 || clients < 2) {
+    if (senders > clients || pad < 0 || pad > 65000 || clients < 2 || nrooms < 0 || nrooms > 1000
+        || (nrooms && clients / nrooms < 2)) {
         fprintf(stderr, "bad arguments\n");
         return 2;
     }
@@ -389,9 +427,13 @@ int main(int argc, char **argv)
     conns = calloc((size_t)clients, sizeof *conns);
     msg_max = calloc(messages + 1, sizeof *msg_max);
     msg_count = calloc(messages + 1, sizeof *msg_count);
-    if (!conns || !msg_max || !msg_count)
+    msg_need = calloc(messages + 1, sizeof *msg_need);
+    room_members = calloc((size_t)nrooms + 1, sizeof *room_members);
+    if (!conns || !msg_max || !msg_count || !msg_need || !room_members)
         die("calloc");
     nconns = clients;
+    for (int i = 0; nrooms && i < clients; i++)
+        room_members[i % nrooms]++;
 
     /* connect and log in, at most MAX_CONNECTING handshakes at once */
     uint64_t t_login = now_ns();
@@ -400,7 +442,8 @@ int main(int argc, char **argv)
     while (ready_count + (int)disconnects < clients) {
         int pending = 0;
         for (int i = 0; i < next; i++)
-            pending += conns[i].state == CONNECTING || conns[i].state == GREETING || conns[i].state == LOGIN;
+            pending += conns[i].state == CONNECTING || conns[i].state == GREETING || conns[i].state == LOGIN
+                       || conns[i].state == JOINING;
         while (next < clients && pending < MAX_CONNECTING) {
             start_connect(&conns[next++], &addr);
             pending++;
@@ -452,7 +495,12 @@ int main(int argc, char **argv)
             send_message(sender_index((int)sent, senders), sent, pad);
         last_send = now_ns();
     }
-    uint64_t expected = messages * (uint64_t)(clients - 1);
+    uint64_t expected = 0;
+    for (uint64_t s = 0; s < messages; s++) {
+        int from = broadcast ? 0 : sender_index((int)s, senders);
+        msg_need[s] = nrooms ? room_members[from % nrooms] - 1 : (uint32_t)(clients - 1);
+        expected += msg_need[s];
+    }
     for (;;) {
         while (sent < messages && sent < ticks) {
             send_message(broadcast ? 0 : sender_index((int)sent, senders), sent, pad);
@@ -473,19 +521,19 @@ int main(int argc, char **argv)
     size_t full = 0;
     uint64_t *fan = malloc((messages + 1) * sizeof *fan);
     for (uint64_t s = 0; s < messages; s++)
-        if (msg_count[s] == (uint32_t)(clients - 1))
+        if (msg_count[s] == msg_need[s])
             fan[full++] = msg_max[s];
     qsort(fan, full, sizeof *fan, cmp_u64);
 
     printf("{\"mode\": \"%s\", \"clients\": %d, \"ready\": %d, \"senders\": %d, \"messages\": %llu, "
-           "\"rate\": %.1f, \"pad\": %d, \"login_s\": %.3f, \"join_lines\": %llu, "
+           "\"rate\": %.1f, \"pad\": %d, \"rooms\": %d, \"login_s\": %.3f, \"join_lines\": %llu, "
            "\"expected\": %llu, \"deliveries\": %llu, \"lost\": %lld, \"disconnects\": %llu, "
            "\"err_lines\": %llu, \"other_lines\": %llu, \"bad_lines\": %llu, "
            "\"elapsed_s\": %.3f, \"deliveries_per_s\": %.1f, "
            "\"latency_ms\": {\"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f, \"p999\": %.3f, \"max\": %.3f}, "
            "\"fanout_ms\": {\"complete\": %zu, \"p50\": %.3f, \"p99\": %.3f, \"max\": %.3f}, "
            "\"loadgen_cpu_s\": %.3f}\n",
-           mode, clients, ready_count, senders, (unsigned long long)messages, rate, pad, login_s,
+           mode, clients, ready_count, senders, (unsigned long long)messages, rate, pad, nrooms, login_s,
            (unsigned long long)join_lines, (unsigned long long)expected, (unsigned long long)deliveries,
            (long long)expected - (long long)deliveries, (unsigned long long)disconnects,
            (unsigned long long)err_lines, (unsigned long long)other_lines, (unsigned long long)bad_lines,

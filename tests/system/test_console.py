@@ -10,6 +10,7 @@ import time
 import pytest
 
 from daemon.testing import write_config
+from tests.support import chat
 from tests.support.process import installed
 from tests.support.pty import Terminal
 from tests.support.robustness import ENV
@@ -21,8 +22,9 @@ CTL = "tests.plugins.ctlplugin:CtlPlugin"
 class Console:
     """daemond with its stdin and stdout on a terminal (stderr, the log, to a file)."""
 
-    def __init__(self, tmp_path, args=(), controlling: bool = True):
-        self.config = write_config(tmp_path, {"e": {"plugins": ["echo"]}}, {CTL: None})
+    def __init__(self, tmp_path, args=(), controlling: bool = True, listeners: dict | None = None,
+                 plugins: dict | None = None):
+        self.config = write_config(tmp_path, listeners or {"e": {"plugins": ["echo"]}}, plugins or {CTL: None})
         self.stderr_path = tmp_path / "stderr.log"
         self._stderr = open(self.stderr_path, "wb")
         self.term = Terminal([installed("daemond"), "-c", str(self.config), *args], stderr=self._stderr,
@@ -106,6 +108,26 @@ def test_confirmation_at_the_console(console):
     console.term.write("y\n")
     assert "wiped: 1" in console.term.expect(PROMPT)
     assert "wiped: 2" in console.run("wipe --yes")
+
+
+def test_chat_rooms_at_the_console(tmp_path):
+    c = Console(tmp_path, listeners=chat.listener(), plugins=chat.settings())
+    try:
+        c.term.expect(PROMPT)
+        assert "created #dev" in c.run("rooms create dev")
+        assert "topic of #dev: ship it friday" in c.run("rooms topic dev 'ship it friday'")
+        listed = c.run("rooms")
+        assert "#dev  0 members  0 messages  topic: ship it friday" in listed and "#lobby  0 members" in listed
+        c.term.write("rooms delete dev\n")
+        c.term.expect("Delete room #dev, its history and topic, and part its members? [y/N] ")
+        c.term.write("n\n")
+        assert "rooms: not confirmed; nothing done" in c.term.expect(PROMPT)
+        assert "#dev" in c.run("rooms list")
+        assert "deleted #dev; 0 members parted" in c.run("rooms delete dev --yes")
+        assert "#dev" not in c.run("rooms")
+        assert "error: there is no room #dev" in c.run("rooms delete dev --yes")
+    finally:
+        c.close()
 
 
 def test_a_secret_asked_at_the_console_is_not_echoed(console):
