@@ -82,8 +82,9 @@ class Daemon:
         path = self.dir / "daemond.yaml"
         path.write_text(yaml.safe_dump(config))
         self.stderr = open(self.dir / "stderr.log", "wb")
+        env = {**os.environ, "PYTHONPATH": str(BENCH.parent)}  # bench.gil_hog by its dotted path, not from the cwd
         self.proc = subprocess.Popen([daemond, "-c", str(path), "--no-console"], stdin=subprocess.DEVNULL,
-                                     stdout=self.stderr, stderr=self.stderr, cwd=BENCH.parent)
+                                     stdout=self.stderr, stderr=self.stderr, cwd=BENCH.parent, env=env)
         try:
             self._wait_ready()
         except BaseException:
