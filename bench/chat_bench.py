@@ -153,7 +153,8 @@ class Daemond(Server):
             "logging": {"level": "warning", "file": "daemond.log"},
             "listeners": {"chat": {
                 "host": "127.0.0.1", "port": self.port, "max_connections": 20000, "idle_timeout": 0,
-                "backlog": 4096, "plugins": ["tests.plugins.fakelogin", "chat"]}},
+                "backlog": 4096, "plugins": ["tests.plugins.fakelogin", "chat"],
+                "max_logged_in_per_ip": None}},  # every bench user comes from 127.0.0.1
             "plugins": {"chat": {"rate": 0, "replay": 0, "announce_limit": ANNOUNCE_LIMIT}},
             **({"tuning": self.tuning} if self.tuning else {}),
         }, indent=1))
