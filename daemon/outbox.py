@@ -68,14 +68,10 @@ class Outbox:
         """Whether a block was written that :meth:`settle` has not yet seen drained."""
         return self._allowance > 0
 
-    def write(self, data: bytes) -> bool:
-        """Send ``data`` or queue it; never blocks. False if the outbox is closed or overflowed."""
-        return self._write(data, False)
-
     def write_block(self, data: bytes) -> bool:
         """Like :meth:`write`, for a block of any size that the limit must not cut: the
         limit grows by ``len(data)`` until :meth:`settle`. Nothing else lands inside it."""
-        return self._write(data, True)
+        return self.write(data, True)
 
     def settle(self, threshold: int, timeout: float | None = None) -> bool:
         """Wait like :meth:`wait_below`, then drop the allowance of the blocks written so far."""
@@ -84,7 +80,9 @@ class Outbox:
             self._allowance = 0
         return ok
 
-    def _write(self, data: bytes, block: bool) -> bool:
+    def write(self, data: bytes, block: bool = False) -> bool:
+        """Send ``data`` or queue it; never blocks. False if the outbox is closed or overflowed.
+        ``block``: see :meth:`write_block`. (One method for both: it is every delivery's hot path.)"""
         overflow = False
         with self._lock:
             if self._closed:

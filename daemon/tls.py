@@ -251,7 +251,7 @@ class SealingOutbox(Outbox):
         self._tls = tls
         tls.outbox = self
 
-    def _write(self, data: bytes, block: bool) -> bool:
+    def write(self, data: bytes, block: bool = False) -> bool:
         # every write (write() and write_block() alike) is sealed under the connection's lock,
         # so records reach the queue in the order they were made
         tls = self._tls
@@ -262,8 +262,8 @@ class SealingOutbox(Outbox):
                 tls.obj.write(data)
             except ssl.SSLError:
                 return False  # before the handshake, or after close_notify
-            return Outbox._write(self, tls.outgoing.read(), block)
+            return Outbox.write(self, tls.outgoing.read(), block)
 
     def write_sealed(self, records: bytes) -> bool:
         """Queue bytes that are TLS records already (the handshake's, close_notify); with the lock held."""
-        return Outbox._write(self, records, False)
+        return Outbox.write(self, records)

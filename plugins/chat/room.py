@@ -77,6 +77,10 @@ class Room:
         # non-blocking write per member, never for I/O that waits on a client.
         self._lock = threading.Lock()
         self._members: dict[str, Member] = {}  # by lower-cased user name
+        # the same members split for the fan-out, the hot path (one non-blocking write each):
+        # chat's own line clients by their session's write, front ends by their callback
+        self._writes: dict[Session, Callable[[bytes], bool]] = {}
+        self._callbacks: dict[Session, Callable[[RoomEvent], None]] = {}
         self.topic = topic
         self._delivered_seq = history.last(key)  # the last message every member has been given
 
@@ -104,7 +108,13 @@ class Room:
             if old is not None and old.session is not session and not replace:
                 raise AlreadyConnected(name)
             backlog = self.history.recent(replay, self._delivered_seq, self.key)
+            if old is not None:
+                self._forget(old.session)
             self._members[key] = Member(session, on_event)  # only once the replay could be read
+            if on_event is None:
+                self._writes[session] = session.write
+            else:
+                self._callbacks[session] = on_event
             if on_event is None and (greeting or backlog):
                 lines = "".join(e.hist_line(self._tag.strip()) + "\n" for e in backlog)
                 session.write_block(greeting + lines.encode("utf-8"))  # never waits: the session's thread
@@ -125,6 +135,7 @@ class Room:
             if announce_limit is not None and len(self._members) > announce_limit:
                 announce = False
             del self._members[name.lower()]
+            self._forget(session)
             if announce:
                 self._fan_out(RoomEvent("part", self.name, name, "", time.time()), skip=None)
         return True
@@ -141,6 +152,7 @@ class Room:
         with self._lock:
             self.closed = True
             members, self._members = list(self._members.values()), {}
+            self._writes, self._callbacks = {}, {}
             now = time.time()
             for member in members:
                 if member.on_event is None:
@@ -213,18 +225,20 @@ class Room:
             self._fan_out(RoomEvent("topic", self.name, by, text, time.time()), skip=session)
         return True
 
+    def _forget(self, session: Session) -> None:  # with _lock held
+        self._writes.pop(session, None)
+        self._callbacks.pop(session, None)
+
     def _fan_out(self, event: RoomEvent, skip: Session | None) -> None:  # with _lock held
-        data = None
-        for member in self._members.values():
-            if member.session is skip:
-                continue
-            if member.on_event is not None:
+        if self._writes:
+            text = f" {event.text}" if event.kind in ("msg", "action", "topic") else ""
+            data = f"{_WORDS[event.kind]}{self._tag} {event.name}{text}\n".encode("utf-8")  # encoded once
+            for session, write in self._writes.items():
+                if session is not skip:
+                    write(data)  # never blocks; a member over its send queue is cut by the core
+        for session, on_event in list(self._callbacks.items()):
+            if session is not skip:
                 try:
-                    member.on_event(event)
+                    on_event(event)
                 except Exception:  # a front end's bug ends its own session, not the sender's
-                    member.session.close("error")
-                continue
-            if data is None:  # encoded once, the same bytes for every line client
-                text = f" {event.text}" if event.kind in ("msg", "action", "topic") else ""
-                data = f"{_WORDS[event.kind]}{self._tag} {event.name}{text}\n".encode("utf-8")
-            member.session.write(data)  # never blocks; a member over its send queue is cut by the core
+                    session.close("error")
