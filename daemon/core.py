@@ -136,7 +136,9 @@ class Daemon:
             raise
         self.started_at = time.time()
         self._state = "running"
-        self.reloader = Reloader(config.path, config.digest, lambda source: self.reload(source=source))
+        self.reloader = Reloader(config.path, config.digest, lambda source: self.reload(source=source),
+                                 tick=self.daily_checks)
+        self.reloader.watch_files(self.tls_files())
         self.reloader.start(config.reload.watch, config.reload.debounce)
         log.info("ready: %s", self.status_line())
         self.notifier.ready(self.status_line())
@@ -374,7 +376,23 @@ class Daemon:
         # Keep plugins the old config named (their sessions may still run) so they stop cleanly.
         new.plugins = {**{k: v for k, v in old.plugins.items() if k not in new.plugins}, **usable}
         self.config = new
+        if self.reloader is not None:
+            self.reloader.watch_files(self.tls_files())
         return changes, errors
+
+    def tls_files(self) -> set[str]:
+        """Every file a TLS listener loads: a change to one reloads (certificates rotate by themselves)."""
+        with self._lock:
+            configs = [lst.config.tls for lst in self.listeners.values()]
+        return {str(path) for tls in configs if tls is not None
+                for path in (tls.cert, tls.key, tls.client_ca) if path is not None}
+
+    def daily_checks(self) -> None:
+        """Called once a day on the reload thread: warn of certificates about to expire."""
+        with self._lock:
+            listeners = list(self.listeners.values())
+        for listener in listeners:
+            listener.warn_if_expiring(force=True)
 
     def _apply_plugins(self, old: Config, new: Config, changes: list[str], errors: list[str]) -> dict[str, LoadedPlugin]:
         """Load plugins named for the first time, give the others their changed settings;

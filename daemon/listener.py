@@ -76,6 +76,7 @@ class Listener:
         self.tls_certificate: dict | None = None
         self.tls_error: str | None = None
         self._tls_files: tuple | None = None  # the TLS settings the context was built from
+        self._expiry_warned: float | None = None  # when (monotonic) the certificate's expiry was last warned of
         self.address: tuple[str, int] | None = None
         # _lock guards _sessions, _per_ip, _unauth_per_ip, _logged_in_per_ip, _paused, _stopping and the error counts;
         # _state (a Condition on it) wakes the accepting thread out of a pause, _emptied wakes
@@ -156,9 +157,31 @@ class Listener:
         changed = self.tls_certificate is None or facts["sha256"] != self.tls_certificate["sha256"]
         self.tls_context, self.tls_certificate, self.tls_error, self._tls_files = context, facts, None, tls
         if changed:
+            self._expiry_warned = None
             log.info("listener %s: TLS certificate %s (issuer %s, sha256 %s, until %s)", self.name,
                      facts["subject"], facts["issuer"], facts["sha256"], facts["not_after"])
+        self.warn_if_expiring()
         return None
+
+    #: from how many days before its notAfter a certificate is warned of, once a day
+    EXPIRY_WARNING_DAYS = 14
+
+    def warn_if_expiring(self, force: bool = False) -> None:
+        """Log a warning if the certificate in use expires within EXPIRY_WARNING_DAYS; unless
+        ``force``, at most once a day."""
+        facts = self.tls_certificate
+        if facts is None:
+            return
+        days = (facts["not_after_epoch"] - time.time()) / 86400
+        if days > self.EXPIRY_WARNING_DAYS:
+            return
+        now = time.monotonic()
+        if not force and self._expiry_warned is not None and now - self._expiry_warned < 86400:
+            return
+        self._expiry_warned = now
+        log.warning("listener %s: the TLS certificate %s expires on %s (%s); renew it (the new files are "
+                    "picked up by themselves)", self.name, facts["subject"], facts["not_after"],
+                    f"in {days:.1f} days" if days >= 0 else "already expired")
 
     def update(self, config) -> None:
         """New settings for new connections (a reload); the address is changed with rebind()."""
