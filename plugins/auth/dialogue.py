@@ -47,6 +47,10 @@ class LoginDialogue:
     # -- the loop ------------------------------------------------------------------
 
     def run(self) -> None:
+        if self.settings.cert_login and self.session.tls is not None and self.session.tls.peer_cn:
+            self._guarded(self._certificate_login, self.session.tls.peer_cn)
+        if self.session.user is not None:
+            return
         self._greet()
         handlers = {"/login": self._login_command, "/register": self._register_command,
                     "/login-token": self._token_command, "/help": self._help, "/quit": self._quit}
@@ -232,6 +236,20 @@ class LoginDialogue:
             self.session.ok(f"password for {text}?")
 
     # -- logging in and registering ----------------------------------------------------
+
+    def _certificate_login(self, cn: str) -> None:
+        """Log in by the client's verified certificate (``cert_login``), like SASL EXTERNAL: its
+        subject CN must name a registered user. Otherwise nothing is sent and the dialogue
+        goes on as for any client."""
+        plugin = self.plugin
+        key = name_key(cn) if name_problem(cn) is None else None
+        user = plugin.store.user(key) if key is not None else None
+        if user is None:
+            plugin.log.info("client certificate CN=%s from %s names no registered user; login by password",
+                            cn, self.ip)
+            return
+        if self._claim_session(user.key, user.name):
+            self._logged_in(user.key, user.name, "certificate", None)
 
     def _throttled(self, key: str | None) -> bool:
         plugin = self.plugin

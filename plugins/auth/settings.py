@@ -59,6 +59,9 @@ SCHEMA = Schema(
                              normalize=lambda v: v.lower() if isinstance(v, str) else v,
                              help="refuse passwords and tokens over plaintext: true, false, or auto "
                                   "(refuse unless the peer is loopback)"),
+        "cert_login": Field(bool, default=False,
+                            help="log a client in by its verified TLS client certificate, whose subject CN "
+                                 "must be a registered user (the listener's tls.client_cert and client_ca)"),
         "max_hashing": Field(int, default=None, nullable=True, min=1, max=256,
                              help="hashes computed at once; null: one per CPU left for hashing "
                                   "(divided by argon2 parallelism)"),
@@ -91,6 +94,7 @@ class AuthSettings:
     max_hashing: int
     max_hash_queue: int | None
     require_tls: Any
+    cert_login: bool
 
     @classmethod
     def from_section(cls, section: dict[str, Any], cpus: set[int] | None = None) -> AuthSettings:

@@ -69,3 +69,55 @@ def test_require_tls_rejects_other_values(tmp_path):
     path.write_text("listeners:\n  c:\n    port: 0\n    plugins: [auth]\nplugins:\n  auth:\n    require_tls: maybe\n")
     proc = subprocess.run([installed("daemond"), "--check-config", "-c", str(path)], capture_output=True, text=True)
     assert "plugins.auth.require_tls: must be auto, true or false, not 'maybe'" in proc.stderr
+
+
+def cert_login_daemon(daemond_factory, certs, cert_login=True, client_cert="optional"):
+    crt, key = certs.issue()
+    listeners = {"plain": {"plugins": ["auth", "echo"]},
+                 "secure": {"plugins": ["auth", "echo"],
+                            "tls": tls_settings(crt, key, client_cert=client_cert, client_ca=str(certs.ca_file))}}
+    plugins = {"auth": {"argon2": CHEAP_ARGON2, "max_attempts": 1000, "cert_login": cert_login}}
+    d = daemond_factory(listeners, plugins, **IN_PROCESS)
+    with d.client("plain") as alice:  # Alice registers once, over loopback
+        assert alice.read_line().startswith("+OK")
+        assert alice.command(f"/register Alice {password('alice')}")[1].startswith("+OK")
+    return d
+
+
+def client_with_certificate(d, certs, common_name: str | None) -> LineClient:
+    context = certs.client_context()
+    if common_name is not None:
+        certs.ca.issue_cert(f"{common_name}@example.org", common_name=common_name).configure_cert(context)
+    client = LineClient(*d.address("secure"))
+    client.sock = context.wrap_socket(client.sock, server_hostname="localhost")
+    return client
+
+
+@pytest.mark.parametrize("client_cert", ["optional", "required"])
+def test_a_client_certificate_of_a_registered_user_logs_in_at_connect(daemond_factory, certs, client_cert):
+    d = cert_login_daemon(daemond_factory, certs, client_cert=client_cert)
+    with client_with_certificate(d, certs, "alice") as client:
+        first = client.read_line()
+        assert first.startswith("+OK logged in as Alice token="), first
+        [session] = d.daemon.sessions("secure")
+        assert session.user == "Alice" and session.tls.peer_cn == "alice"
+        client.send(b"raw\0bytes\n")  # echo behind auth gets the connection
+        assert client.read_line() == "raw\0bytes"
+
+
+def test_a_certificate_naming_no_user_or_none_gets_the_greeting(daemond_factory, certs):
+    d = cert_login_daemon(daemond_factory, certs)
+    for cn in ("mallory", None):
+        with client_with_certificate(d, certs, cn) as client:
+            greeting = client.read_line()
+            assert greeting.startswith("+OK") and "log in" in greeting, greeting
+            assert [s.user for s in d.daemon.sessions("secure")] == [None]
+
+
+def test_cert_login_is_off_unless_set(daemond_factory, certs):
+    d = cert_login_daemon(daemond_factory, certs, cert_login=False)
+    with client_with_certificate(d, certs, "alice") as client:
+        greeting = client.read_line()
+        assert "log in" in greeting, greeting
+        [session] = d.daemon.sessions("secure")
+        assert session.user is None and session.tls.peer_cn == "alice"
