@@ -220,8 +220,8 @@ class TlsConnection:
                     raise ConnectionResetError(f"TLS error: {exc.reason or exc}") from None
                 if self.outgoing.pending:  # a key update or a session ticket to answer
                     self._push_locked()
-            if data:
-                return data
+            if data is not None:
+                return data  # b"": the peer's close_notify (SSLObject.read returns it rather than raise)
             cipher = sock_recv(65536)
             if not cipher:
                 return b""

@@ -185,3 +185,54 @@ def test_rotation_by_replacing_the_files_and_a_mismatched_pair_kept_out(daemond_
     assert "does not match" in " ".join(report.get("errors", [])) or not report["ok"], report
     with certs.connect(d.address("e")) as s:
         assert fingerprint(s) == second  # the good pair stays in use
+
+
+def test_echo_over_tls_is_byte_exact_at_20_mib_both_ways(daemond_factory, certs):
+    d = daemond_factory(echo_tls(certs))
+    payload = bytes(range(256)) * (20 * 4096)  # 20 MiB, every byte value (NUL included)
+    payload = payload[:1000] + b"\0" * 4096 + os.urandom(len(payload) - 1000 - 4096 - 1) + b"\0"
+    assert len(payload) == 20 * 1024 * 1024
+    with certs.connect(d.address("e"), timeout=60) as s:
+        assert exchange(s, payload, window=1024 * 1024) == payload
+
+
+def test_half_close_client_close_notify_then_the_daemons_close_notify_and_fin(daemond_factory, certs):
+    """The client says close_notify right behind its last bytes: their echo still comes, then the
+    daemon's close_notify, then the TCP FIN."""
+    d = daemond_factory(echo_tls(certs))
+    context = certs.client_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with socket.create_connection(d.address("e"), timeout=10) as raw:
+        while True:  # the handshake, by hand
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                raw.sendall(outgoing.read())
+                data = raw.recv(65536)
+                assert data, "closed during the handshake"
+                incoming.write(data)
+        raw.sendall(outgoing.read())
+        tls.write(b"last words\0\n")
+        try:
+            tls.unwrap()  # our close_notify
+        except ssl.SSLWantReadError:
+            pass
+        raw.sendall(outgoing.read())
+        received, closed_notify = bytearray(), False
+        while True:
+            data = raw.recv(65536)
+            if not data:
+                break  # the FIN
+            assert not closed_notify, "bytes after the daemon's close_notify"
+            incoming.write(data)
+            while not closed_notify:
+                try:
+                    received.extend(tls.read(65536))
+                except ssl.SSLWantReadError:
+                    break
+                except ssl.SSLZeroReturnError:
+                    closed_notify = True
+        assert bytes(received) == b"last words\0\n"
+        assert closed_notify, "the FIN came without the daemon's close_notify"
