@@ -17,6 +17,10 @@ For other plugins (the public API):
   (``session.err(...)``, then raise ``SessionEnd``); auth then takes the
   login back from the users store (token, last login).
 
+With ``cert_login: true``, a session whose verified TLS client certificate
+(``session.tls.peer_cn``, from the public session API) names a registered user
+is logged in at open, before the greeting, like SASL EXTERNAL.
+
 The protocol is in docs/protocol.md; the settings are in etc/daemond.yaml.
 A reload's new settings apply to connections made after it; a new
 ``database`` needs a restart (a warning says so).
