@@ -16,6 +16,12 @@ of the machine hits every server alike.
     python bench/echo_bench.py --quick         # smoke run, < 1 minute
     python bench/echo_bench.py --servers threads,daemond --scenarios 64x64,idle
     python bench/echo_bench.py --json          # also write bench/results/*.json
+    python bench/echo_bench.py --tls           # TLS: threads, asyncio, daemond; 64x64, 64x16k, hs
+
+With --tls every server speaks TLS with the same ECDSA P-256 certificate, made
+for the run with the ``openssl`` command in the temporary directory (never
+kept), and the load generator is bench/loadgen_tls.bin (loadgen.c built with
+-DLOADGEN_TLS against OpenSSL).
 
 Everything talks to 127.0.0.1 only and every run is bounded in time.
 """
@@ -43,6 +49,7 @@ from common import find_daemond  # bench/common.py (the script's own directory i
 BENCH = Path(__file__).resolve().parent
 LOADGEN_SRC = BENCH / "loadgen.c"
 LOADGEN_BIN = BENCH / "loadgen.bin"
+LOADGEN_TLS_BIN = BENCH / "loadgen_tls.bin"
 RESULTS = BENCH / "results"
 
 HOST = "127.0.0.1"
@@ -58,6 +65,7 @@ class Scenario:
     conns: int = 0
     size: int = 0
     idle: bool = False
+    hs: bool = False          # TLS only: new connections (full handshakes) per second
 
 
 SCENARIOS = [
@@ -66,6 +74,8 @@ SCENARIOS = [
     Scenario("512x64", "512 conns x 64 B", 512, 64),
     Scenario("64x16k", "64 conns x 16 KiB", 64, 16384),
     Scenario("idle", "10,000 idle conns, then 1 byte on each", idle=True),
+    Scenario("hs", "new TLS connections/s: full handshake (ECDSA P-256) + 1-byte echo + "
+             "close, 8 in flight (rtt/s = connections/s)", 8, 1, hs=True),
 ]
 SCEN_BY_NAME = {s.name: s for s in SCENARIOS}
 
@@ -74,6 +84,24 @@ TARGET_VS_THREADS = 0.9          # >= 0.9x bare threads, every scenario
 TARGET_VS_ASYNCIO_64x64 = 1.0    # >= 1.0x asyncio streams at 64 x 64 B
 TARGET_IDLE_RSS_MIB = 400
 TARGET_IDLE_ALL_S = 5.0
+# Targets from issue 22 (TLS).
+TLS_SCENARIOS = ["64x64", "64x16k", "hs"]
+TLS_SERVERS = ["threads", "asyncio", "daemond"]
+TLS_TARGET_VS_ASYNCIO = 1.0      # TLS echo, 64 x 64 B and 64 x 16 KiB
+TLS_TARGET_VS_THREADS = 0.9      # TLS echo, 64 x 64 B and 64 x 16 KiB
+TLS_TARGET_HS_VS_ASYNCIO = 0.9   # full handshakes per second
+
+
+def targets(sc: "Scenario", tls: bool) -> dict[str, float]:
+    """daemond's target ratio to each baseline in this scenario."""
+    if tls:
+        if sc.hs:
+            return {"asyncio": TLS_TARGET_HS_VS_ASYNCIO}
+        return {"threads": TLS_TARGET_VS_THREADS, "asyncio": TLS_TARGET_VS_ASYNCIO}
+    t = {"threads": TARGET_VS_THREADS}
+    if sc.name == "64x64":
+        t["asyncio"] = TARGET_VS_ASYNCIO_64x64
+    return t
 
 BASELINES = ["threads", "socketserver", "asyncio"]
 ALL_SERVERS = BASELINES + ["daemond"]
@@ -167,13 +195,37 @@ def machine_info() -> dict:
     }
 
 
-def build_loadgen() -> Path:
-    if (not LOADGEN_BIN.exists()
-            or LOADGEN_BIN.stat().st_mtime < LOADGEN_SRC.stat().st_mtime):
-        cmd = ["cc", "-O2", "-Wall", "-o", str(LOADGEN_BIN), str(LOADGEN_SRC)]
+def build_loadgen(tls: bool = False) -> Path:
+    binary = LOADGEN_TLS_BIN if tls else LOADGEN_BIN
+    if not binary.exists() or binary.stat().st_mtime < LOADGEN_SRC.stat().st_mtime:
+        cmd = ["cc", "-O2", "-Wall", "-o", str(binary), str(LOADGEN_SRC)]
+        if tls:
+            cmd[3:3] = ["-DLOADGEN_TLS"]
+            cmd += ["-lssl", "-lcrypto"]
         print("building load generator:", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
-    return LOADGEN_BIN
+        r = subprocess.run(cmd)
+        if r.returncode != 0:
+            sys.exit("error: could not build the load generator"
+                     + (" (TLS needs the OpenSSL headers: apt-get install libssl-dev)"
+                        if tls else ""))
+    return binary
+
+
+def make_certificate(tmp: Path) -> tuple[Path, Path]:
+    """A self-signed ECDSA P-256 certificate for localhost/127.0.0.1, made for
+    this run in `tmp` (removed afterwards): (cert, key)."""
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    if shutil.which("openssl") is None:
+        sys.exit("error: --tls needs the openssl command to make its certificate")
+    r = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"error: openssl could not make the certificate: {r.stderr.strip()}")
+    key.chmod(0o600)
+    return cert, key
 
 
 # ------------------------------------------------------------------ servers
@@ -186,8 +238,10 @@ class ServerError(RuntimeError):
 class Server:
     """One server under test, run as its own process group."""
 
-    def __init__(self, name: str, tmp: Path, daemond: str | None = None):
+    def __init__(self, name: str, tmp: Path, daemond: str | None = None,
+                 tls: tuple[Path, Path] | None = None):
         self.name = name
+        self.tls = tls  # (cert, key): speak TLS
         self.tmp = tmp
         self.daemond = daemond
         self.proc: subprocess.Popen | None = None
@@ -211,10 +265,13 @@ class Server:
                 f"    port: {port}\n"
                 "    plugins: [echo]\n"
                 "    max_connections: 20000\n"
+                + (f"    tls:\n      cert: {self.tls[0]}\n      key: {self.tls[1]}\n"
+                   if self.tls else "")
             )
             return [self.daemond, "-c", str(cfg), "--no-console"]
         script = BENCH / f"baseline_{self.name}.py"
-        return [sys.executable, str(script), HOST, str(port)]
+        tls = ["--cert", str(self.tls[0]), "--key", str(self.tls[1])] if self.tls else []
+        return [sys.executable, str(script), HOST, str(port)] + tls
 
     def start(self, timeout: float = 30.0) -> None:
         self.stop()
@@ -320,8 +377,14 @@ def last_json(text: str) -> dict:
 
 def run_echo(lg: Path, srv: Server, sc: Scenario, args) -> dict:
     spin = args.spin_us if sc.conns == 1 else 0
-    cmd = [str(lg), "echo", HOST, str(srv.port), str(sc.conns), str(sc.size),
-           str(args.duration), str(args.warmup), "-s", str(spin)]
+    if sc.hs:
+        cmd = [str(lg), "hs", HOST, str(srv.port), str(sc.conns),
+               str(args.duration), str(args.warmup)]
+    else:
+        cmd = [str(lg), "echo", HOST, str(srv.port), str(sc.conns), str(sc.size),
+               str(args.duration), str(args.warmup), "-s", str(spin)]
+    if srv.tls:
+        cmd += ["-t", str(srv.tls[0])]
     for p in srv.pids():
         cmd += ["-p", str(p)]
     r = subprocess.run(cmd, capture_output=True, text=True,
@@ -518,8 +581,9 @@ def summarize_idle(rounds: list[dict]) -> dict:
     }
 
 
-def print_echo_table(sc: Scenario, summ: dict, servers: list[str], nrounds: int) -> list[str]:
-    out = [f"\n## {sc.title}  (median of {nrounds} round{'s' * (nrounds > 1)}; "
+def print_echo_table(sc: Scenario, summ: dict, servers: list[str], nrounds: int,
+                     tls: bool = False) -> list[str]:
+    out = [f"\n## {'TLS, ' if tls and not sc.hs else ''}{sc.title}  (median of {nrounds} round{'s' * (nrounds > 1)}; "
            "* = round disturbed by other load, left out)", ""]
     out.append(f"{'server':<13} {'rtt/s':>9} {'p50':>9} {'p99':>9} {'srv CPU':>8} "
                f"{'lg CPU':>7} {'other':>6}  {'rtt/s per round':<48} notes")
@@ -548,12 +612,9 @@ def print_echo_table(sc: Scenario, summ: dict, servers: list[str], nrounds: int)
             if summ.get(b) and summ[b]["rtt_per_s"]:
                 ratio = d["rtt_per_s"] / summ[b]["rtt_per_s"]
                 tgt = ""
-                if b == "threads":
-                    tgt = f" (target >= {TARGET_VS_THREADS}: " \
-                          f"{'PASS' if ratio >= TARGET_VS_THREADS else 'FAIL'})"
-                elif b == "asyncio" and sc.name == "64x64":
-                    tgt = f" (target >= {TARGET_VS_ASYNCIO_64x64}: " \
-                          f"{'PASS' if ratio >= TARGET_VS_ASYNCIO_64x64 else 'FAIL'})"
+                want = targets(sc, tls).get(b)
+                if want is not None:
+                    tgt = f" (target >= {want}: {'PASS' if ratio >= want else 'FAIL'})"
                 parts.append(f"{ratio:.2f}x {b}{tgt}")
         out.append("daemond ratio: " + ", ".join(parts))
     return out
@@ -615,9 +676,12 @@ def parse_args(argv=None):
     ap.add_argument("--idle-rounds", type=int, default=None,
                     help="rounds of the idle scenario (default: --rounds, at most 3)")
     ap.add_argument("--quick", action="store_true", help="fast smoke run (< 1 minute)")
-    ap.add_argument("--servers", default=",".join(ALL_SERVERS),
+    ap.add_argument("--tls", action="store_true",
+                    help="every server speaks TLS (certificate made for the run); "
+                         f"servers {','.join(TLS_SERVERS)}, scenarios {','.join(TLS_SCENARIOS)}")
+    ap.add_argument("--servers", default=None,
                     help=f"comma-separated subset of {','.join(ALL_SERVERS)}")
-    ap.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS),
+    ap.add_argument("--scenarios", default=None,
                     help=f"comma-separated subset of {','.join(s.name for s in SCENARIOS)}")
     ap.add_argument("--idle-conns", type=int, default=None,
                     help="connections held in the idle scenario (default 10000, --quick 2000)")
@@ -650,15 +714,18 @@ def parse_args(argv=None):
     a.idle_timeout = a.idle_timeout if a.idle_timeout is not None else (5.0 if q else 20.0)
     a.idle_conns = a.idle_conns if a.idle_conns is not None else (2000 if q else 10000)
     a.wait_quiet = a.wait_quiet if a.wait_quiet is not None else (0.0 if q else 10.0)
-    a.servers = [s.strip() for s in a.servers.split(",") if s.strip()]
-    a.scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
+    servers_ok = TLS_SERVERS if a.tls else ALL_SERVERS
+    scen_ok = TLS_SCENARIOS if a.tls else [s.name for s in SCENARIOS if not s.hs]
+    a.servers = [s.strip() for s in (a.servers or ",".join(servers_ok)).split(",") if s.strip()]
+    a.scenarios = [s.strip() for s in (a.scenarios or ",".join(scen_ok)).split(",") if s.strip()]
     for s in a.servers:
-        if s not in ALL_SERVERS:
-            ap.error(f"unknown server {s!r}; choose from {','.join(ALL_SERVERS)}")
+        if s not in servers_ok:
+            ap.error(f"unknown server {s!r}{' with --tls' if a.tls else ''}; "
+                     f"choose from {','.join(servers_ok)}")
     for s in a.scenarios:
-        if s not in SCEN_BY_NAME:
-            ap.error(f"unknown scenario {s!r}; choose from "
-                     f"{','.join(x.name for x in SCENARIOS)}")
+        if s not in scen_ok:
+            ap.error(f"unknown scenario {s!r}{' with --tls' if a.tls else ''}; "
+                     f"choose from {','.join(scen_ok)}")
     if (a.duration <= 0 or a.warmup < 0 or a.rounds < 1 or a.idle_rounds < 1
             or a.idle_conns < 1 or a.idle_timeout <= 0):
         ap.error("duration, rounds, idle-conns and idle-timeout must be positive")
@@ -688,7 +755,8 @@ def report_from_json(path: str) -> int:
     lines: list[str] = []
     for name, e in res["echo"].items():
         summ = {n: summarize_echo(v) for n, v in e["rounds"].items() if v}
-        lines += print_echo_table(SCEN_BY_NAME[name], summ, servers, a.rounds)
+        lines += print_echo_table(SCEN_BY_NAME[name], summ, servers, a.rounds,
+                                  getattr(a, "tls", False))
     if res.get("idle", {}).get("rounds"):
         summ = {n: summarize_idle(v) for n, v in res["idle"]["rounds"].items() if v}
         lines += print_idle_table(summ, servers, a)
@@ -707,7 +775,7 @@ def main(argv=None) -> int:
         print(f"warning: RLIMIT_NOFILE is {nofile[0]}, below --idle-conns "
               f"{args.idle_conns}; the idle scenario will fail to connect them all",
               file=sys.stderr)
-    lg = build_loadgen()
+    lg = build_loadgen(args.tls)
     info = machine_info()
     info["busy_cores_before"] = round(machine_busy(1.0), 2)
 
@@ -732,13 +800,15 @@ def main(argv=None) -> int:
     echo_scen = [s for s in scenarios if not s.idle]
 
     header = [
-        "# daemond echo benchmark",
+        "# daemond " + ("TLS " if args.tls else "") + "echo benchmark",
         "",
         f"date: {info['date']}",
         f"machine: {info['nproc']} CPUs, {info['cpu_model']}, {info['mem_total']}, "
         f"Linux {info['kernel']}",
         f"python: {info['python']} ({info['python_executable']})",
-        f"load generator: {lg.name} ({info['cc']}), single-threaded epoll, "
+        f"load generator: {lg.name} ({info['cc']}), single-threaded epoll"
+        + (", OpenSSL client verifying the run's ECDSA P-256 certificate" if args.tls else "")
+        + ", "
         f"RLIMIT_NOFILE {nofile[0]}",
         f"servers: {', '.join(servers)}"
         + (f" (daemond: {daemond})" if daemond else ""),
@@ -760,7 +830,8 @@ def main(argv=None) -> int:
                      "daemond": daemond, "skipped": skipped, "echo": {}, "idle": {}}
     report: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="daemond-bench-"))
-    srv_objs = {name: Server(name, tmp, daemond) for name in servers}
+    cert = make_certificate(tmp) if args.tls else None
+    srv_objs = {name: Server(name, tmp, daemond, cert) for name in servers}
     quiet = QuietWaiter(args.wait_quiet, 60.0)
     broken: dict[str, str] = {}
 
@@ -811,13 +882,14 @@ def main(argv=None) -> int:
                              f"  srv CPU {fmt_pct(res.get('server_cpu_frac'))}"
                              f"  other {fmt_pct(other_cores(res))}"
                              if "rtt_per_s" in res else "")
+                          + (f"  {res['tls']}" if res.get("tls") else "")
                           + ("" if res.get("ok") else
                              f"  ERROR {res.get('first_error') or res.get('error')}"),
                           flush=True)
             summ = {n: summarize_echo(v) for n, v in rounds.items() if v}
             results["echo"][sc.name] = {"title": sc.title, "conns": sc.conns,
                                         "size": sc.size, "summary": summ, "rounds": rounds}
-            report += print_echo_table(sc, summ, servers, args.rounds)
+            report += print_echo_table(sc, summ, servers, args.rounds, args.tls)
         for s in srv_objs.values():
             s.stop()
 
@@ -901,7 +973,7 @@ def main(argv=None) -> int:
 
     if args.json is not None:
         path = Path(args.json) if args.json else Path(
-            f"echo-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
+            f"echo{'-tls' if args.tls else ''}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
         if not path.is_absolute() and path.parent == Path("."):
             path = RESULTS / path
         path.parent.mkdir(parents=True, exist_ok=True)

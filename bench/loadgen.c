@@ -26,7 +26,19 @@
  *       Connections are closed with SO_LINGER 0 (RST) so that repeated runs
  *       of 10,000 connections do not pile up TIME_WAIT ports.
  *
+ *   loadgen hs HOST PORT INFLIGHT DURATION [WARMUP] [-p PID]...   (TLS build only)
+ *       Keeps INFLIGHT connections being set up at once: each one connects,
+ *       does a full TLS handshake (no session resumption), sends one byte,
+ *       waits for its echo (so the server has finished its side of the
+ *       handshake) and closes.  Prints the same JSON as echo mode, with
+ *       rtt_per_s = completed connections per second and the latency of the
+ *       whole connect-handshake-echo.
+ *
+ *   -t CAFILE (echo and hs, TLS build only): speak TLS, verifying the server
+ *       against CAFILE (name: localhost).
+ *
  * Build: cc -O2 -o loadgen.bin loadgen.c
+ *   TLS: cc -O2 -DLOADGEN_TLS -o loadgen_tls.bin loadgen.c -lssl -lcrypto
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,6 +57,19 @@
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef LOADGEN_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+static SSL_CTX *tls_ctx;     /* NULL: plaintext */
+static char tls_params[128]; /* what the first handshake negotiated */
+
+static void note_tls_params(SSL *ssl)
+{
+    if (!tls_params[0])
+        snprintf(tls_params, sizeof tls_params, "%s %s", SSL_get_version(ssl),
+                 SSL_get_cipher_name(ssl));
+}
+#endif
 
 #define MAX_EVENTS 1024
 #define MAX_CONNECTING 256      /* connects in flight at once */
@@ -195,6 +220,9 @@ struct conn {
     size_t sent, rcvd;       /* progress within the current message */
     uint64_t t_start;        /* send time of the current message */
     int want_out;            /* EPOLLOUT registered */
+#ifdef LOADGEN_TLS
+    SSL *ssl;
+#endif
 };
 
 static int epfd;
@@ -358,6 +386,12 @@ static long connect_all(struct conn *conns, long n)
 
 static void kill_conn(struct conn *c)
 {
+#ifdef LOADGEN_TLS
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+#endif
     if (c->fd >= 0) {
         epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
@@ -365,6 +399,103 @@ static void kill_conn(struct conn *c)
     c->fd = -1;
     c->state = C_DEAD;
 }
+
+/* send/recv, or SSL_write/SSL_read when speaking TLS (errno EAGAIN when it
+ * would block; *want_write set when TLS needs the socket writable). */
+static ssize_t io_send(struct conn *c, const void *buf, size_t n, int *want_write)
+{
+    *want_write = 1;
+#ifdef LOADGEN_TLS
+    if (c->ssl) {
+        ERR_clear_error();
+        int w = SSL_write(c->ssl, buf, (int)n);
+        if (w > 0)
+            return w;
+        int e = SSL_get_error(c->ssl, w);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+            *want_write = e == SSL_ERROR_WANT_WRITE;
+            errno = EAGAIN;
+            return -1;
+        }
+        errno = e == SSL_ERROR_SYSCALL && errno ? errno : EPROTO;
+        return -1;
+    }
+#endif
+    return send(c->fd, buf, n, MSG_NOSIGNAL);
+}
+
+static ssize_t io_recv(struct conn *c, void *buf, size_t n)
+{
+#ifdef LOADGEN_TLS
+    if (c->ssl) {
+        ERR_clear_error();
+        int r = SSL_read(c->ssl, buf, (int)n);
+        if (r > 0)
+            return r;
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            errno = EAGAIN;
+            return -1;
+        }
+        if (e == SSL_ERROR_ZERO_RETURN)
+            return 0;
+        if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0)
+            return 0;  /* EOF without close_notify */
+        errno = e == SSL_ERROR_SYSCALL && errno ? errno : EPROTO;
+        return -1;
+    }
+#endif
+    return recv(c->fd, buf, n, 0);
+}
+
+#ifdef LOADGEN_TLS
+static SSL *tls_new(int fd)
+{
+    SSL *ssl = SSL_new(tls_ctx);
+    if (!ssl)
+        die("SSL_new");
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, "localhost");
+    SSL_set1_host(ssl, "localhost");
+    SSL_set_connect_state(ssl);
+    return ssl;
+}
+
+/* Handshake every connected connection, blocking, one after another (before
+ * anything is measured). */
+static long tls_handshake_all(struct conn *conns, long n)
+{
+    long ok = 0;
+    for (long i = 0; i < n; i++) {
+        struct conn *c = &conns[i];
+        if (c->state != C_ACTIVE)
+            continue;
+        int fl = fcntl(c->fd, F_GETFL);
+        fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK);
+        struct timeval tv = {.tv_sec = 30};
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        c->ssl = tls_new(c->fd);
+        if (SSL_connect(c->ssl) != 1) {
+            unsigned long e = ERR_get_error();
+            n_errors++;
+            if (!first_error[0])
+                snprintf(first_error, sizeof first_error, "TLS handshake: %s",
+                         e ? ERR_reason_error_string(e) : strerror(errno));
+            SSL_free(c->ssl);
+            c->ssl = NULL;
+            epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+            close(c->fd);
+            c->fd = -1;
+            c->state = C_DEAD;
+            continue;
+        }
+        fcntl(c->fd, F_SETFL, fl | O_NONBLOCK);
+        note_tls_params(c->ssl);
+        ok++;
+    }
+    return ok;
+}
+#endif
 
 /* ------------------------------------------------------------- echo mode */
 
@@ -382,7 +513,8 @@ static void echo_send(struct conn *c)
 {
     const unsigned char *msg = expected(c);
     while (c->sent < msg_size) {
-        ssize_t w = send(c->fd, msg + c->sent, msg_size - c->sent, MSG_NOSIGNAL);
+        int ww;
+        ssize_t w = io_send(c, msg + c->sent, msg_size - c->sent, &ww);
         if (w > 0) {
             c->sent += (size_t)w;
             continue;
@@ -390,6 +522,8 @@ static void echo_send(struct conn *c)
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!ww)
+                return;  /* TLS wants to read first: EPOLLIN is registered */
             if (!c->want_out) {
                 c->want_out = 1;
                 ep_set(c, EPOLLIN | EPOLLOUT, EPOLL_CTL_MOD);
@@ -421,7 +555,7 @@ static void echo_recv(struct conn *c)
         if (want == 0) {
             /* the server sent more than we asked for */
             unsigned char x;
-            ssize_t r = recv(c->fd, &x, 1, MSG_DONTWAIT);
+            ssize_t r = io_recv(c, &x, 1);
             if (r > 0) {
                 n_mismatch++;
                 if (!first_error[0])
@@ -432,7 +566,7 @@ static void echo_recv(struct conn *c)
         }
         if (want > sizeof buf)
             want = sizeof buf;
-        ssize_t r = recv(c->fd, buf, want, 0);
+        ssize_t r = io_recv(c, buf, want);
         if (r > 0) {
             if (memcmp(buf, expected(c) + c->rcvd, (size_t)r) != 0) {
                 n_mismatch++;
@@ -480,6 +614,10 @@ static int run_echo(long nconns, double duration, double warmup, uint64_t spin_n
         die("calloc");
     uint64_t t0 = now_ns();
     long ok = connect_all(conns, nconns);
+#ifdef LOADGEN_TLS
+    if (tls_ctx)
+        ok = tls_handshake_all(conns, nconns);
+#endif
     double connect_s = (now_ns() - t0) / 1e9;
     if (ok == 0) {
         printf("{\"mode\": \"echo\", \"ok\": false, \"connected\": 0, "
@@ -572,6 +710,10 @@ static int run_echo(long nconns, double duration, double warmup, uint64_t spin_n
                "\"machine_irq_frac\": %.3f, \"nproc\": %ld",
                (mt1[1] - mt0[1]) / mtot, (mt1[2] - mt0[2]) / mtot,
                (mt1[3] - mt0[3]) / mtot, sysconf(_SC_NPROCESSORS_ONLN));
+#ifdef LOADGEN_TLS
+    if (tls_params[0])
+        printf(", \"tls\": \"%s\"", tls_params);
+#endif
     printf("}\n");
     fflush(stdout);
 
@@ -722,6 +864,202 @@ static int run_idle(long n, double timeout, double hold)
     return 0;
 }
 
+#ifdef LOADGEN_TLS
+/* ------------------------------------------------------- handshake mode */
+
+enum { H_CONNECT, H_HANDSHAKE, H_ECHO };
+
+static uint64_t n_hs;
+
+static void hs_start(struct conn *c)
+{
+    c->t_start = now_ns();
+    c->sent = c->rcvd = 0;
+    c->want_out = H_CONNECT;
+    if (start_connect(c) < 0)
+        c->state = C_DEAD;
+}
+
+/* Drive one connection through connect, handshake, one-byte echo, close. */
+static void hs_step(struct conn *c, uint64_t t_end)
+{
+    for (;;) {
+        if (c->want_out == H_CONNECT) {
+            int err = 0;
+            socklen_t len = sizeof err;
+            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+            if (err) {
+                note_error("connect", err);
+                n_connect_fail++;
+                kill_conn(c);
+                return;
+            }
+            c->ssl = tls_new(c->fd);
+            c->want_out = H_HANDSHAKE;
+        }
+        if (c->want_out == H_HANDSHAKE) {
+            ERR_clear_error();
+            int rc = SSL_do_handshake(c->ssl);
+            if (rc != 1) {
+                int e = SSL_get_error(c->ssl, rc);
+                if (e == SSL_ERROR_WANT_READ) {
+                    ep_set(c, EPOLLIN, EPOLL_CTL_MOD);
+                    return;
+                }
+                if (e == SSL_ERROR_WANT_WRITE) {
+                    ep_set(c, EPOLLOUT, EPOLL_CTL_MOD);
+                    return;
+                }
+                unsigned long ee = ERR_get_error();
+                n_errors++;
+                if (!first_error[0])
+                    snprintf(first_error, sizeof first_error, "TLS handshake: %s",
+                             ee ? ERR_reason_error_string(ee) : strerror(errno));
+                kill_conn(c);
+                return;
+            }
+            note_tls_params(c->ssl);
+            int ww;
+            if (io_send(c, "x", 1, &ww) != 1) {
+                note_error("TLS send", errno);
+                kill_conn(c);
+                return;
+            }
+            c->want_out = H_ECHO;
+            ep_set(c, EPOLLIN, EPOLL_CTL_MOD);
+        }
+        /* H_ECHO */
+        char x;
+        ssize_t r = io_recv(c, &x, 1);
+        if (r < 0 && errno == EAGAIN)
+            return;
+        if (r != 1 || x != 'x') {
+            if (r == 0)
+                n_eof++;
+            else
+                n_mismatch++;
+            if (!first_error[0])
+                snprintf(first_error, sizeof first_error, "hs: no echo (%zd)", r);
+            kill_conn(c);
+            return;
+        }
+        uint64_t t = now_ns();
+        if (t >= t_measure_start && t < t_measure_end) {
+            hist_add(t - c->t_start);
+            n_hs++;
+        }
+        SSL_shutdown(c->ssl);     /* send close_notify, do not wait for the reply */
+        kill_conn(c);
+        if (t >= t_end)
+            return;
+        hs_start(c);
+        if (c->state == C_DEAD)
+            return;
+        return;  /* wait for EPOLLOUT: connected */
+    }
+}
+
+static int run_hs(long inflight, double duration, double warmup, int *pids, int npids)
+{
+    struct conn *conns = calloc((size_t)inflight, sizeof *conns);
+    if (!conns)
+        die("calloc");
+    uint64_t t_begin = now_ns();
+    t_measure_start = t_begin + (uint64_t)(warmup * 1e9);
+    t_measure_end = t_measure_start + (uint64_t)(duration * 1e9);
+    for (long i = 0; i < inflight; i++) {
+        conns[i].id = (uint32_t)i;
+        hs_start(&conns[i]);
+    }
+    struct epoll_event evs[MAX_EVENTS];
+    int measuring = 0;
+    double cpu0 = 0, srv0[MAX_PIDS];
+    unsigned long long mt0[4] = {0}, mt1[4];
+    for (;;) {
+        uint64_t t = now_ns();
+        if (!measuring && t >= t_measure_start) {
+            measuring = 1;
+            cpu0 = self_cpu_s();
+            machine_ticks(mt0);
+            for (int i = 0; i < npids; i++)
+                srv0[i] = proc_cpu_s(pids[i]);
+        }
+        if (t >= t_measure_end)
+            break;
+        /* a connection that died is replaced, so errors do not stall the run */
+        for (long i = 0; i < inflight; i++)
+            if (conns[i].state == C_DEAD && n_errors + n_connect_fail + n_eof < 1000)
+                hs_start(&conns[i]);
+        uint64_t until = measuring ? t_measure_end : t_measure_start;
+        int k = epoll_wait(epfd, evs, MAX_EVENTS, (int)((until - t) / 1000000) + 1);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            die("epoll_wait");
+        }
+        for (int i = 0; i < k; i++) {
+            struct conn *c = evs[i].data.ptr;
+            if (c->state != C_DEAD)
+                hs_step(c, t_measure_end);
+        }
+    }
+    double cpu = self_cpu_s() - cpu0;
+    machine_ticks(mt1);
+    double mtot = (double)(mt1[0] - mt0[0]);
+    double srv_cpu = 0;
+    int srv_ok = npids > 0;
+    for (int i = 0; i < npids; i++) {
+        double v = proc_cpu_s(pids[i]);
+        if (v < 0 || srv0[i] < 0)
+            srv_ok = 0;
+        else
+            srv_cpu += v - srv0[i];
+    }
+    double window = (t_measure_end - t_measure_start) / 1e9;
+    printf("{\"mode\": \"hs\", \"ok\": %s, \"conns\": %ld, \"size\": 1, "
+           "\"duration_s\": %.3f, \"rtt\": %llu, \"rtt_per_s\": %.1f, ",
+           (!n_errors && !n_mismatch && !n_eof && !n_connect_fail) ? "true" : "false",
+           inflight, window, (unsigned long long)n_hs, n_hs / window);
+    print_hist_json();
+    printf(", \"errors\": %ld, \"eof\": %ld, \"mismatch\": %ld, \"connect_fail\": %ld, "
+           "\"first_error\": \"%s\", \"loadgen_cpu_s\": %.3f, \"loadgen_cpu_frac\": %.3f",
+           n_errors, n_eof, n_mismatch, n_connect_fail, first_error, cpu, cpu / window);
+    if (srv_ok)
+        printf(", \"server_cpu_s\": %.3f, \"server_cpu_frac\": %.3f", srv_cpu, srv_cpu / window);
+    if (mtot > 0)
+        printf(", \"machine_idle_frac\": %.3f, \"machine_steal_frac\": %.3f, "
+               "\"machine_irq_frac\": %.3f, \"nproc\": %ld",
+               (mt1[1] - mt0[1]) / mtot, (mt1[2] - mt0[2]) / mtot,
+               (mt1[3] - mt0[3]) / mtot, sysconf(_SC_NPROCESSORS_ONLN));
+#ifdef LOADGEN_TLS
+    if (tls_params[0])
+        printf(", \"tls\": \"%s\"", tls_params);
+#endif
+    printf("}\n");
+    fflush(stdout);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    for (long i = 0; i < inflight; i++)
+        if (conns[i].fd >= 0) {
+            setsockopt(conns[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+            kill_conn(&conns[i]);
+        }
+    free(conns);
+    return 0;
+}
+
+static void tls_init(const char *cafile)
+{
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (!tls_ctx || SSL_CTX_load_verify_locations(tls_ctx, cafile, NULL) != 1) {
+        fprintf(stderr, "loadgen: cannot load CA file %s\n", cafile);
+        exit(2);
+    }
+    SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+}
+#endif
+
 /* ------------------------------------------------------------------ main */
 
 static void usage(void)
@@ -759,6 +1097,10 @@ int main(int argc, char **argv)
                     pids[npids++] = atoi(argv[++i]);
             } else if (strcmp(argv[i], "-s") == 0 && i + 1 < argc) {
                 spin_ns = (uint64_t)(atof(argv[++i]) * 1000.0);
+#ifdef LOADGEN_TLS
+            } else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
+                tls_init(argv[++i]);
+#endif
             } else
                 warmup = atof(argv[i]);
         }
@@ -767,6 +1109,26 @@ int main(int argc, char **argv)
         msg_size = (size_t)size;
         return run_echo(conns, duration, warmup, spin_ns, pids, npids);
     }
+#ifdef LOADGEN_TLS
+    if (strcmp(argv[1], "hs") == 0) {
+        long inflight = atol(argv[4]);
+        double duration = atof(argv[5]);
+        double warmup = 1.0;
+        int pids[MAX_PIDS], npids = 0;
+        for (int i = 6; i < argc; i++) {
+            if (strcmp(argv[i], "-p") == 0 && i + 1 < argc) {
+                if (npids < MAX_PIDS)
+                    pids[npids++] = atoi(argv[++i]);
+            } else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
+                tls_init(argv[++i]);
+            } else
+                warmup = atof(argv[i]);
+        }
+        if (inflight <= 0 || duration <= 0 || !tls_ctx)
+            usage();
+        return run_hs(inflight, duration, warmup, pids, npids);
+    }
+#endif
     if (strcmp(argv[1], "idle") == 0) {
         long n = atol(argv[4]);
         double timeout = atof(argv[5]);
