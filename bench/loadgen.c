@@ -208,6 +208,7 @@ static void print_hist_json(void)
            (unsigned long long)hist_max);
 }
 
+
 /* ----------------------------------------------------------- connections */
 
 enum { C_CONNECTING, C_ACTIVE, C_DONE, C_DEAD };
@@ -231,6 +232,29 @@ static socklen_t addrlen;
 static unsigned char pattern[PATTERN_LEN * 2 + 65536 * 2];
 static long n_errors, n_eof, n_mismatch, n_connect_fail;
 static char first_error[256];
+
+/* The end of a run's JSON line, the same for every mode: errors, CPU, machine, TLS. */
+static void print_tail_json(double window, double cpu, int srv_ok, double srv_cpu,
+                            const unsigned long long *mt0, const unsigned long long *mt1, double mtot)
+{
+    printf(", \"errors\": %ld, \"eof\": %ld, \"mismatch\": %ld, \"connect_fail\": %ld, "
+           "\"first_error\": \"%s\", \"loadgen_cpu_s\": %.3f, \"loadgen_cpu_frac\": %.3f",
+           n_errors, n_eof, n_mismatch, n_connect_fail, first_error, cpu, cpu / window);
+    if (srv_ok)
+        printf(", \"server_cpu_s\": %.3f, \"server_cpu_frac\": %.3f", srv_cpu, srv_cpu / window);
+    if (mtot > 0)
+        printf(", \"machine_idle_frac\": %.3f, \"machine_steal_frac\": %.3f, "
+               "\"machine_irq_frac\": %.3f, \"nproc\": %ld",
+               (mt1[1] - mt0[1]) / mtot, (mt1[2] - mt0[2]) / mtot,
+               (mt1[3] - mt0[3]) / mtot, sysconf(_SC_NPROCESSORS_ONLN));
+#ifdef LOADGEN_TLS
+    if (tls_params[0])
+        printf(", \"tls\": \"%s\"", tls_params);
+#endif
+    printf("}\n");
+    fflush(stdout);
+}
+
 
 static void note_error(const char *what, int err)
 {
@@ -700,22 +724,7 @@ static int run_echo(long nconns, double duration, double warmup, uint64_t spin_n
            nconns, msg_size, ok, alive, connect_s, window,
            (unsigned long long)n_rtt, n_rtt / window);
     print_hist_json();
-    printf(", \"errors\": %ld, \"eof\": %ld, \"mismatch\": %ld, \"connect_fail\": %ld, "
-           "\"first_error\": \"%s\", \"loadgen_cpu_s\": %.3f, \"loadgen_cpu_frac\": %.3f",
-           n_errors, n_eof, n_mismatch, n_connect_fail, first_error, cpu, cpu / window);
-    if (srv_ok)
-        printf(", \"server_cpu_s\": %.3f, \"server_cpu_frac\": %.3f", srv_cpu, srv_cpu / window);
-    if (mtot > 0)
-        printf(", \"machine_idle_frac\": %.3f, \"machine_steal_frac\": %.3f, "
-               "\"machine_irq_frac\": %.3f, \"nproc\": %ld",
-               (mt1[1] - mt0[1]) / mtot, (mt1[2] - mt0[2]) / mtot,
-               (mt1[3] - mt0[3]) / mtot, sysconf(_SC_NPROCESSORS_ONLN));
-#ifdef LOADGEN_TLS
-    if (tls_params[0])
-        printf(", \"tls\": \"%s\"", tls_params);
-#endif
-    printf("}\n");
-    fflush(stdout);
+    print_tail_json(window, cpu, srv_ok, srv_cpu, mt0, mt1, mtot);
 
     for (long i = 0; i < nconns; i++)
         if (conns[i].fd >= 0)
@@ -1020,22 +1029,7 @@ static int run_hs(long inflight, double duration, double warmup, int *pids, int 
            (!n_errors && !n_mismatch && !n_eof && !n_connect_fail) ? "true" : "false",
            inflight, window, (unsigned long long)n_hs, n_hs / window);
     print_hist_json();
-    printf(", \"errors\": %ld, \"eof\": %ld, \"mismatch\": %ld, \"connect_fail\": %ld, "
-           "\"first_error\": \"%s\", \"loadgen_cpu_s\": %.3f, \"loadgen_cpu_frac\": %.3f",
-           n_errors, n_eof, n_mismatch, n_connect_fail, first_error, cpu, cpu / window);
-    if (srv_ok)
-        printf(", \"server_cpu_s\": %.3f, \"server_cpu_frac\": %.3f", srv_cpu, srv_cpu / window);
-    if (mtot > 0)
-        printf(", \"machine_idle_frac\": %.3f, \"machine_steal_frac\": %.3f, "
-               "\"machine_irq_frac\": %.3f, \"nproc\": %ld",
-               (mt1[1] - mt0[1]) / mtot, (mt1[2] - mt0[2]) / mtot,
-               (mt1[3] - mt0[3]) / mtot, sysconf(_SC_NPROCESSORS_ONLN));
-#ifdef LOADGEN_TLS
-    if (tls_params[0])
-        printf(", \"tls\": \"%s\"", tls_params);
-#endif
-    printf("}\n");
-    fflush(stdout);
+    print_tail_json(window, cpu, srv_ok, srv_cpu, mt0, mt1, mtot);
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     for (long i = 0; i < inflight; i++)
         if (conns[i].fd >= 0) {
