@@ -89,8 +89,12 @@ def test_a_helper_killed_with_sigkill_is_replaced_and_logins_go_on(daemond_facto
     os.kill(first, signal.SIGKILL)
     assert gone(first)  # reaped by the daemon at once, not left a zombie
     # another started without waiting for a login
-    assert wait_until(lambda: re.fullmatch(r"helper process \d+", where(d)) and helper_pid(d) != first,
-                      10, 0.02), where(d)
+    def replaced() -> bool:
+        # one read of the status: the old pid, then "(not running)", then the new pid is a legal sequence
+        match = re.fullmatch(r"helper process (\d+)", where(d))
+        return bool(match) and int(match.group(1)) != first
+
+    assert wait_until(replaced, 10, 0.02), where(d)
     assert f"auth: the hashing helper was killed by SIGKILL (pid {first}); starting another" in log_of(d)
     second = helper_pid(d)
     client, _ = connect(d)
