@@ -104,6 +104,9 @@ class LoadedPlugin:
     def settings_schema(self):
         return self.own.hook.daemond_settings_schema()
 
+    def requires(self) -> list[str]:
+        return [name for result in self.own.hook.daemond_requires() if result for name in result]
+
     def configure(self, settings: dict[str, Any], daemon) -> None:
         self.own.hook.daemond_configure(settings=settings, daemon=daemon)
 

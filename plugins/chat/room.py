@@ -82,6 +82,7 @@ class Room:
         self._writes: dict[Session, Callable[[bytes], bool]] = {}
         self._callbacks: dict[Session, Callable[[RoomEvent], None]] = {}
         self.topic = topic
+        self.topic_by, self.topic_at = "*", time.time()  # who set the topic and when (not kept over a restart)
         self._delivered_seq = history.last(key)  # the last message every member has been given
 
     # -- membership ---------------------------------------------------------------
@@ -221,7 +222,7 @@ class Room:
             if self.closed or (session is not None and not self.has(session)):
                 return False
             self.history.set_topic(self.key, text)
-            self.topic = text
+            self.topic, self.topic_by, self.topic_at = text, by, time.time()
             self._fan_out(RoomEvent("topic", self.name, by, text, time.time()), skip=session)
         return True
 
