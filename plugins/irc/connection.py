@@ -73,7 +73,8 @@ class Connection:
 
     @property
     def me(self) -> str:
-        return self.nick or "*"
+        """The client's nickname in replies: ``*`` until it has registered."""
+        return self.nick if self.registered else "*"
 
     def prefix(self, nick: str) -> str:
         return f"{nick}!{nick}@{self.server}"
@@ -82,7 +83,9 @@ class Connection:
         return self.session.write(fit(format_message(source or self.server, *params, tags=tags)))
 
     def numeric(self, code: str, *params: str) -> bool:
-        return self.send(code, self.me, *params)
+        """A numeric reply; its last parameter is trailing (text), but for the few that end in a token."""
+        line = format_message(self.server, code, self.me, *params, trailing=code not in _TOKEN_LAST)
+        return self.session.write(fit(line))
 
     def error(self, text: str) -> None:
         """The ERROR line before the connection closes (once)."""
@@ -188,15 +191,18 @@ class Connection:
 
     # -- registration -------------------------------------------------------------
 
+    def _cap(self, sub: str, text: str) -> None:
+        self.session.write(fit(format_message(self.server, "CAP", self.me, sub, text, trailing=True)))
+
     def cap(self, params: list[str]) -> None:
         sub = params[0].upper()
         if sub == "LS":
             if not self.registered:
                 self.negotiating = True
             offered = [f"sasl=PLAIN" if c == "sasl" and params[1:2] == ["302"] else c for c in CAPS]
-            self.send("CAP", self.me, "LS", " ".join(offered))
+            self._cap("LS", " ".join(offered))
         elif sub == "LIST":
-            self.send("CAP", self.me, "LIST", " ".join(sorted(self.caps)))
+            self._cap("LIST", " ".join(sorted(self.caps)))
         elif sub == "REQ":
             if len(params) < 2:
                 self.numeric("410", "REQ", "Invalid CAP command")
@@ -210,9 +216,9 @@ class Connection:
                         self.caps.discard(w[1:])
                     else:
                         self.caps.add(w)
-                self.send("CAP", self.me, "ACK", params[1])
+                self._cap("ACK", params[1])
             else:
-                self.send("CAP", self.me, "NAK", params[1])
+                self._cap("NAK", params[1])
         elif sub == "END":
             self.negotiating = False
             self._try_register()
@@ -717,6 +723,8 @@ _HANDLERS = {
     "WHOIS": Connection.whois, "MODE": Connection.mode, "AWAY": Connection.away_command,
     "MOTD": Connection.motd,
 }
+#: numerics whose last parameter is a token, not text: sent without ':'
+_TOKEN_LAST = frozenset({"004", "221", "324", "333"})
 _BEFORE_REGISTRATION = frozenset({"CAP", "NICK", "USER", "PASS", "AUTHENTICATE", "PING", "PONG", "QUIT"})
 _MIN_PARAMS = {"CAP": 1, "USER": 4, "PASS": 1, "AUTHENTICATE": 1, "JOIN": 1, "PART": 1, "TOPIC": 1,
                "WHOIS": 1, "MODE": 1}

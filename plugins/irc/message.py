@@ -93,10 +93,11 @@ def body(line: str) -> str:
 _TEXT_COMMANDS = frozenset({"PRIVMSG", "NOTICE", "TOPIC", "KICK", "PART"})
 
 
-def format_message(source: str | None, command: str, *params: str, tags: dict[str, str] | None = None) -> str:
+def format_message(source: str | None, command: str, *params: str, tags: dict[str, str] | None = None,
+                   trailing: bool | None = None) -> str:
     """A server line (without CR LF); the last parameter is made trailing when it has to be,
-    and always for the text of PRIVMSG, NOTICE, TOPIC, KICK and PART."""
-    always = command in _TEXT_COMMANDS and len(params) >= 2
+    and always for the text of PRIVMSG, NOTICE, TOPIC, KICK and PART, or with ``trailing``."""
+    always = trailing if trailing is not None else command in _TEXT_COMMANDS and len(params) >= 2
     parts = [f":{source}"] if source else []
     parts.append(command)
     if params:

@@ -34,10 +34,10 @@ def start(daemond_factory, tls: dict | None = None, auth: dict | None = None, ch
 
 
 def register_user(server, name: str) -> None:
-    """Register ``name`` over the line protocol (its password is ``password(name)``), then leave."""
-    with server.client("chat") as client:
-        login(client, name)
-        client.command("/quit")
+    """Add the user ``name`` (its password is ``password(name)``) as an operator would, with
+    ``daemonctl users add``: nobody logs in, so no room hears of it."""
+    reply = server.control("users", "add", name, password=password(name))
+    assert reply["ok"] or "already exists" in reply["error"]["message"], reply
 
 
 def line_user(server, name: str) -> LineClient:
@@ -122,7 +122,7 @@ class IrcClient:
                 self.send("AUTHENTICATE " + sasl_plain(nick, sasl))
                 self.until(" 903 ")
             self.send("CAP END")
-        lines = self.until(" 376 " if False else "MOTD")
+        lines = self.until("MOTD")
         self.nick = nick
         return lines
 
