@@ -39,6 +39,11 @@ VERSION = f"daemond-{__version__}"
 SASL_CHUNK = 400
 SASL_MAX_CHUNKS = 4
 _batches = itertools.count(1)
+#: room events whose line is the same for every member (with or without server-time)
+_SHARED_KINDS = frozenset({"msg", "action", "join", "part", "topic"})
+#: the last room event this thread rendered, and its lines: a fan-out runs on one thread, under
+#: the room's lock, calling every member's on_event with the same event in a row
+_rendered = threading.local()
 
 
 def _time_tag(when: float) -> str:
@@ -375,7 +380,17 @@ class Connection:
     # -- room events (any thread, under the room's lock) ---------------------------
 
     def on_event(self, event: Any) -> None:
-        data = self._event_line(event)
+        if event.kind in _SHARED_KINDS:  # the same line for every member: rendered once per fan-out
+            cache = _rendered.__dict__
+            variant = "server-time" in self.caps
+            if cache.get("event") is event and variant in cache["lines"]:
+                data = cache["lines"][variant]
+            else:
+                if cache.get("event") is not event:
+                    cache["event"], cache["lines"] = event, {}
+                data = cache["lines"][variant] = self._event_line(event)
+        else:
+            data = self._event_line(event)
         if data is None:
             return
         if event.room:
