@@ -86,7 +86,8 @@ def _trace(pm: pluggy.PluginManager) -> None:
 
 
 def _args(kwargs: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}"[:200] for k, v in kwargs.items())
+    # a password (daemond_account_login's) is never written to the log, traced or not
+    return ", ".join("password=<hidden>" if k == "password" else f"{k}={v!r}"[:200] for k, v in kwargs.items())
 
 
 @dataclass

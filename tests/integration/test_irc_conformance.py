@@ -649,6 +649,14 @@ def test_flood_cut_says_excess_flood(daemond_factory):
         assert lines[:3] == [f":{S} PONG {S} {i}" for i in range(3)]
 
 
+def test_flood_slow_makes_the_client_wait_and_loses_nothing(daemond_factory):
+    server = start(daemond_factory, chat={"rate": 20, "burst": 2, "on_flood": "slow"})
+    with logged_in(server, "alice") as alice:
+        for i in range(30):
+            alice.send(f"PING {i}")
+        assert [alice.read() for _ in range(30)] == [f":{S} PONG {S} {i}" for i in range(30)]
+
+
 def test_a_client_that_never_reads_is_cut_and_the_room_carries_on(daemond_factory):
     server = start(daemond_factory, listener={"send_queue": 16384})
     register_user(server, "stalled")
