@@ -444,12 +444,12 @@ class Connection:
         with self._hold_lock:
             self._held[key] = []
         try:
-            try:
+            try:  # another session of this name in the room is one being replaced: it goes quietly
                 replay = self.rooms.join(self.session, name, self.on_event, replace=True)
+                room = self.rooms.joined_room(self.session, name)
             except Exception as exc:
                 self._room_error(exc, name)
                 return
-            room = self.rooms.get(name)
             self.send("JOIN", room.name, source=self.prefix(self.nick), tags=self._tags(time.time()))
             if room.topic:
                 self._topic_reply(room)

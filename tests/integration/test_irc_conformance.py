@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 
 import pytest
 
@@ -494,6 +495,35 @@ def test_the_replay_in_a_batch_with_server_time_and_as_notices_without(server):
         lines = dave.until("second")
         assert re.fullmatch(rf":{S} NOTICE #lobby :\[\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\] <bob> first", lines[-2])
         assert re.fullmatch(rf":{S} NOTICE #lobby :\[\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\] \* bob second", lines[-1])
+
+
+def test_a_join_during_a_flow_of_messages_gets_join_names_replay_then_the_rest_without_gap(daemond_factory):
+    server = start(daemond_factory, chat={"replay": 1000})  # a long replay: a wide window for a race
+    bob = line_user(server, "bob")
+    register_user(server, "alice")
+    alice = irc(server)
+    alice.register("alice", password("alice"), caps=("server-time", "batch"))
+    total = 3000
+
+    started = threading.Event()
+
+    def talk():
+        for i in range(total):
+            bob.send_line(f"m{i}")
+            if i == 1500:
+                started.set()
+
+    talker = threading.Thread(target=talk)
+    talker.start()
+    started.wait(10)
+    alice.send("JOIN #lobby")  # somewhere in the middle of the flow
+    talker.join()
+    lines = alice.until(f"m{total - 1}")
+    assert lines[0].endswith(f":alice!alice@{S} JOIN #lobby"), lines[:3]
+    assert lines[1:3] == [f":{S} 353 alice = #lobby :alice bob", f":{S} 366 alice #lobby :End of /NAMES list"]
+    said = [int(line.rpartition(":m")[2]) for line in lines[3:] if " PRIVMSG #lobby :m" in line]
+    assert said == list(range(said[0], total)), said[:30]  # the replay runs on into the live messages
+    alice.close()
 
 
 def test_a_long_message_from_a_line_user_is_cut_to_512_bytes(daemond_factory):
