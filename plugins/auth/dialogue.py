@@ -186,7 +186,7 @@ class LoginDialogue:
         self._register(name, password)
 
     def _token_command(self, args: str) -> None:
-        session, plugin = self.session, self.plugin
+        plugin = self.plugin
         if self._tls_refused():
             return
         if not args:
@@ -284,7 +284,7 @@ class LoginDialogue:
         return True
 
     def _check_password(self, name: str, password: str) -> None:
-        session, plugin = self.session, self.plugin
+        plugin = self.plugin
         valid_name = name_problem(name) is None
         key = name_key(name) if valid_name else None
         if self._throttled(key):
@@ -357,7 +357,7 @@ class LoginDialogue:
             self.plugin.user_sessions.release(key)
 
     def _register(self, name: str, password: str, prompted: bool = False) -> None:
-        session, plugin = self.session, self.plugin
+        plugin = self.plugin
         if not self.settings.allow_register:
             self.err("registration-closed", "this server does not take new users; ask its operator")
             return

@@ -204,7 +204,7 @@ class Connection:
         if sub == "LS":
             if not self.registered:
                 self.negotiating = True
-            offered = [f"sasl=PLAIN" if c == "sasl" and params[1:2] == ["302"] else c for c in CAPS]
+            offered = ["sasl=PLAIN" if c == "sasl" and params[1:2] == ["302"] else c for c in CAPS]
             self._cap("LS", " ".join(offered))
         elif sub == "LIST":
             self._cap("LIST", " ".join(sorted(self.caps)))
