@@ -234,6 +234,9 @@ class ChatPlugin:
     def _flood_check(self, session) -> None:
         try:
             self.rooms.pace(session)  # may wait (on_flood: slow); a client that leaves meanwhile ends
+        except SessionEnd:
+            self.log.info("flood: %s from %s left with lines held back; dropping them", session.user, session.peer_str)
+            raise
         except RoomError as exc:  # on_flood: cut
             self.log.warning("flood: %s from %s is over %g lines/s; disconnecting",
                              session.user, session.peer_str, self.settings["rate"])
