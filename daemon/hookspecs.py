@@ -429,7 +429,13 @@ def daemond_chat_rooms() -> Any:
       replay. The callback runs on the thread of whoever caused the event,
       with the room's lock held: format the event and ``session.write()`` it
       — never block, never call the rooms object from it. If it raises, your
-      session is closed.
+      session is closed. ``join(session, room, on_event, render=f, write=w)``
+      is the fast path for a front end with many sessions: a message, action,
+      join, part or topic is rendered once per event by ``f(event) -> bytes``
+      (one function shared by all of the front end's sessions that render
+      alike) and passed to each member's ``w(bytes)`` (default:
+      ``session.write``) instead of ``on_event``, which still gets the rest
+      (``deleted``).
     * ``part(session, room)``; ``part_all(session)`` — call it from your
       ``daemond_session_close``: nobody else takes your sessions out.
     * ``say(session, room, text)``, ``act(session, room, text)`` — a message

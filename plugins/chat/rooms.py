@@ -165,7 +165,9 @@ class Rooms:
     # -- the room API -------------------------------------------------------------------
 
     def join(self, session: Session, name: str, on_event: Callable[[RoomEvent], None] | None = None, *,
-             greeting: bytes = b"", replace: bool = False, create: bool | None = None) -> list[RoomEvent]:
+             greeting: bytes = b"", replace: bool = False, create: bool | None = None,
+             render: Callable[[RoomEvent], bytes] | None = None,
+             write: Callable[[bytes], object] | None = None) -> list[RoomEvent]:
         """Join ``session`` (logged in: ``session.user``) to a room, creating it if allowed; the replay.
 
         Returns the room's last ``replay`` messages, oldest first, as events
@@ -173,6 +175,7 @@ class Rooms:
         hook's documentation; ``None`` is chat's own line client, which gets the
         replay as ``HIST`` lines. Raises :class:`RoomError`; :class:`AlreadyConnected`
         when another session of that name is in the room and not ``replace``.
+        ``render`` and ``write``: see the hook's documentation.
         """
         key = room_key(name)
         settings = self._settings()
@@ -185,7 +188,8 @@ class Rooms:
             room = self._room_for_join(name, key, create)
             try:
                 done = room.join(session, replace=replace, replay=settings["replay"], greeting=greeting,
-                                 announce_limit=settings["announce_limit"], on_event=on_event)
+                                 announce_limit=settings["announce_limit"], on_event=on_event, render=render,
+                                 write=write)
             except AlreadyConnected:
                 raise RoomError("already-connected", f"another session of {session.user} is in {room.name}") from None
             if done is not None:

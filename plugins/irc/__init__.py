@@ -24,7 +24,7 @@ from typing import Any
 
 from daemon import Field, Schema, hookimpl
 
-from plugins.irc.connection import Connection
+from plugins.irc.connection import Connection, RoomLines
 
 NAME_RULE = r"[A-Za-z0-9.-]+"
 
@@ -61,6 +61,7 @@ class IrcPlugin:
         # _lock guards _connections: each registered connection, by lower-cased nickname
         self._lock = threading.Lock()
         self._connections: dict[str, Connection] = {}
+        self._room_lines: dict[tuple[str, bool], RoomLines] = {}  # dict get/set are atomic: no lock
 
     # -- configuration and lifecycle ---------------------------------------------
 
@@ -76,6 +77,14 @@ class IrcPlugin:
     def daemond_configure(self, settings, daemon):
         self.settings = dict(settings)
         self.log = daemon.logger("irc")
+
+    def room_lines(self, server: str, server_time: bool) -> RoomLines:
+        """The shared renderer of room events for connections of that server name and server-time."""
+        key = (server, server_time)
+        lines = self._room_lines.get(key)
+        if lines is None:  # a race makes two equal renderers at worst: each renders for its own members
+            lines = self._room_lines[key] = RoomLines(server, server_time)
+        return lines
 
     @hookimpl
     def daemond_start(self, daemon):

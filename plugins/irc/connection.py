@@ -39,11 +39,30 @@ VERSION = f"daemond-{__version__}"
 SASL_CHUNK = 400
 SASL_MAX_CHUNKS = 4
 _batches = itertools.count(1)
-#: room events whose line is the same for every member (with or without server-time)
-_SHARED_KINDS = frozenset({"msg", "action", "join", "part", "topic"})
-#: the last room event this thread rendered, and its lines: a fan-out runs on one thread, under
-#: the room's lock, calling every member's on_event with the same event in a row
-_rendered = threading.local()
+
+
+class RoomLines:
+    """A room event as the IRC line every member gets (the rooms API's ``render``): one per
+    server name and server-time, shared by all connections, called once per event."""
+
+    def __init__(self, server: str, server_time: bool):
+        self.server = server
+        self.server_time = server_time
+
+    def __call__(self, event: Any) -> bytes:
+        who = event.name
+        source = self.server if who in (None, "*") else f"{who}!{who}@{self.server}"
+        tags = {"time": _time_tag(event.time)} if self.server_time else None
+        kind = event.kind
+        if kind == "msg":
+            line = format_message(source, "PRIVMSG", event.room, event.text, tags=tags)
+        elif kind == "action":
+            line = format_message(source, "PRIVMSG", event.room, f"\x01ACTION {event.text}\x01", tags=tags)
+        elif kind == "topic":
+            line = format_message(source, "TOPIC", event.room, event.text, tags=tags)
+        else:  # join, part
+            line = format_message(source, kind.upper(), event.room, tags=tags)
+        return fit(line)
 
 
 def _time_tag(when: float) -> str:
@@ -69,10 +88,11 @@ class Connection:
         self.sasl: list[str] | None = None  # base64 chunks of a SASL PLAIN exchange under way
         self.closed_with_error = False
         self.rooms = plugin.rooms()
-        # _hold_lock guards _held: the room events that come while this client's JOIN is being
-        # answered (JOIN, topic, names, replay), sent right after it so that nothing comes first
+        # _hold_lock guards _holding and _held: the rooms' lines that come while this client's
+        # JOIN is being answered (JOIN, topic, names, replay), sent right after it
         self._hold_lock = threading.Lock()
-        self._held: dict[str, list[bytes]] = {}
+        self._holding = False
+        self._held: list[bytes] = []
 
     # -- writing ----------------------------------------------------------------
 
@@ -380,43 +400,28 @@ class Connection:
     # -- room events (any thread, under the room's lock) ---------------------------
 
     def on_event(self, event: Any) -> None:
-        if event.kind in _SHARED_KINDS:  # the same line for every member: rendered once per fan-out
-            cache = _rendered.__dict__
-            variant = "server-time" in self.caps
-            if cache.get("event") is event and variant in cache["lines"]:
-                data = cache["lines"][variant]
-            else:
-                if cache.get("event") is not event:
-                    cache["event"], cache["lines"] = event, {}
-                data = cache["lines"][variant] = self._event_line(event)
-        else:
-            data = self._event_line(event)
-        if data is None:
-            return
-        if event.room:
-            key = event.room.lower()
+        """What the room does not render for us: ``deleted``, private messages, ``replaced``."""
+        data = self._event_line(event)
+        if data is not None:
+            self.session.write(data)
+
+    def _room_write(self, data: bytes) -> bool:
+        """A room's rendered line for this client (any thread, under the room's lock); held back
+        while a JOIN's own lines are being written, so that nothing comes before them."""
+        if self._holding:  # read without the lock: only a JOIN on this client's thread sets it
             with self._hold_lock:
-                held = self._held.get(key)
-                if held is not None:
-                    held.append(data)
-                    return
-        self.session.write(data)
+                if self._holding:
+                    self._held.append(data)
+                    return True
+        return self.session.write(data)
 
     def _event_line(self, event: Any) -> bytes | None:
         kind, who = event.kind, event.name
         source = self.server if who in (None, "*") else self.prefix(who)
         tags = self._tags(event.time)
-        if kind == "msg":
-            line = format_message(source, "PRIVMSG", event.room, event.text, tags=tags)
-        elif kind == "action":
-            line = format_message(source, "PRIVMSG", event.room, f"\x01ACTION {event.text}\x01", tags=tags)
-        elif kind == "join":
-            line = format_message(source, "JOIN", event.room, tags=tags)
-        elif kind == "part":
-            line = format_message(source, "PART", event.room, tags=tags)
-        elif kind == "topic":
-            line = format_message(source, "TOPIC", event.room, event.text, tags=tags)
-        elif kind == "deleted":
+        if kind in ("msg", "action", "join", "part", "topic"):  # the room renders these
+            return RoomLines(self.server, tags is not None)(event)
+        if kind == "deleted":
             line = format_message(self.server, "KICK", event.room, self.me, event.text or "room deleted", tags=tags)
         elif kind == "private":
             line = format_message(source, "PRIVMSG", self.me, event.text, tags=tags)
@@ -440,12 +445,13 @@ class Connection:
                 self._join(name)
 
     def _join(self, name: str) -> None:
-        key = name.lower()
         with self._hold_lock:
-            self._held[key] = []
+            self._holding = True
         try:
+            render = self.plugin.room_lines(self.server, "server-time" in self.caps)
             try:  # another session of this name in the room is one being replaced: it goes quietly
-                replay = self.rooms.join(self.session, name, self.on_event, replace=True)
+                replay = self.rooms.join(self.session, name, self.on_event, replace=True, render=render,
+                                         write=self._room_write)
                 room = self.rooms.joined_room(self.session, name)
             except Exception as exc:
                 self._room_error(exc, name)
@@ -457,7 +463,7 @@ class Connection:
             self._replay(room.name, replay)
         finally:
             with self._hold_lock:
-                held = self._held.pop(key, [])
+                held, self._held, self._holding = self._held, [], False
                 if held:
                     self.session.write(b"".join(held))
 
