@@ -47,14 +47,14 @@ def test_weechat_joins_lobby_and_talks_with_a_line_user(daemond_factory, tmp_pat
     process = subprocess.Popen([WEECHAT, "--dir", str(home), "-r", commands],
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        bob.sock.settimeout(30)
-        assert bob.read_line() == "JOIN alice"  # WeeChat registered by SASL and joined #lobby
+        assert bob.read_line(timeout=30) == "JOIN alice"  # WeeChat registered by SASL and joined #lobby
+        log = lambda: next(Path(home, "logs").glob("irc.daemond.#lobby.weechatlog"), None)  # noqa: E731
+        _wait_for(log, 30, "WeeChat's #lobby buffer (its log)")  # it has taken in its JOIN
         fifo = _wait_for(lambda: next(home.glob("weechat_fifo*"), None), 30, "WeeChat's FIFO")
         with open(fifo, "w") as pipe:
             pipe.write("irc.daemond.#lobby *hello from weechat\n")
-        assert bob.read_line() == "MSG alice hello from weechat"
+        assert bob.read_line(timeout=30) == "MSG alice hello from weechat"
         bob.send_line("hello back, weechat")
-        log = lambda: next(Path(home, "logs").glob("irc.daemond.#lobby.weechatlog"), None)  # noqa: E731
         _wait_for(lambda: log() and "hello back, weechat" in log().read_text(errors="replace"), 30,
                   "the line user's message in WeeChat's log")
         text = log().read_text(errors="replace")
@@ -62,7 +62,7 @@ def test_weechat_joins_lobby_and_talks_with_a_line_user(daemond_factory, tmp_pat
         assert "alice\thello from weechat" in text
         with open(fifo, "w") as pipe:
             pipe.write("irc.server.daemond */quit leaving\n")
-        assert bob.read_line() == "PART alice"
+        assert bob.read_line(timeout=30) == "PART alice"
     finally:
         process.terminate()
         try:
