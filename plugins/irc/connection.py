@@ -4,9 +4,12 @@
 ``session.read_line`` (over-long and badly encoded lines answered in IRC's
 terms), registers the client (``CAP``, ``NICK``, ``USER``, ``PASS``,
 ``AUTHENTICATE``), then serves its commands, sending ``PING`` after
-``ping_interval`` seconds of silence. Room events come from other threads
-through :meth:`Connection.on_event`, under the room's lock: it formats and
-``session.write()``\\s, never blocking. Every reply's exact format is in
+``ping_interval`` seconds of silence. A room's messages, joins, parts and
+topics come from other threads, under the room's lock, rendered once per event
+for every IRC member by a shared :class:`RoomLines` and written through
+``Connection._room_write`` (the rooms API's ``render`` and ``write``); the rest
+(a deleted room, private messages) through :meth:`Connection.on_event`.
+Neither ever blocks. Every reply's exact format is in
 ``docs/irc.md`` and tested in ``tests/integration/test_irc_conformance.py``.
 """
 
