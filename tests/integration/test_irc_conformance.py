@@ -390,6 +390,21 @@ def test_topic_331_332_333_and_the_mapping(server):
         assert re.fullmatch(rf":{S} 333 alice #lobby alice \d+", lines[2])
 
 
+def test_the_operator_deleting_a_room_or_setting_its_topic(server):
+    with logged_in(server, "alice") as alice:
+        alice.send("JOIN #gone")
+        alice.until(" 366 ")
+        assert server.control("rooms", "topic", "#gone", "set by the operator")["ok"]
+        assert alice.read() == f":{S} TOPIC #gone :set by the operator"
+        alice.send("TOPIC #gone")
+        assert alice.read() == f":{S} 332 alice #gone :set by the operator"
+        assert re.fullmatch(rf":{S} 333 alice #gone {S} \d+", alice.read())
+        assert server.control("rooms", "delete", "#gone", confirmed=True)["ok"]
+        assert alice.read() == f":{S} KICK #gone alice :#gone was deleted by the operator"
+        alice.send("PRIVMSG #gone :anyone?")
+        assert alice.read() == f":{S} 403 alice #gone :No such channel"
+
+
 def test_names_splits_at_512_bytes(server):
     users = [line_user(server, f"user-with-a-long-name-{i:02d}") for i in range(40)]
     with logged_in(server, "alice") as alice:
