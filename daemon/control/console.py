@@ -32,6 +32,9 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("daemond")
 
 PROMPT = "daemond> "
+#: What the console says first.
+BANNER = ("daemond console: `help` lists the commands; `stop` or Ctrl-C on an empty line stops the daemon; "
+          "Ctrl-D leaves the console")
 #: Lines of console history kept in the state directory.
 HISTORY_LENGTH = 1000
 
@@ -71,8 +74,7 @@ class Console:
 
     def run(self) -> None:
         self._setup_readline()
-        self._print("daemond console: `help` lists the commands; `stop` or Ctrl-C on an empty line stops the daemon; "
-                    "Ctrl-D leaves the console")
+        self._print(BANNER)
         try:
             while not self.loop.stop_due():
                 try:
