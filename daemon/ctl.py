@@ -144,9 +144,18 @@ def find_socket(opts: Options, environ=os.environ) -> str:
         setting = settings["socket"]
         state_dir = paths.state_dir(settings["state_dir"], config, environ)
     path = paths.control_socket(setting, state_dir, environ)
-    if setting is None and not os.path.exists(path) and os.path.exists(paths.SYSTEMD_CONTROL_SOCKET):
+    if setting is None and not os.path.exists(path):
         # run by hand, without the service's $RUNTIME_DIRECTORY: the service's socket
-        return paths.SYSTEMD_CONTROL_SOCKET
+        system = paths.SYSTEMD_CONTROL_SOCKET
+        try:
+            os.stat(system)
+            return system
+        except PermissionError:  # its directory is closed to us: say so, not "no such socket" here
+            raise Exit(protocol.EXIT_NO_DAEMON, f"the system daemon's control socket {system} is there, but you "
+                       f"(uid {os.getuid()}) may not reach it: run daemonctl as root (sudo daemonctl ...), or join "
+                       "the group named in control.group (docs/operations.md, \"Control for a group\")") from None
+        except OSError:
+            pass
     return path
 
 
@@ -370,14 +379,34 @@ def ask_value(details: dict) -> str | None:
     return value or None
 
 
+#: The error code of daemonctl's own failures, by exit status, in ``--json`` error objects.
+OWN_ERRORS = {protocol.EXIT_FAILED: "failed", protocol.EXIT_USAGE: "usage", protocol.EXIT_NO_DAEMON: "no-daemon"}
+
+
+def json_error(exc: Exit) -> str:
+    """daemonctl's own failure as the daemon's error replies look: ``{"ok": false, "error": {...}}``."""
+    import json
+
+    error = {"code": OWN_ERRORS.get(exc.status, "failed"), "message": exc.message, "source": "daemonctl"}
+    return json.dumps({"ok": False, "error": error})
+
+
+def _options(argv: list[str]) -> list[str]:
+    return argv[: argv.index("--")] if "--" in argv else argv
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = None
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        opts = parse_args(sys.argv[1:] if argv is None else argv)
+        opts = parse_args(argv)
         return run(opts)
     except Exit as exc:
         if exc.message:
             print(f"daemonctl: {exc.message}", file=sys.stderr)
+            wants_json = opts.json if opts is not None else "--json" in _options(argv)
+            if wants_json and exc.status != protocol.EXIT_OK:
+                print(json_error(exc), flush=True)  # a script reading stdout gets an answer too
         return exc.status
     except KeyboardInterrupt:
         if opts is not None and opts.streaming:

@@ -522,3 +522,16 @@ def test_plugins_lists_version_source_and_listeners(daemond_factory):
     assert re.search(r"^tests\.plugins\.raiser +\? +path +1 +r +tests\.plugins\.raiser$", out.stdout, re.M), out.stdout
     listed = json.loads(ctl(d, "--json", "plugins").stdout)["result"]
     assert {p["name"]: p["source"] for p in listed} == {"echo": "built-in", "tests.plugins.raiser": "path"}
+
+
+def test_json_gets_an_error_object_on_stdout_for_daemonctls_own_failures(d, tmp_path):
+    gone = daemonctl("--socket", str(tmp_path / "nobody.sock"), "--json", "status")
+    assert gone.returncode == 3
+    reply = json.loads(gone.stdout)
+    assert reply["ok"] is False and reply["error"]["code"] == "no-daemon" and reply["error"]["source"] == "daemonctl"
+    assert reply["error"]["message"] in gone.stderr  # the same one line, for people
+    unconfirmed = ctl(d, "wipe", "--json")  # no terminal, no --yes
+    assert unconfirmed.returncode == 2 and json.loads(unconfirmed.stdout)["error"]["code"] == "usage"
+    bad = daemonctl("--json", "--timeout", "soon", "status")
+    assert bad.returncode == 2 and json.loads(bad.stdout)["error"]["code"] == "usage"
+    assert ctl(d, "status").stdout and "{" not in daemonctl("--socket", str(tmp_path / "x"), "status").stdout
