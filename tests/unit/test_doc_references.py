@@ -37,3 +37,17 @@ def test_the_checker_sees_a_broken_reference(tmp_path):
     bad = tmp_path / "daemond.yaml"
     bad.write_text('# see docs/reload, and docs/configuration.md,\n# "Reloading a\n# running daemon"\n')
     assert references(bad) == [("reload", None), ("configuration.md", "Reloading a running daemon")]
+
+
+def test_the_readme_says_how_to_run_what_the_default_run_leaves_out_and_where_nc_comes_from():
+    import tomllib
+
+    readme = (ROOT / "README.md").read_text()
+    pytest_ini = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    markers = [line.split(":")[0] for line in pytest_ini["markers"]]
+    for marker in markers:
+        assert f"not {marker}" in pytest_ini["addopts"], marker  # left out of the default run...
+        assert f"python -m pytest -m {marker}" in readme, marker  # ...and the README says how to run it
+    assert "tests/system/test_pid1.py" in readme and (ROOT / "tests/system/test_pid1.py").is_file()
+    assert "apt-get install netcat-openbsd" in readme
+    assert re.search(r"whole suite takes several minutes", readme)
