@@ -142,7 +142,7 @@ class Daemon:
         self.reloader.start(config.reload.watch, config.reload.debounce)
         log.info("ready: %s", self.status_line())
         self.notifier.ready(self.status_line())
-        self.notifier.start_watchdog(self.healthy)
+        self.notifier.start_watchdog(self.healthy, self.status_line)
 
     @property
     def threads(self):
