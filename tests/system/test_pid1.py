@@ -64,13 +64,14 @@ def machine():
         pytest.skip(reason)
     pristine = container.cached_root(_log)
     work = Path(tempfile.mkdtemp(prefix="daemond-pid1-", dir="/var/tmp"))
-    (work / "wheels").mkdir()
-    (work / "src").mkdir()
-    _checkout(work / "src")
-    _wheels(work / "wheels", work / "src")
-    shutil.rmtree(work / "src" / "build", ignore_errors=True)
-    m = container.Machine(pristine, work, {"/wheels": work / "wheels"}, _log)
+    m = None
     try:
+        (work / "wheels").mkdir()
+        (work / "src").mkdir()
+        _checkout(work / "src")
+        _wheels(work / "wheels", work / "src")
+        shutil.rmtree(work / "src" / "build", ignore_errors=True)
+        m = container.Machine(pristine, work, {"/wheels": work / "wheels"}, _log)
         shutil.copytree(work / "src", m.root / SRC.lstrip("/"))  # where an operator's clone would be
         m.boot()
         # no network to wait for in a --private-network container (the unit wants network-online)
@@ -80,8 +81,11 @@ def machine():
         m.run("sh", "-c", f"cat > {DROPINS}/zz-ci.conf", input=CI_DROPIN)
         yield m
     finally:
-        m.stop()
-        assert m.leftovers() == [], m.leftovers()
+        if m is None:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            m.stop()
+            assert m.leftovers() == [], m.leftovers()
 
 
 # -- helpers ---------------------------------------------------------------------------------
