@@ -96,10 +96,13 @@ class Machine:
         for cg in self.cgroups:
             cg.mkdir()
         binds = [f"--bind-ro={host}:{inside}" for inside, host in self._binds.items()]
-        # CAP_IPC_LOCK: as on a host, where PID 1 has every capability (without it nspawn's own
-        # seccomp filter refuses mlock to everything inside, whatever the unit allows).
+        # As on a host, where PID 1 has every capability: CAP_IPC_LOCK (without it nspawn's own
+        # seccomp filter refuses mlock to everything inside, whatever the unit allows) and
+        # CAP_SYS_RESOURCE (without it the unit's LimitNICE= and LimitMEMLOCK= cannot go above
+        # the limits the container started with).
         argv = ["systemd-nspawn", "--quiet", "--boot", "--private-network", "--register=no", "--keep-unit",
-                "--capability=CAP_IPC_LOCK", f"--machine={self.name}", f"--directory={self.root}", *binds]
+                "--capability=CAP_IPC_LOCK,CAP_SYS_RESOURCE", f"--machine={self.name}", f"--directory={self.root}",
+                *binds]
         cgroups = self.cgroups
 
         def into_own_cgroup() -> None:
