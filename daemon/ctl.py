@@ -43,6 +43,8 @@ options:
   --json                 print the daemon's JSON replies (one per line) instead of text
   -y, --yes              do not ask before commands that want confirmation
   -t, --timeout SECONDS  wait this long for a reply (default 60; 0 waits forever)
+  --password-file FILE   when the command needs a password, read it from FILE's first line
+                         (a file only its owner may read) instead of asking
   -h, --help             this help
   --version              daemonctl's version
 
@@ -65,6 +67,7 @@ class Options:
     json = False
     yes = False
     timeout: float | None = 60.0
+    password_file: str | None = None
     streaming = False  # set once the daemon streams: Ctrl-C then just ends the stream
     command = ""
     argv: list[str]
@@ -96,6 +99,8 @@ def parse_args(argv: list[str]) -> Options:
             opts.socket = value(name)
         elif name == "--json":
             opts.json = True
+        elif name == "--password-file":
+            opts.password_file = value(name)
         elif name in ("-y", "--yes"):
             opts.yes = True
         elif name in ("-t", "--timeout"):
@@ -296,7 +301,8 @@ def run(opts: Options) -> int:
                 continue
             details = error.get("details") or {}
             if error.get("code") == protocol.ARGUMENT_NEEDED and details.get("argument") not in asked:
-                value = ask_value(details)
+                value = read_password_file(opts.password_file) if opts.password_file and details.get("secret") \
+                    else ask_value(details)
                 if value is not None:
                     asked[details["argument"]] = value
                     continue
@@ -356,6 +362,24 @@ def ask(command: str, question: str) -> bool:
     if answer not in ("y", "yes"):
         raise Exit(protocol.EXIT_FAILED, f"{command}: not confirmed; nothing done")
     return True
+
+
+def read_password_file(path: str) -> str:
+    """The first line of ``path``, which only its owner may read (as OpenSSH treats a key)."""
+    try:
+        with open(path, "rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            if mode & 0o077:
+                raise Exit(protocol.EXIT_USAGE, f"--password-file {path} may be read by others "
+                           f"(mode {mode & 0o777:04o}): chmod 600 it; nothing sent")
+            first = file.readline().decode("utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise Exit(protocol.EXIT_USAGE, f"--password-file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise Exit(protocol.EXIT_USAGE, f"--password-file {path}: not UTF-8 text") from None
+    if not first:
+        raise Exit(protocol.EXIT_USAGE, f"--password-file {path}: its first line is empty")
+    return first
 
 
 def ask_value(details: dict) -> str | None:

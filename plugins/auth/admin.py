@@ -65,7 +65,8 @@ def users(plugin: AuthPlugin, args: dict[str, Any]) -> Any:
         return f"deleted {name} and their tokens"
     if password is None:
         raise ArgumentNeeded("password", f"users {action}: no password given (daemonctl asks for it on a terminal; "
-                             "when its stdin is not one, it reads one line from stdin: pipe the password in)",
+                             "when its stdin is not one, it reads one line from stdin: pipe the password in, "
+                             "or give daemonctl --password-file FILE)",
                              prompt=f"password for {name}", confirm=True)
     password = normalized_password(password)
     bad = password_problem(password, plugin.settings.min_password, plugin.settings.max_password)

@@ -356,6 +356,17 @@ def test_auth_users_and_clear_auth_through_daemonctl(daemond_factory):
     unasked = ctl(d, "users", "add", "gina")  # stdin is /dev/null: nothing to read, and nobody asked
     assert unasked.returncode == 2
     assert "reads one line from stdin" in unasked.stderr and "asks for it on a terminal" in unasked.stderr
+    assert "--password-file" in unasked.stderr
+    secret = d.config.state_dir.parent / "gina.pw"
+    secret.write_text("gina-password-1\nignored\n")
+    secret.chmod(0o644)
+    loose = ctl(d, "--password-file", str(secret), "users", "add", "gina")
+    assert loose.returncode == 2 and "may be read by others (mode 0644): chmod 600 it" in loose.stderr
+    secret.chmod(0o600)
+    assert ctl(d, "--password-file", str(secret), "users", "add", "gina").stdout == "added gina\n"
+    with d.client("login") as gina:
+        gina.read_line()
+        assert gina.command("/login gina gina-password-1")[1].startswith("+OK logged in as gina")
     helped = ctl(d, "help", "users").stdout
     assert helped.count("asks for it") + helped.count("asked for") == 1, helped
 
