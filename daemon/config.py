@@ -243,7 +243,7 @@ def find_config(explicit: str | None = None, environ=os.environ) -> Path:
     if found is not None:
         return Path(found)
     tried = ", ".join(SEARCH_PATH)
-    raise ConfigError([Problem(None, f"no config file found (tried $DAEMOND_CONFIG, {tried}); use -c FILE")])
+    raise ConfigError([Problem(None, f"daemond: no config file found (tried $DAEMOND_CONFIG, {tried}); use -c FILE")])
 
 
 def load_config(path: str | os.PathLike, loader, environ=os.environ) -> Config:

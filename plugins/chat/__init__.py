@@ -128,7 +128,7 @@ class ChatPlugin:
 
     def _not_resident(self, why: str) -> None:
         self.log.warning("the chat history's write-ahead log is not all kept in memory (%s): with a slow disk, "
-                         "messages may wait for it; raise the locked-memory limit (LimitMEMLOCK=)", why)
+                         "messages may wait for it", why)
 
     @hookimpl
     def daemond_stopping(self, daemon):
