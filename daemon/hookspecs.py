@@ -290,6 +290,30 @@ def daemond_session_close(session: Session, reason: str) -> None:
     """
 
 
+@hookspec(firstresult=True)
+def daemond_session_notice(session: Session, token: str, text: str) -> bool | None:
+    """Tell the client, in your protocol, why the daemon is ending its session.
+
+    **When:** just before the core ends a session for a reason of its own:
+    ``token`` is ``kicked`` (``daemonctl kick``; ``text`` is the operator's
+    reason, or ``""``), ``listener-removed`` (a reload removed the listener)
+    or ``too-many-connections`` (:meth:`Session.login` refused the login:
+    the address has ``max_logged_in_per_ip`` sessions). **Thread:** the
+    session's own for ``too-many-connections``, the control thread's or the
+    reload's for the others: write with :meth:`Session.write`, never block.
+
+    A front end that does not speak the line protocol (IRC) implements it:
+    write the message in its own form (IRC: ``ERROR :Closing Link: …``) and
+    return ``True``. With no implementation returning ``True`` the core writes
+    the line protocol's form on line listeners (``NOTICE kicked by the
+    operator: …``, ``NOTICE listener … was removed …``, ``-ERR
+    too-many-connections …``) and nothing on byte listeners.
+
+    **Call mode:** ``firstresult``. **If it raises:** logged; the core writes
+    its own form and the session ends as it would have.
+    """
+
+
 @hookspec
 def daemond_line_commands(session: Session) -> list[tuple[str, str]] | None:
     """List the ``/commands`` your plugin handles, for ``/help``.

@@ -311,11 +311,22 @@ class Session:
         why = self.host.session_logged_in(self)
         if why is not None:
             log.warning("login %s %s user=%s refused: %s", self.listener, self.peer_str, user, why)
-            self.err("too-many-connections", why)
+            self.notice_end("too-many-connections", why, f"-ERR too-many-connections {why}")
             raise SessionEnd("too-many-connections")
         self.user = user
         self.chain.hook.daemond_session_login(session=self, user=user)
         log.info("login %s %s user=%s", self.listener, self.peer_str, user)  # after: a plugin may refuse it
+
+    def notice_end(self, token: str, text: str, line: str) -> None:
+        """Tell the client why the daemon ends this session (the daemon's own, not for plugins):
+        a plugin's ``daemond_session_notice`` in its protocol, else ``line`` on line listeners."""
+        try:
+            told = self.chain.hook.daemond_session_notice(session=self, token=token, text=text)
+        except Exception:
+            log.exception("daemond_session_notice failed on %s %s", self.listener, self.peer_str)
+            told = False
+        if not told and self.chain.line_mode:
+            self.send_line(line)
 
     def close(self, reason: str = "kicked") -> None:
         """End the session from any thread; what is already queued is still sent.

@@ -129,6 +129,17 @@ class IrcPlugin:
         connection.run()
 
     @hookimpl
+    def daemond_session_notice(self, session, token, text):
+        connection = session.state.get("irc")
+        if connection is None:
+            return None
+        if token == "kicked":
+            connection.error(f"Kicked by the operator: {text}" if text else "Kicked by the operator")
+        else:
+            connection.error(text)
+        return True
+
+    @hookimpl
     def daemond_session_close(self, session, reason):
         connection = session.state.get("irc")
         if connection is not None:

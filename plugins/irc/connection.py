@@ -281,7 +281,9 @@ class Connection:
         if self.registered:
             self.numeric("462", "You may not reregister")
             return
-        self.password = params[0]
+        # the password is PASS's one parameter; irssi sends "PASS correct horse" without the ":"
+        # that would make a password with spaces one parameter, so the words are joined again
+        self.password = " ".join(params)
 
     def authenticate(self, params: list[str]) -> None:
         if self.registered or self.session.user is not None:
@@ -713,8 +715,9 @@ class Connection:
             return
         if len(params) == 1:
             self.numeric("221", "+i")
-        else:
+        elif params[1].lstrip("+") != "i" and params[1] != "+":
             self.numeric("501", "Unknown MODE flag")
+        # "+i" (irssi's and WeeChat's default usermode): every user is +i already, nothing changes
 
     def away_command(self, params: list[str]) -> None:
         if params and params[0]:

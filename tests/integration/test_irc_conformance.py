@@ -95,6 +95,17 @@ def test_cap_negotiation_holds_registration_until_cap_end(server):
         assert client.read().startswith(f":{S} 001 alice ")
 
 
+def test_a_pass_with_spaces_sent_without_a_colon_is_the_whole_password(daemond_factory):
+    # irssi sends "/connect HOST PORT 'correct horse' alice" as "PASS correct horse"
+    server = start(daemond_factory)
+    register_user(server, "alice", "correct horse")
+    with irc(server) as client:
+        client.send("PASS correct horse")
+        client.send("NICK alice")
+        client.send("USER alice 0 * :Alice")
+        assert client.read().startswith(f":{S} 001 alice ")
+
+
 def test_sasl_plain_900_903_and_then_907(server):
     register_user(server, "Alice")
     with irc(server) as client:
@@ -405,6 +416,14 @@ def test_the_operator_deleting_a_room_or_setting_its_topic(server):
         assert alice.read() == f":{S} 403 alice #gone :No such channel"
 
 
+def test_the_operators_kick_closes_with_its_reason_in_irc_terms(server):
+    with logged_in(server, "alice") as alice:
+        result = server.control("kick", "alice", reason="spamming the room")
+        assert result["ok"] and result["result"]["sessions"] == 1, result
+        # the reason, as an IRC client shows it, and no line-protocol NOTICE before it
+        assert alice.closed() == [f"ERROR :Closing Link: {S} (Kicked by the operator: spamming the room)"]
+
+
 def test_names_splits_at_512_bytes(server):
     users = [line_user(server, f"user-with-a-long-name-{i:02d}") for i in range(40)]
     with logged_in(server, "alice") as alice:
@@ -601,6 +620,7 @@ def test_mode_queries_324_368_482_221_501_502(server):
         assert alice.read() == f":{S} 403 alice #nowhere :No such channel"
         alice.send("MODE alice")
         assert alice.read() == f":{S} 221 alice +i"
+        alice.send("MODE alice +i")  # irssi's default usermode at every connect: already so, no reply
         alice.send("MODE alice +x")
         assert alice.read() == f":{S} 501 alice :Unknown MODE flag"
         alice.send("MODE bob +i")
@@ -687,8 +707,9 @@ def test_a_replacing_login_closes_the_other_front_ends_session(daemond_factory):
 def test_flood_cut_says_excess_flood(daemond_factory):
     server = start(daemond_factory, chat={"rate": 1, "burst": 3, "on_flood": "cut"})
     with logged_in(server, "alice") as alice:
-        for i in range(10):
-            alice.send(f"PING {i}")
+        # in one write: the server has read every line when it cuts the client, so it closes with
+        # a FIN the client reads the ERROR before (lines still in flight would draw a reset)
+        alice.send_bytes(b"".join(f"PING {i}\r\n".encode() for i in range(10)))
         lines = alice.closed()
         assert lines[-1] == f"ERROR :Closing Link: {S} (Excess Flood)"
         assert lines[:3] == [f":{S} PONG {S} {i}" for i in range(3)]
