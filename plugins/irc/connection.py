@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from daemon import SessionEnd, __version__
 
@@ -41,6 +41,9 @@ VERSION = f"daemond-{__version__}"
 #: SASL: a message is sent in chunks of 400 base64 bytes; more than this many is too long
 SASL_CHUNK = 400
 SASL_MAX_CHUNKS = 4
+#: RPL_ISUPPORT's TARGMAX: the most distinct targets one line may name (None: as many as fit in it;
+#: every target past the first still spends a flood-control token, as its own line would)
+TARGMAX = {"JOIN": None, "NAMES": 1, "NOTICE": 4, "PART": None, "PRIVMSG": 4, "WHOIS": 1}
 _batches = itertools.count(1)
 
 
@@ -172,16 +175,39 @@ class Connection:
                 pinged, deadline = True, time.monotonic() + timeout
                 continue
             pinged, deadline = False, time.monotonic() + interval
-            try:
-                self.rooms.pace(self.session)  # chat's flood control, as for line clients
-            except Exception as exc:
-                if getattr(exc, "token", None) != "flood":
-                    raise
-                self.plugin.log.warning("flood: %s from %s is over chat's rate; disconnecting",
-                                        self.nick, self.session.peer_str)
-                self.error("Excess Flood")
-                raise SessionEnd("flood") from None
+            self._pace()
             self.dispatch(line)
+
+    def _pace(self) -> None:
+        """Spend one of chat's flood-control tokens, as a line client's line does: per line, and
+        per target past a line's first (a PRIVMSG to four users is four messages)."""
+        try:
+            self.rooms.pace(self.session)
+        except Exception as exc:
+            if getattr(exc, "token", None) != "flood":
+                raise
+            self.plugin.log.warning("flood: %s from %s is over chat's rate; disconnecting",
+                                    self.nick, self.session.peer_str)
+            self.error("Excess Flood")
+            raise SessionEnd("flood") from None
+
+    def _targets(self, command: str, spec: str) -> Iterator[str]:
+        """The distinct targets of a comma-separated list, in order and not case-sensitive, at most
+        TARGMAX of them (past it: one 407, none for NOTICE); each past the first spends a flood token."""
+        distinct: dict[str, str] = {}
+        for target in spec.split(","):
+            if target:
+                distinct.setdefault(target.lower(), target)
+        targets = list(distinct.values())
+        limit = TARGMAX[command]
+        if limit is not None and len(targets) > limit:
+            if command != "NOTICE":
+                self.numeric("407", targets[limit], f"Too many targets: at most {limit} per {command}; not sent")
+            targets = targets[:limit]
+        for i, target in enumerate(targets):
+            if i:
+                self._pace()
+            yield target
 
     def dispatch(self, line: str) -> None:
         try:
@@ -387,6 +413,7 @@ class Connection:
         self.numeric("004", self.server, VERSION, "i", "nt")
         self.numeric("005", "CASEMAPPING=ascii", "CHANTYPES=#", f"CHANNELLEN={CHANNEL_LEN}", "NICKLEN=32",
                      f"NETWORK={self.settings['network']}", "PREFIX=()", "CHANMODES=,,,nt", "UTF8ONLY",
+                     "TARGMAX=" + ",".join(f"{c}:{'' if n is None else n}" for c, n in TARGMAX.items()),
                      "are supported by this server")
         self.motd([])
 
@@ -443,8 +470,8 @@ class Connection:
             for room in self.rooms.joined(self.session):
                 self._part(room.name, None)
             return
-        for name in params[0].split(","):
-            if name:
+        for name in self._targets("JOIN", params[0]):
+            if not self._in(name):  # a JOIN of a room already joined gets no reply
                 self._join(name)
 
     def _join(self, name: str) -> None:
@@ -496,9 +523,8 @@ class Connection:
 
     def part(self, params: list[str]) -> None:
         reason = params[1] if len(params) > 1 else None
-        for name in params[0].split(","):
-            if name:
-                self._part(name, reason)
+        for name in self._targets("PART", params[0]):
+            self._part(name, reason)
 
     def _part(self, name: str, reason: str | None) -> None:
         try:
@@ -550,7 +576,7 @@ class Connection:
         if not params:
             self.numeric("366", "*", "End of /NAMES list")
             return
-        for name in params[0].split(","):
+        for name in list(self._targets("NAMES", params[0])) or [params[0]]:
             self._names(name)
 
     def _names(self, name: str) -> None:
@@ -600,9 +626,8 @@ class Connection:
             text = text[len("\x01ACTION "):].rstrip("\x01")
         elif text.startswith("\x01"):
             return  # other CTCP (VERSION, PING…) is not passed on
-        for target in params[0].split(","):
-            if target:
-                self._deliver(command, target, text, action, notice)
+        for target in self._targets(command, params[0]):
+            self._deliver(command, target, text, action, notice)
 
     def _deliver(self, command: str, target: str, text: str, action: bool, notice: bool) -> None:
         try:
