@@ -300,7 +300,10 @@ class Connection:
         if self.registered:
             self.numeric("462", "You may not reregister")
             return
-        self.username, self.realname = params[0], params[3]
+        # others see the real name (WHOIS, WHO): sanitised as chat's text is; nothing visible: the nickname
+        real = self.rooms.sanitize(params[3]).strip()
+        shows = any(c.isprintable() and not c.isspace() for c in real)
+        self.username, self.realname = params[0], real if shows else ""
         self._try_register()
 
     def pass_command(self, params: list[str]) -> None:
@@ -696,7 +699,7 @@ class Connection:
     def _who_line(self, channel: str, nick: str) -> None:
         other = self.plugin.connection(nick)
         here = "G" if other is not None and other.away is not None else "H"
-        real = other.realname if other is not None else nick
+        real = other.realname or nick if other is not None else nick
         self.numeric("352", channel, nick, self.server, self.server, nick, here, f"0 {real}")
 
     def whois(self, params: list[str]) -> None:
@@ -707,7 +710,7 @@ class Connection:
             self.numeric("318", target, "End of /WHOIS list")
             return
         other = self.plugin.connection(user.name)
-        self.numeric("311", user.name, user.name, self.server, "*", other.realname if other else user.name)
+        self.numeric("311", user.name, user.name, self.server, "*", other.realname or user.name if other else user.name)
         if user.rooms:
             self.numeric("319", user.name, " ".join(user.rooms))
         self.numeric("312", user.name, self.server, self.settings["network"])
