@@ -376,6 +376,10 @@ class Connection:
                     raise SessionEnd("bad-credentials")
                 self.nick = text
             elif self.settings["guests"]:
+                if self.nick.lower() in _SERVICES or self.nick.lower() == self.server.lower():
+                    self.numeric("432", self.nick, "Erroneous nickname: reserved for the server and its services")
+                    self.nick = None
+                    return
                 if self.session.daemon.hook.daemond_account_exists(name=self.nick):
                     self.numeric("433", self.nick, "Nickname is registered: log in with SASL or PASS to use it")
                     self.nick = None
@@ -777,6 +781,8 @@ _HANDLERS = {
 }
 #: numerics whose last parameter is a token, not text: sent without ':'
 _TOKEN_LAST = frozenset({"004", "221", "324", "333"})
+#: nicknames no guest may take: IRC users send passwords to NickServ (their clients' scripts too)
+_SERVICES = frozenset({"nickserv", "chanserv", "memoserv", "operserv", "saslserv", "hostserv", "botserv", "global"})
 _BEFORE_REGISTRATION = frozenset({"CAP", "NICK", "USER", "PASS", "AUTHENTICATE", "PING", "PONG", "QUIT"})
 _MIN_PARAMS = {"CAP": 1, "USER": 4, "PASS": 1, "AUTHENTICATE": 1, "JOIN": 1, "PART": 1, "TOPIC": 1,
                "WHOIS": 1, "MODE": 1}

@@ -30,3 +30,16 @@ def test_a_real_name_is_sanitised_before_others_see_it(daemond_factory):
         assert alice.until(" 315 ")[0] == f":{S} 352 alice * evil {S} {S} evil H :0 eman 04red bold VERSION"
         alice.send("WHOIS blank")
         assert alice.until(" 318 ")[0] == f":{S} 311 alice blank blank {S} * :blank"
+
+
+def test_a_guest_cannot_pose_as_the_server_or_its_services(daemond_factory):
+    # IRC users (and their clients' autosend scripts) send passwords to NickServ: a guest must not
+    # be able to take that name, nor the server's own, to collect them or speak as the server
+    server = start(daemond_factory, guests=True)
+    for nick in ("NickServ", "chanserv", "SaslServ", S, S.upper()):
+        with IrcClient(server.address("irc")) as guest:
+            guest.send(f"NICK {nick}")
+            guest.send("USER x 0 * :x")
+            assert guest.read() == f":{S} 432 * {nick} :Erroneous nickname: reserved for the server and its services"
+            guest.send("NICK honest")  # it may choose another
+            assert guest.until("MOTD")[0].startswith(f":{S} 001 honest ")
