@@ -178,6 +178,29 @@ def daemond_login_gate() -> bool | None:
     """
 
 
+@hookspec(firstresult=True)
+def daemond_refusal(why: str) -> bytes | None:
+    """Say, in your protocol, why the listener refuses a connection or a login.
+
+    **When:** a connection is over one of its listener's limits —
+    ``max_connections`` or ``max_per_ip`` at accept, ``max_unauthenticated_per_ip``
+    at accept on a login-gated listener, ``max_logged_in_per_ip`` at
+    ``session.login()`` — just before it is closed. **Thread:** the listener's
+    accepting thread (at accept) or the connection's own (at login). Called
+    only for the plugins the listener lists. ``why`` is a sentence for people
+    (``too many connections not logged in from 192.0.2.7 (20)``).
+
+    **Return:** the bytes to send instead of the line protocol's
+    ``-ERR too-many-connections WHY`` (an IRC front end sends ``ERROR``), or
+    ``None`` to leave it to the next plugin and, at the end, to that line (a
+    listener that does not frame lines sends nothing at accept). Do not block:
+    the bytes are sent without waiting, and what does not fit is dropped.
+
+    **Call mode:** ``firstresult``, in list order. **If it raises:** it is
+    logged and the line protocol's line is sent.
+    """
+
+
 # --------------------------------------------------------------------------
 # Sessions (one connection each, on its own thread)
 # --------------------------------------------------------------------------

@@ -311,7 +311,11 @@ class Session:
         why = self.host.session_logged_in(self)
         if why is not None:
             log.warning("login %s %s user=%s refused: %s", self.listener, self.peer_str, user, why)
-            self.err("too-many-connections", why)
+            data = refusal(self.chain, why)
+            if data is None:
+                self.err("too-many-connections", why)
+            else:
+                self.write(data)
             raise SessionEnd("too-many-connections")
         self.user = user
         self.chain.hook.daemond_session_login(session=self, user=user)
@@ -405,3 +409,13 @@ class Session:
         log.warning("send queue exceeded: %s %s user=%s has more than %d bytes unread; disconnecting",
                     self.listener, self.peer_str, self.user or "-", self.settings.send_queue)
         self.abort("overflow")
+
+
+def refusal(chain: Any, why: str) -> bytes | None:
+    """What a listener's plugins send a connection refused for ``why`` (``daemond_refusal``), or None:
+    the line protocol's ``-ERR too-many-connections``. Never raises (a plugin that does is logged)."""
+    try:
+        return chain.hook.daemond_refusal(why=why)
+    except Exception:
+        log.exception("daemond_refusal raised; sending the line protocol's -ERR instead")
+        return None

@@ -25,6 +25,7 @@ from typing import Any
 from daemon import Field, Schema, hookimpl
 
 from plugins.irc.connection import Connection, RoomLines
+from plugins.irc.message import fit, format_message
 
 NAME_RULE = r"[A-Za-z0-9.-]+"
 
@@ -122,6 +123,11 @@ class IrcPlugin:
     @hookimpl
     def daemond_login_gate(self):
         return True  # a connection registers here first (max_unauthenticated_per_ip applies)
+
+    @hookimpl
+    def daemond_refusal(self, why):
+        """A connection or login over the listener's limits hears it as IRC's ERROR, not -ERR."""
+        return fit(format_message(None, "ERROR", f"Closing Link: {self.settings['server_name']} ({why})"))
 
     @hookimpl
     def daemond_session_open(self, session):

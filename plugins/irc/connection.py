@@ -236,7 +236,7 @@ class Connection:
             self.error("Server shutting down")
         elif reason == "replaced":
             self.error("Replaced by a new login of this nickname")
-        elif reason not in ("overflow", "reset", "error", "eof"):
+        elif reason not in ("overflow", "reset", "error", "eof", "too-many-connections"):  # that one: daemond_refusal
             self.error(reason)
         if self.registered and self.session.user is not None:
             self.rooms.disconnect(self.session, announce=not self.plugin.stopping.is_set())

@@ -118,6 +118,14 @@ class Gate:
         session.ok("in")
 
 
+class PoliteGate(Gate):
+    """A gate that says why it refuses in its own words (the ``daemond_refusal`` hook)."""
+
+    @hookimpl
+    def daemond_refusal(self, why):
+        return f"SORRY {why}\r\n".encode()
+
+
 class LegacyGate(Gate):
     """The same, gated by the attribute that came before the hook."""
 
