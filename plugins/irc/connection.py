@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from daemon import SessionEnd, __version__
 
@@ -179,8 +179,9 @@ class Connection:
             self.dispatch(line)
 
     def _pace(self) -> None:
-        """Spend one of chat's flood-control tokens, as a line client's line does: per line, and
-        per target past a line's first (a PRIVMSG to four users is four messages)."""
+        """Spend one of chat's flood-control tokens, as a line client's line does: per line, per
+        target past a PRIVMSG's or NOTICE's first (to four users is four messages), and per room a
+        JOIN makes past its first."""
         try:
             self.rooms.pace(self.session)
         except Exception as exc:
@@ -191,9 +192,9 @@ class Connection:
             self.error("Excess Flood")
             raise SessionEnd("flood") from None
 
-    def _targets(self, command: str, spec: str) -> Iterator[str]:
+    def _targets(self, command: str, spec: str) -> list[str]:
         """The distinct targets of a comma-separated list, in order and not case-sensitive, at most
-        TARGMAX of them (past it: one 407, none for NOTICE); each past the first spends a flood token."""
+        TARGMAX of them (past it: one 407, none for NOTICE)."""
         distinct: dict[str, str] = {}
         for target in spec.split(","):
             if target:
@@ -204,10 +205,7 @@ class Connection:
             if command != "NOTICE":
                 self.numeric("407", targets[limit], f"Too many targets: at most {limit} per {command}; not sent")
             targets = targets[:limit]
-        for i, target in enumerate(targets):
-            if i:
-                self._pace()
-            yield target
+        return targets
 
     def dispatch(self, line: str) -> None:
         try:
@@ -477,9 +475,19 @@ class Connection:
             for room in self.rooms.joined(self.session):
                 self._part(room.name, None)
             return
-        for name in self._targets("JOIN", params[0]):
-            if not self._in(name):  # a JOIN of a room already joined gets no reply
-                self._join(name)
+        for i, name in enumerate(self._targets("JOIN", params[0])):
+            if self._in(name):
+                continue  # a JOIN of a room already joined gets no reply
+            if i and self._new_room(name):
+                self._pace()  # a room made is a database write: each costs a line, as a /join would
+            self._join(name)
+
+    def _new_room(self, name: str) -> bool:
+        try:
+            self.rooms.get(name)
+        except Exception as exc:
+            return getattr(exc, "token", None) == "no-such-room"
+        return False
 
     def _join(self, name: str) -> None:
         with self._hold_lock:
@@ -633,7 +641,9 @@ class Connection:
             text = text[len("\x01ACTION "):].rstrip("\x01")
         elif text.startswith("\x01"):
             return  # other CTCP (VERSION, PING…) is not passed on
-        for target in self._targets(command, params[0]):
+        for i, target in enumerate(self._targets(command, params[0])):
+            if i:
+                self._pace()  # each target is a message: flood control counts it as a line of its own
             self._deliver(command, target, text, action, notice)
 
     def _deliver(self, command: str, target: str, text: str, action: bool, notice: bool) -> None:

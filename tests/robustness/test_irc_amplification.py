@@ -1,8 +1,8 @@
 """IRC commands that name many targets in one line: the work one line does is bounded, and chat's
 flood control counts what a line does, not lines. Expected: a ``PRIVMSG``/``NOTICE`` reaches at
 most ``TARGMAX`` (4) distinct targets, each once; every target past the first spends a flood-control
-token as a line of its own would; a ``JOIN`` of a room already joined, or named twice, is answered
-once. Bound: a few hundred lines per test, well under a second of work."""
+token as a line of its own would, and so does every room a ``JOIN`` makes past its first; a ``JOIN``
+of a room already joined, or named twice, is answered once. Bound: a few hundred lines per test, well under a second of work."""
 
 from __future__ import annotations
 
@@ -73,6 +73,23 @@ def test_every_target_of_a_line_spends_flood_control(daemond_factory):
         lines = alice.closed()
     assert lines[-1] == f"ERROR :Closing Link: {S} (Excess Flood)"
     assert re.search(r"flood: alice from \S+ is over chat's rate; disconnecting", server.config.log_file.read_text())
+
+
+def test_every_room_a_join_makes_spends_flood_control_and_joining_existing_rooms_does_not(daemond_factory):
+    # a client's autojoin of many existing rooms in one line is one line; making rooms (a database
+    # write each, and JOIN 0 drops them again) costs a line per room, as /join does
+    server = start(daemond_factory, chat={"rate": 0.001, "burst": 5, "on_flood": "cut"})
+    existing = [f"#old{i}" for i in range(8)]
+    for name in existing:
+        assert server.control("rooms", "create", name)["ok"]
+    with registered(server, "alice") as alice:
+        alice.send("JOIN " + ",".join(existing))
+        alice.send("PING joined")
+        assert sum(" 366 " in line for line in alice.until("PONG")) == 8
+        alice.send("JOIN " + ",".join(f"#new{i}" for i in range(8)))
+        lines = alice.closed()
+    assert lines[-1] == f"ERROR :Closing Link: {S} (Excess Flood)"
+    assert sum(" 366 " in line for line in lines) < 8
 
 
 def test_a_join_of_a_room_already_joined_is_answered_once(daemond_factory):
