@@ -234,7 +234,9 @@ class Connection:
             self.error("Server shutting down")
         elif reason == "replaced":
             self.error("Replaced by a new login of this nickname")
-        elif reason not in ("overflow", "reset", "error", "eof", "too-many-connections"):  # that one: daemond_refusal
+        elif reason == "error":  # a bug here (logged with its traceback): the client is told, as for any close
+            self.error("Internal error")
+        elif reason not in ("overflow", "reset", "eof", "too-many-connections"):  # that one: daemond_refusal
             self.error(reason)
         if self.registered and self.session.user is not None:
             self.rooms.disconnect(self.session, announce=not self.plugin.stopping.is_set())

@@ -1,5 +1,6 @@
 """A bug in the IRC plugin that raises while serving one client ends that client only. Expected:
-the exception is logged once with its plugin named; the crashed user leaves its rooms (line users
+the client gets ``ERROR :Closing Link: S (Internal error)``; the exception is logged once with its
+plugin named; the crashed user leaves its rooms (line users
 see PART), its nickname is free again at once; other IRC and line sessions carry on; daemonctl
 still answers. Bound: one crash, a handful of lines."""
 
@@ -28,7 +29,7 @@ def test_an_exception_in_a_command_ends_only_that_connection(daemond_factory, mo
             client.send("JOIN #lobby")
             client.until(" 366 ")
         alice.send("WHOIS bob")
-        alice.closed()
+        assert alice.closed()[-1] == f"ERROR :Closing Link: {S} (Internal error)"  # told, as for any close
         while (line := bob.read_line()) != "PART alice":
             assert line in ("JOIN alice", "JOIN carol"), line
         carol.send("PRIVMSG #lobby :carol carries on")
