@@ -304,8 +304,8 @@ class Session:
         Called by a login plugin (the built-in ``auth``) after it verified the user,
         on the session's thread; sets :attr:`user` first. If the client's address has the
         listener's ``max_logged_in_per_ip`` sessions logged in already, it sends
-        ``-ERR too-many-connections`` and raises :class:`SessionEnd` instead (the login plugin
-        takes the login back). If a plugin's ``daemond_session_login`` refuses the login, the
+        ``-ERR too-many-connections`` (or what a plugin's ``daemond_refusal`` gives instead)
+        and raises :class:`SessionEnd` instead (the login plugin takes the login back). If a plugin's ``daemond_session_login`` refuses the login, the
         :class:`SessionEnd` it raised comes out of this call.
         """
         why = self.host.session_logged_in(self)
