@@ -544,7 +544,8 @@ class Daemon:
         listener.stop_accepting()
         for session in listener.sessions():
             session.notice_end("listener-removed", f"listener {name} was removed by a config reload",
-                               f"NOTICE listener {name} was removed by a config reload; closing")
+                               f"NOTICE listener {name} was removed by a config reload; closing"
+                               if listener.chain.line_mode else None)
             session.close("listener-removed")
 
     # -- what the control commands use ---------------------------------------
@@ -558,14 +559,14 @@ class Daemon:
         """End every session logged in as ``user`` (not case-sensitive) on every listener.
 
         A line client is told ``NOTICE kicked by the operator[: reason]`` first (a front end
-        in its own protocol: ``daemond_session_notice``).
+        in its own protocol: ``daemond_farewell``).
         Returns ``{"user", "sessions", "listeners"}``; ``sessions`` is 0 if none was connected.
         """
         key = user.lower()
         kicked = [s for s in self.sessions() if s.user is not None and s.user.lower() == key]
         notice = "NOTICE kicked by the operator" + (f": {reason}" if reason else "")
         for session in kicked:
-            session.notice_end("kicked", reason or "", notice)
+            session.notice_end("kicked", reason or "", notice if session.chain.line_mode else None)
             session.close("kicked")
         if kicked:
             log.warning("kicked %s: %d sessions (%s)%s", kicked[0].user, len(kicked),

@@ -23,7 +23,7 @@ PHASES = {
     "Configuration and lifecycle": ("daemond_settings_schema", "daemond_requires", "daemond_configure",
                                     "daemond_start", "daemond_stopping", "daemond_stopped", "daemond_login_gate"),
     "Sessions": ("daemond_session_open", "daemond_session_login", "daemond_line_received",
-                 "daemond_data_received", "daemond_session_close", "daemond_session_notice",
+                 "daemond_data_received", "daemond_session_close", "daemond_farewell",
                  "daemond_line_commands"),
     "Control": ("daemond_control_commands", "daemond_status"),
     "Accounts": ("daemond_account_login", "daemond_account_exists", "daemond_account_logout"),

@@ -25,6 +25,7 @@ from typing import Any
 from daemon import Field, Schema, hookimpl
 
 from plugins.irc.connection import Connection, RoomLines
+from plugins.irc.message import fit, format_message
 
 NAME_RULE = r"[A-Za-z0-9.-]+"
 
@@ -124,20 +125,17 @@ class IrcPlugin:
         return True  # a connection registers here first (max_unauthenticated_per_ip applies)
 
     @hookimpl
+    def daemond_farewell(self, reason, text):
+        """A connection the daemon refuses or ends (over a limit, kicked, its listener removed)
+        hears why as IRC's ERROR, not as the line protocol's -ERR or NOTICE."""
+        if reason == "kicked":
+            text = f"Kicked by the operator: {text}" if text else "Kicked by the operator"
+        return fit(format_message(None, "ERROR", f"Closing Link: {self.settings['server_name']} ({text})"))
+
+    @hookimpl
     def daemond_session_open(self, session):
         connection = session.state["irc"] = Connection(self, session)
         connection.run()
-
-    @hookimpl
-    def daemond_session_notice(self, session, token, text):
-        connection = session.state.get("irc")
-        if connection is None:
-            return None
-        if token == "kicked":
-            connection.error(f"Kicked by the operator: {text}" if text else "Kicked by the operator")
-        else:
-            connection.error(text)
-        return True
 
     @hookimpl
     def daemond_session_close(self, session, reason):
