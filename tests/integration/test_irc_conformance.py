@@ -279,7 +279,8 @@ def test_failed_logins_over_irc_and_the_line_protocol_are_throttled_together(dae
         client.send("AUTHENTICATE PLAIN")
         client.read()
         client.send("AUTHENTICATE " + sasl_plain("alice", password("alice")))
-        assert re.fullmatch(rf":{S} 904 \* :SASL authentication failed: too many failed logins; "
+        assert re.fullmatch(rf":{S} 904 \* :SASL authentication failed: too many failed logins "
+                            r"(from 127\.0\.0\.1|for this name); "
                             r"try again in \d+s", client.read())
     with server.client("chat") as line:  # ... and over the line protocol
         line.read_line()
