@@ -88,6 +88,9 @@ class Argument:
     requests arguments go by ``name``. ``required``: the command cannot run
     without it (a usage error, daemonctl exits 2). ``default``: the value
     when not given. ``choices``: the values allowed (after ``type``).
+    ``rest=True`` (the last positional only): it takes every remaining word
+    of a command line, joined with one space (a topic, a reason: no quotes
+    needed).
 
     Example (``stats [-t TOP] [--all] [NAME]``)::
 
@@ -106,6 +109,7 @@ class Argument:
     choices: tuple[str, ...] | None = None
     short: str | None = None
     secret: bool = False
+    rest: bool = False
 
     @property
     def spellings(self) -> tuple[str, ...]:
@@ -213,6 +217,7 @@ class ControlCommand:
         raw: dict[str, Any] = {}
         words = list(argv)
         only_positionals = False
+        rest: Argument | None = None
         while words:
             word = words.pop(0)
             if not only_positionals and word == "--":
@@ -237,8 +242,13 @@ class ControlCommand:
                 raw[arg.name] = value
                 continue
             if not positionals:
+                if rest is not None:  # the rest of the line, unquoted
+                    raw[rest.name] += " " + word
+                    continue
                 raise UsageError(f"{self.name}: unexpected argument {word!r} (usage: {self.usage()})")
-            raw[positionals.pop(0).name] = word
+            arg = positionals.pop(0)
+            raw[arg.name] = word
+            rest = arg if arg.rest else None
         return raw
 
     def describe(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def control_commands(plugin: ChatPlugin) -> list[ControlCommand]:
                        lambda args: rooms(plugin, args), render=render_rooms, confirm=_question, args=(
                            Argument("action", "list, create, delete or topic", choices=ACTIONS, default="list"),
                            Argument("name", "the room (its # may be left out)"),
-                           Argument("text", "the new topic (quote it)"),
+                           Argument("text", "the new topic (the rest of the line)", rest=True),
                        )),
     ]
 
@@ -48,7 +48,7 @@ def rooms(plugin: ChatPlugin, args: dict[str, Any]) -> Any:
         return [{"name": r.name, "members": r.members, "messages": r.messages, "topic": r.topic}
                 for r in plugin.rooms.list()]
     if not name:
-        raise CommandError(f"rooms {action}: which room? (rooms {action} #NAME)")
+        raise CommandError(f"rooms {action}: which room? (rooms {action} NAME, its # left out or quoted)")
     name = _name(name)
     try:
         if action == "create":
@@ -74,5 +74,8 @@ def render_rooms(result: Any) -> str:
         return str(result)
     if not result:
         return "no rooms"
-    return "\n".join(f"{r['name']}  {r['members']} members  {r['messages']} messages"
-                     + (f"  topic: {r['topic']}" if r["topic"] else "") for r in result)
+    name = max(len(r["name"]) for r in result)  # columns that line up
+    members = max(len(str(r["members"])) for r in result)
+    messages = max(len(str(r["messages"])) for r in result)
+    return "\n".join(f"{r['name']:<{name}}  {r['members']:>{members}} members  {r['messages']:>{messages}} messages"
+                      + (f"  topic: {r['topic']}" if r["topic"] else "") for r in result)

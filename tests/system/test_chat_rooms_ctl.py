@@ -43,7 +43,7 @@ def test_rooms_lists_for_people_and_for_machines(running):
     d, alice, bob = running
     text = daemonctl(d, "rooms")
     assert (text.returncode, text.stderr) == (0, "")
-    assert text.stdout == "#Dev  2 members  1 messages\n#lobby  2 members  0 messages\n"
+    assert text.stdout == "#Dev    2 members  1 messages\n#lobby  2 members  0 messages\n"  # in columns
     assert daemonctl(d, "rooms", "list").stdout == text.stdout
     machine = daemonctl(d, "--json", "rooms")
     assert machine.returncode == 0
@@ -67,18 +67,18 @@ def test_rooms_create_makes_a_room_that_stays_and_refuses_bad_names(running):
     assert failed.returncode == 1
     assert json.loads(failed.stdout)["error"]["details"] == {"error": "bad-room"}  # the protocol's token
     which = daemonctl(d, "rooms", "create")
-    assert which.returncode == 1 and "rooms create: which room? (rooms create #NAME)" in which.stderr
+    assert which.returncode == 1 and "rooms create: which room? (rooms create NAME, its # left out or quoted)" in which.stderr
     assert "#bad!" not in daemonctl(d, "rooms").stdout
 
 
 def test_rooms_topic_sets_announces_and_shows(running):
     d, alice, bob = running
-    out = daemonctl(d, "rooms", "topic", "dev", "ship it friday")
+    out = daemonctl(d, "rooms", "topic", "dev", "ship", "it", "friday")  # the rest of the line, unquoted
     assert (out.returncode, out.stdout) == (0, "topic of #dev: ship it friday\n")
     assert alice.read_line() == "TOPIC #Dev * ship it friday"  # "*": the operator
     assert bob.read_line() == "TOPIC #Dev * ship it friday"
     assert daemonctl(d, "rooms", "topic", "#dev").stdout == "ship it friday\n"
-    assert "#Dev  2 members  1 messages  topic: ship it friday\n" in daemonctl(d, "rooms").stdout
+    assert "#Dev    2 members  1 messages  topic: ship it friday\n" in daemonctl(d, "rooms").stdout
     assert bob.command("/topic #dev") == ([], "+OK ship it friday")
     missing = daemonctl(d, "rooms", "topic", "nope", "x")
     assert (missing.returncode, missing.stderr) == (1, "daemonctl: there is no room #nope\n")
@@ -89,7 +89,7 @@ def test_rooms_delete_without_yes_and_no_terminal_does_nothing(running):
     out = daemonctl(d, "rooms", "delete", "dev")
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr == f"daemonctl: rooms asks: {DELETE_QUESTION} — answer on a terminal, or pass --yes\n"
-    assert "#Dev  2 members  1 messages" in daemonctl(d, "rooms").stdout
+    assert "#Dev    2 members  1 messages" in daemonctl(d, "rooms").stdout
     assert_nothing_pending(alice)
     alice.send_line("still here")
     assert bob.read_line() == "MSG #Dev alice still here"
@@ -134,5 +134,5 @@ def test_rooms_delete_asks_on_a_terminal(running, answer, deleted):
         assert alice.read_line() == "NOTICE #Dev was deleted by the operator"  # the name as created
     else:
         assert status == 1 and "daemonctl: rooms: not confirmed; nothing done" in rest
-        assert "#Dev  2 members  1 messages" in listed
+        assert "#Dev    2 members  1 messages" in listed
         assert_nothing_pending(alice)

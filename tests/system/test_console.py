@@ -115,9 +115,9 @@ def test_chat_rooms_at_the_console(tmp_path):
     try:
         c.term.expect(PROMPT)
         assert "created #dev" in c.run("rooms create dev")
-        assert "topic of #dev: ship it friday" in c.run("rooms topic dev 'ship it friday'")
+        assert "topic of #dev: ship it friday" in c.run("rooms topic dev ship it friday")  # no quotes needed
         listed = c.run("rooms")
-        assert "#dev  0 members  0 messages  topic: ship it friday" in listed and "#lobby  0 members" in listed
+        assert "#dev    0 members  0 messages  topic: ship it friday" in listed and "#lobby  0 members" in listed
         c.term.write("rooms delete dev\n")
         c.term.expect("Delete room #dev, its history and topic, and part its members? [y/N] ")
         c.term.write("n\n")
