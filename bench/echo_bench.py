@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import find_daemond  # bench/common.py (the script's own directory is on sys.path)
+from common import find_daemond, make_certificate  # bench/common.py (the script's own directory is on sys.path)
 
 BENCH = Path(__file__).resolve().parent
 LOADGEN_SRC = BENCH / "loadgen.c"
@@ -215,26 +215,6 @@ def build_loadgen(tls: bool = False) -> Path:
                      + (" (TLS needs the OpenSSL headers: apt-get install libssl-dev)"
                         if tls else ""))
     return binary
-
-
-def make_certificate(tmp: Path, kind: str = "ec") -> tuple[Path, Path]:
-    """A self-signed certificate for localhost/127.0.0.1 with an ECDSA P-256
-    ("ec") or RSA-2048 ("rsa") key, made for this run in `tmp` (removed
-    afterwards): (cert, key)."""
-    cert, key = tmp / f"cert-{kind}.pem", tmp / f"key-{kind}.pem"
-    if shutil.which("openssl") is None:
-        sys.exit("error: --tls needs the openssl command to make its certificate")
-    newkey = (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if kind == "ec"
-              else ["-newkey", "rsa:2048"])
-    r = subprocess.run(
-        ["openssl", "req", "-x509", *newkey,
-         "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)], capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"error: openssl could not make the certificate: {r.stderr.strip()}")
-    key.chmod(0o600)
-    return cert, key
 
 
 # ------------------------------------------------------------------ servers
