@@ -11,6 +11,7 @@ daemond/asyncio ratio. See bench/README-chat.md for what is measured and why.
     python bench/chat_bench.py --scenarios steady,idle --rounds 3 --json out.json
     python bench/chat_bench.py --pin --scenarios steady   # server on CPU 0, load on CPU 1
     python bench/chat_bench.py --scenarios rooms --rounds 5  # 100 rooms × 10 users
+    python bench/chat_bench.py --servers daemond,daemond-irc --scenarios steady,blast   # half the users on IRC
     python bench/chat_bench.py --tls --scenarios steady    # every user over TLS (issue 22)
 
 With ``--tls`` both servers speak TLS with one ECDSA P-256 certificate made for
@@ -33,6 +34,11 @@ Scenarios:
 * ``rooms-blast``: the same rooms, every user writes its share of
   ``--room-rate`` × ``--duration`` messages at once: the room deliveries/s a
   server sustains when it cannot keep up.
+
+The server ``daemond-irc`` is daemond with half the users (every other one,
+and half the senders) on its IRC listener (the ``irc`` plugin, guests
+allowed) instead: compare it with ``daemond`` (both run the same config) for
+what the IRC front end costs (steady and blast only).
 """
 
 from __future__ import annotations
@@ -154,21 +160,30 @@ class Daemond(Server):
     name = "daemond"
     #: ``--daemond-tuning``: the config's ``tuning:`` section (empty: daemond's defaults)
     tuning: dict = {}
+    irc_port = 0
+
+    def loadgen_args(self) -> list[str]:
+        return []
 
     def argv(self) -> list[str]:
         state = self.workdir / "daemond-state"
         if state.exists():
             shutil.rmtree(state)  # a fresh history each run
         config = self.workdir / "daemond.yaml"
+        self.irc_port = free_port()
+        common = {"host": "127.0.0.1", "max_connections": 20000, "idle_timeout": 0, "backlog": 4096,
+                  "max_logged_in_per_ip": None, "max_unauthenticated_per_ip": None}  # all from 127.0.0.1
+        if TLS["pair"]:
+            common["tls"] = {"cert": str(TLS["pair"][0]), "key": str(TLS["pair"][1])}
         config.write_text(json.dumps({  # JSON is YAML
             "state_dir": str(state),
             "logging": {"level": "warning", "file": "daemond.log"},
-            "listeners": {"chat": {
-                "host": "127.0.0.1", "port": self.port, "max_connections": 20000, "idle_timeout": 0,
-                "backlog": 4096, "plugins": ["tests.plugins.fakelogin", "chat"],
-                "max_logged_in_per_ip": None,  # every bench user comes from 127.0.0.1
-                **({"tls": {"cert": str(TLS["pair"][0]), "key": str(TLS["pair"][1])}} if TLS["pair"] else {})}},
-            "plugins": {"chat": {"rate": 0, "replay": 0, "announce_limit": ANNOUNCE_LIMIT}},
+            "listeners": {"chat": {**common, "port": self.port, "plugins": ["tests.plugins.fakelogin", "chat"]},
+                          # the same in every daemond run: only daemond-irc's load generator uses it
+                          "irc": {**common, "port": self.irc_port, "plugins": ["irc"]}},
+            "plugins": {"chat": {"rate": 0, "replay": 0, "announce_limit": ANNOUNCE_LIMIT},
+                        "auth": {},  # irc needs it loaded (its users; guests here)
+                        "irc": {"guests": True}},
             **({"tuning": self.tuning} if self.tuning else {}),
         }, indent=1))
         return [find_daemond() or sys.exit("daemond is not installed: pip install -e . first"),
@@ -176,6 +191,15 @@ class Daemond(Server):
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": str(ROOT)}  # for the name-only login plugin
+
+
+class DaemondIrc(Daemond):
+    """The same daemond; half of the load generator's users come through IRC."""
+
+    name = "daemond-irc"
+
+    def loadgen_args(self) -> list[str]:
+        return ["-I", str(self.irc_port)]
 
 
 class Asyncio(Server):
@@ -215,6 +239,7 @@ def run(server: Server, scenario: Scenario) -> dict:
             "-i", str(scenario.interval), "-t", str(scenario.timeout), "-w"]
         if scenario.rooms:
             argv += ["-R", str(scenario.rooms)]
+        argv += server.loadgen_args() if isinstance(server, Daemond) else []
         if TLS["pair"]:
             argv += ["-T", str(TLS["pair"][0])]
         gen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -287,7 +312,9 @@ def get(result: dict, path: str) -> float:
 
 def table(name: str, results: dict[str, list[dict]]) -> str:
     servers = list(results)
-    lines = [f"| {name} | " + " | ".join(servers) + " | daemond / asyncio |", "|---|" + "---|" * (len(servers) + 1)]
+    base = "asyncio" if "asyncio" in servers else servers[0]
+    other = "daemond" if base == "asyncio" else servers[-1]
+    lines = [f"| {name} | " + " | ".join(servers) + f" | {other} / {base} |", "|---|" + "---|" * (len(servers) + 1)]
     for label, path, fmt in METRICS[name]:
         medians = {}
         for server in servers:
@@ -295,8 +322,8 @@ def table(name: str, results: dict[str, list[dict]]) -> str:
             medians[server] = statistics.median(values) if values else float("nan")
         ratio = ""
         comparable = path not in ("ready", "threads", "lost", "bad_lines", "load_average")
-        if comparable and "daemond" in medians and "asyncio" in medians and medians["asyncio"]:
-            ratio = f"{medians['daemond'] / medians['asyncio']:.2f}×"
+        if comparable and other in medians and base in medians and medians[base] and other != base:
+            ratio = f"{medians[other] / medians[base]:.2f}×"
         lines.append(f"| {label} | " + " | ".join(fmt.format(medians[s]) for s in servers) + f" | {ratio} |")
     return "\n".join(lines)
 
@@ -339,7 +366,7 @@ def main() -> int:
         "rooms-blast": Scenario("rooms-blast", "blast", room_users, room_users, room_messages, rooms=args.rooms),
     }
     chosen = [scenarios[s] for s in args.scenarios.split(",")]
-    classes = {"daemond": Daemond, "asyncio": Asyncio}
+    classes = {"daemond": Daemond, "asyncio": Asyncio, "daemond-irc": DaemondIrc}
     server_names = args.servers.split(",")
     all_results: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:

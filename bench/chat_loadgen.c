@@ -6,7 +6,7 @@
  * connects to the address it is given; bench/chat_bench.py runs it on loopback.
  *
  *   chat_loadgen HOST PORT MODE [-n CLIENTS] [-s SENDERS] [-m MESSAGES] [-r RATE]
- *                [-p PAD] [-i INTERVAL] [-t TIMEOUT] [-R ROOMS] [-w] [-T CAFILE]
+ *                [-p PAD] [-i INTERVAL] [-t TIMEOUT] [-R ROOMS] [-I IRCPORT] [-w] [-T CAFILE]
  *
  * Opens CLIENTS connections and logs each one in with "/nick uNNNNN" (the
  * protocol of tests/plugins/fakelogin.py and of bench/baseline_chat_asyncio.py:
@@ -15,6 +15,11 @@
  * ROOMS (three digits) and counts as logged in at that command's "+OK": its
  * plain lines go to that room, and the messages it receives are
  * "MSG #rNNN <name> <text>" from the other members of that room only.
+ * With -I IRCPORT, every odd-numbered client is an IRC client of the irc
+ * plugin (guests allowed) on IRCPORT instead: it registers with
+ * "NICK uNNNNN" and "USER", waits for the end of the MOTD (376 or 422), sends
+ * "JOIN #lobby" (chat's default room) and is logged in at its 366; it sends
+ * "PRIVMSG #lobby :<text>" and receives ":<name>!... PRIVMSG #lobby :<text>".
  * Waits until no byte has arrived for a second (the JOIN lines are drained),
  * prints "READY <connected> <login seconds>" and, with -w, waits for a line on
  * stdin (the runner reads the server's memory meanwhile).  Then, by MODE:
@@ -84,6 +89,7 @@ struct conn {
     char *out;
     size_t out_len, out_cap;
     int want_out;
+    int irc; /* -I: an IRC client */
 };
 
 static struct conn *conns;
@@ -98,6 +104,7 @@ static uint32_t *room_members;    /* -R: clients per room */
 static uint64_t deliveries, other_lines, err_lines, disconnects, bad_lines;
 static uint64_t last_delivery_ns, last_rx_ns;
 static int ready_count, connected_count;
+static int irc_port; /* -I: odd-numbered clients speak IRC on this port */
 
 static inline uint64_t now_ns(void)
 {
@@ -231,9 +238,51 @@ static void record(uint64_t seq, uint64_t sent, uint64_t at, uint64_t nmessages)
     }
 }
 
+static void on_irc_line(struct conn *c, int idx, char *line, uint64_t at, uint64_t nmessages)
+{
+    if (c->state == LOGIN) {
+        if (strstr(line, " 376 ") || strstr(line, " 422 ")) {
+            c->state = JOINING;
+            queue_out(c, "JOIN #lobby\r\n", 13);
+        } else if (!strncmp(line, "ERROR", 5) || strstr(line, " 433 ") || strstr(line, " 464 ")) {
+            fprintf(stderr, "client %d: registration refused: %.80s\n", idx, line);
+            close_conn(c);
+        }
+        return;
+    }
+    if (c->state == JOINING) {
+        if (strstr(line, " 366 ")) {
+            c->state = READY;
+            ready_count++;
+        }
+        return;
+    }
+    char *cmd = line[0] == ':' ? strchr(line, ' ') : NULL;
+    if (cmd && !strncmp(cmd, " PRIVMSG #lobby :", 17)) {
+        char *end;
+        uint64_t seq = strtoull(cmd + 17, &end, 10);
+        uint64_t sent = strtoull(end, NULL, 10);
+        record(seq, sent, at, nmessages);
+    } else if (!strncmp(line, "PING ", 5)) {
+        char pong[600];
+        int n = snprintf(pong, sizeof pong, "PONG %s\r\n", line + 5);
+        queue_out(c, pong, (size_t)n);
+    } else if (!strncmp(line, "ERROR", 5) || (cmd && cmd[1] == '4')) {
+        err_lines++;
+        if (err_lines <= 5)
+            fprintf(stderr, "client %d: %.120s\n", idx, line);
+    } else {
+        other_lines++;
+    }
+}
+
 static void on_line(struct conn *c, int idx, char *line, size_t len, uint64_t at, uint64_t nmessages)
 {
     line[len] = 0;
+    if (c->irc) {
+        on_irc_line(c, idx, line, at, nmessages);
+        return;
+    }
     if (c->state == GREETING) {
         if (strncmp(line, "+OK", 3) != 0) {
             fprintf(stderr, "client %d: unexpected greeting: %.80s\n", idx, line);
@@ -342,6 +391,15 @@ static void on_readable(struct conn *c, int idx, uint64_t nmessages)
     }
 }
 
+/* IRC: the client speaks first (with TLS, once its handshake is done) */
+static void irc_register(struct conn *c, int idx)
+{
+    char reg[128];
+    int len = snprintf(reg, sizeof reg, "NICK u%05d\r\nUSER u 0 * :u\r\n", idx);
+    c->state = LOGIN;
+    queue_out(c, reg, (size_t)len);
+}
+
 static int start_connect(struct conn *c, struct sockaddr_in *addr)
 {
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -403,8 +461,10 @@ static int poll_once(int timeout_ms, uint64_t nmessages, int timer_fd, uint64_t 
                 SSL_set1_host(c->ssl, "localhost");
                 SSL_set_connect_state(c->ssl);
                 c->state = HANDSHAKE;
-            }
+            } else
 #endif
+            if (c->irc)
+                irc_register(c, idx);
         }
 #ifdef LOADGEN_TLS
         if (c->state == HANDSHAKE) {
@@ -426,6 +486,8 @@ static int poll_once(int timeout_ms, uint64_t nmessages, int timer_fd, uint64_t 
             c->state = GREETING;
             if (c->want_out)
                 watch(c, 0);
+            if (c->irc)
+                irc_register(c, idx);
             on_readable(c, idx, nmessages); /* the greeting may have come with the handshake */
             continue;
         }
@@ -467,7 +529,8 @@ static int sender_index(int k, int senders)
 static void send_message(int sender, uint64_t seq, int pad)
 {
     static char buf[70000];
-    int n = snprintf(buf, sizeof buf, "%llu %llu ", (unsigned long long)seq, (unsigned long long)now_ns());
+    int n = snprintf(buf, sizeof buf, "%s%llu %llu ", conns[sender].irc ? "PRIVMSG #lobby :" : "",
+                     (unsigned long long)seq, (unsigned long long)now_ns());
     memset(buf + n, 'x', (size_t)pad);
     n += pad;
     buf[n++] = '\n';
@@ -498,6 +561,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-i")) interval = atof(v), i++;
         else if (!strcmp(a, "-t")) timeout = atof(v), i++;
         else if (!strcmp(a, "-R")) nrooms = atoi(v), i++;
+        else if (!strcmp(a, "-I")) irc_port = atoi(v), i++;
         else if (!strcmp(a, "-w")) wait_stdin = 1;
 #ifdef LOADGEN_TLS
         else if (!strcmp(a, "-T")) {
@@ -519,7 +583,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (senders > clients || pad < 0 || pad > 65000 || clients < 2 || nrooms < 0 || nrooms > 1000
-        || (nrooms && clients / nrooms < 2)) {
+        || (nrooms && clients / nrooms < 2) || (nrooms && irc_port) || (irc_port && pad > 400)) {
         fprintf(stderr, "bad arguments\n");
         return 2;
     }
@@ -539,6 +603,10 @@ int main(int argc, char **argv)
     if (!conns || !msg_max || !msg_count || !msg_need || !room_members)
         die("calloc");
     nconns = clients;
+    struct sockaddr_in irc_addr = addr;
+    irc_addr.sin_port = htons((uint16_t)irc_port);
+    for (int i = 0; irc_port && i < clients; i++)
+        conns[i].irc = i % 2;
     for (int i = 0; nrooms && i < clients; i++)
         room_members[i % nrooms]++;
 
@@ -552,7 +620,8 @@ int main(int argc, char **argv)
             pending += conns[i].state == CONNECTING || conns[i].state == HANDSHAKE || conns[i].state == GREETING || conns[i].state == LOGIN
                        || conns[i].state == JOINING;
         while (next < clients && pending < MAX_CONNECTING) {
-            start_connect(&conns[next++], &addr);
+            start_connect(&conns[next], conns[next].irc ? &irc_addr : &addr);
+            next++;
             pending++;
         }
         poll_once(100, messages, -1, &dummy);

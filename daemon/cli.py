@@ -59,6 +59,13 @@ def run(args: argparse.Namespace) -> int:
         if args.check_config:
             print(f"daemond: config has {len(exc.problems)} problem(s)", file=sys.stderr)
         return 1
+    if args.check_config and config.control.group is not None:
+        from daemon.control.endpoint import group_problem
+
+        problem = group_problem(config.control.group)
+        if problem:
+            print(f"{path}: {problem}", file=sys.stderr)
+            return 1
     if args.check_config:
         print(f"{path}: ok (listeners: {', '.join(config.listeners)}; plugins: {', '.join(config.plugins)})")
         return 0
@@ -79,7 +86,7 @@ def serve(config, loader, path, console: bool | None = None) -> int:
         daemon.start()
     except StartError as exc:
         print(f"daemond: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_status
     # SIGTERM/SIGINT stop, SIGHUP reloads; with a console the main thread reads commands
     with Foreground(DaemonControl(daemon), console=want_console(console)) as foreground:
         try:

@@ -243,7 +243,7 @@ def find_config(explicit: str | None = None, environ=os.environ) -> Path:
     if found is not None:
         return Path(found)
     tried = ", ".join(SEARCH_PATH)
-    raise ConfigError([Problem(None, f"no config file found (tried $DAEMOND_CONFIG, {tried}); use -c FILE")])
+    raise ConfigError([Problem(None, f"daemond: no config file found (tried $DAEMOND_CONFIG, {tried}); use -c FILE")])
 
 
 def load_config(path: str | os.PathLike, loader, environ=os.environ) -> Config:
@@ -357,6 +357,10 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
         plugin_settings[plugin], found = schema.validate(raw, smark, f"plugins.{plugin}")
         problems.extend(found)
 
+    for plugin, pmark in named_plugins.items():
+        if plugin in loaded:
+            problems.extend(_requirements(plugin, loaded[plugin], named_plugins, pmark))
+
     if problems:
         problems.sort(key=lambda p: (p.mark.line, p.mark.column) if p.mark else (0, 0))
         raise ConfigError(problems)
@@ -411,6 +415,16 @@ def _with_tls(lc, state_dir: Path, section, shown: str):
     problems = [Problem(value_marks.get(key, section_mark), f"listeners.{lc.name}.tls.{key}: {message}")
                 for key, message in check_files(values["cert"], values["key"], values["client_ca"])]
     return replace(lc, tls=TlsSettings(**values)), problems
+
+
+def _requirements(plugin: str, loaded, named: dict[str, Mark], mark: Mark) -> list[Problem]:
+    """A problem for each plugin that ``plugin`` needs (``daemond_requires``) and the config does not load."""
+    try:
+        needed = loaded.requires()
+    except Exception as exc:
+        return [Problem(mark, f"plugin {plugin!r}: daemond_requires failed: {exc!r}")]
+    return [Problem(mark, f"plugin {plugin!r} needs the plugin {other!r} loaded too: list it in a listener's "
+                          f"plugins: or give it a plugins.{other}: section") for other in needed if other not in named]
 
 
 def _with_known(exc: Exception, loader) -> str:

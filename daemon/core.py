@@ -24,7 +24,7 @@ from daemon.changes import ConfigChanges, compare
 from daemon.commands import CommandRegistry, ControlCommand
 from daemon.config import Config, ConfigError, file_digest, load_config
 from daemon.control.core_commands import core_commands
-from daemon.control.endpoint import ControlError, ControlServer
+from daemon.control.endpoint import ControlError, ControlServer, group_problem
 from daemon.files import PrivateFileError, check_trusted_dir, make_dirs
 from daemon.listener import BindError, Listener
 from daemon.loader import Chain, LoadedPlugin, PluginError, PluginLoader, PluginLoadError, blame, register_all
@@ -43,8 +43,18 @@ log = logging.getLogger("daemond")
 CLOSE_GRACE = 2.0
 
 
+#: daemond's exit status when its config asks what the process cannot do (sysexits' EX_CONFIG):
+#: the unit's RestartPreventExitStatus= names it, so that systemd does not restart it in a loop.
+EXIT_CONFIG = 78
+
+
 class StartError(Exception):
-    """The daemon cannot start; the message is one line for the operator."""
+    """The daemon cannot start; the message is one line for the operator. ``exit_status``: 1, or
+    EXIT_CONFIG when the config asks what this process cannot do (restarting will not help)."""
+
+    def __init__(self, message: str, exit_status: int = 1):
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 class Daemon:
@@ -110,7 +120,7 @@ class Daemon:
                                              on_plugin_error=self.count_plugin_error, descriptors=self.descriptors)
                 self.control.bind()
             except ControlError as exc:
-                raise StartError(str(exc)) from None
+                raise StartError(str(exc), EXIT_CONFIG if exc.config else 1) from None
             try:
                 self.pm = register_all(list(config.plugins.values()))
             except PluginLoadError as exc:
@@ -142,7 +152,7 @@ class Daemon:
         self.reloader.start(config.reload.watch, config.reload.debounce)
         log.info("ready: %s", self.status_line())
         self.notifier.ready(self.status_line())
-        self.notifier.start_watchdog(self.healthy)
+        self.notifier.start_watchdog(self.healthy, self.status_line)
 
     @property
     def threads(self):
@@ -362,6 +372,10 @@ class Daemon:
         diff = compare(self.config, new)
         changes: list[str] = []
         errors: list[str] = list(diff.refused)
+        if new.control.group != self.config.control.group:  # applied at the next start: would it fail?
+            problem = group_problem(new.control.group)
+            if problem:
+                errors.append(f"{problem}; a restart with this config would fail")
         old, new = self.config, diff.config
         usable = self._apply_plugins(old, new, changes, errors)  # first: listeners may use new ones
         self._apply_listeners(old, new, usable, changes, errors)

@@ -43,6 +43,8 @@ options:
   --json                 print the daemon's JSON replies (one per line) instead of text
   -y, --yes              do not ask before commands that want confirmation
   -t, --timeout SECONDS  wait this long for a reply (default 60; 0 waits forever)
+  --password-file FILE   when the command needs a password, read it from FILE's first line
+                         (a file only its owner may read) instead of asking
   -h, --help             this help
   --version              daemonctl's version
 
@@ -65,6 +67,7 @@ class Options:
     json = False
     yes = False
     timeout: float | None = 60.0
+    password_file: str | None = None
     streaming = False  # set once the daemon streams: Ctrl-C then just ends the stream
     command = ""
     argv: list[str]
@@ -96,6 +99,8 @@ def parse_args(argv: list[str]) -> Options:
             opts.socket = value(name)
         elif name == "--json":
             opts.json = True
+        elif name == "--password-file":
+            opts.password_file = value(name)
         elif name in ("-y", "--yes"):
             opts.yes = True
         elif name in ("-t", "--timeout"):
@@ -144,9 +149,18 @@ def find_socket(opts: Options, environ=os.environ) -> str:
         setting = settings["socket"]
         state_dir = paths.state_dir(settings["state_dir"], config, environ)
     path = paths.control_socket(setting, state_dir, environ)
-    if setting is None and not os.path.exists(path) and os.path.exists(paths.SYSTEMD_CONTROL_SOCKET):
+    if setting is None and not os.path.exists(path):
         # run by hand, without the service's $RUNTIME_DIRECTORY: the service's socket
-        return paths.SYSTEMD_CONTROL_SOCKET
+        system = paths.SYSTEMD_CONTROL_SOCKET
+        try:
+            os.stat(system)
+            return system
+        except PermissionError:  # its directory is closed to us: say so, not "no such socket" here
+            raise Exit(protocol.EXIT_NO_DAEMON, f"the system daemon's control socket {system} is there, but you "
+                       f"(uid {os.getuid()}) may not reach it: run daemonctl as root (sudo daemonctl ...), or join "
+                       "the group named in control.group (docs/operations.md, \"Control for a group\")") from None
+        except OSError:
+            pass
     return path
 
 
@@ -287,7 +301,8 @@ def run(opts: Options) -> int:
                 continue
             details = error.get("details") or {}
             if error.get("code") == protocol.ARGUMENT_NEEDED and details.get("argument") not in asked:
-                value = ask_value(details)
+                value = read_password_file(opts.password_file) if opts.password_file and details.get("secret") \
+                    else ask_value(details)
                 if value is not None:
                     asked[details["argument"]] = value
                     continue
@@ -349,6 +364,24 @@ def ask(command: str, question: str) -> bool:
     return True
 
 
+def read_password_file(path: str) -> str:
+    """The first line of ``path``, which only its owner may read (as OpenSSH treats a key)."""
+    try:
+        with open(path, "rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            if mode & 0o077:
+                raise Exit(protocol.EXIT_USAGE, f"--password-file {path} may be read by others "
+                           f"(mode {mode & 0o777:04o}): chmod 600 it; nothing sent")
+            first = file.readline().decode("utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise Exit(protocol.EXIT_USAGE, f"--password-file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise Exit(protocol.EXIT_USAGE, f"--password-file {path}: not UTF-8 text") from None
+    if not first:
+        raise Exit(protocol.EXIT_USAGE, f"--password-file {path}: its first line is empty")
+    return first
+
+
 def ask_value(details: dict) -> str | None:
     """An argument the command needs: asked on the terminal (a secret without echo; a new one
     twice), or a secret read from stdin when that is not a terminal (scripts pipe passwords in,
@@ -370,14 +403,34 @@ def ask_value(details: dict) -> str | None:
     return value or None
 
 
+#: The error code of daemonctl's own failures, by exit status, in ``--json`` error objects.
+OWN_ERRORS = {protocol.EXIT_FAILED: "failed", protocol.EXIT_USAGE: "usage", protocol.EXIT_NO_DAEMON: "no-daemon"}
+
+
+def json_error(exc: Exit) -> str:
+    """daemonctl's own failure as the daemon's error replies look: ``{"ok": false, "error": {...}}``."""
+    import json
+
+    error = {"code": OWN_ERRORS.get(exc.status, "failed"), "message": exc.message, "source": "daemonctl"}
+    return json.dumps({"ok": False, "error": error})
+
+
+def _options(argv: list[str]) -> list[str]:
+    return argv[: argv.index("--")] if "--" in argv else argv
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = None
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        opts = parse_args(sys.argv[1:] if argv is None else argv)
+        opts = parse_args(argv)
         return run(opts)
     except Exit as exc:
         if exc.message:
             print(f"daemonctl: {exc.message}", file=sys.stderr)
+            wants_json = opts.json if opts is not None else "--json" in _options(argv)
+            if wants_json and exc.status != protocol.EXIT_OK:
+                print(json_error(exc), flush=True)  # a script reading stdout gets an answer too
         return exc.status
     except KeyboardInterrupt:
         if opts is not None and opts.streaming:

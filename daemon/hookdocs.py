@@ -20,11 +20,12 @@ END = "<!-- hook-reference: end -->"
 
 #: The phases hooks are grouped in, as in hookspecs.py, with the hooks each holds.
 PHASES = {
-    "Configuration and lifecycle": ("daemond_settings_schema", "daemond_configure", "daemond_start",
-                                    "daemond_stopping", "daemond_stopped", "daemond_login_gate"),
+    "Configuration and lifecycle": ("daemond_settings_schema", "daemond_requires", "daemond_configure",
+                                    "daemond_start", "daemond_stopping", "daemond_stopped", "daemond_login_gate"),
     "Sessions": ("daemond_session_open", "daemond_session_login", "daemond_line_received",
                  "daemond_data_received", "daemond_session_close", "daemond_line_commands"),
     "Control": ("daemond_control_commands", "daemond_status"),
+    "Accounts": ("daemond_account_login", "daemond_account_exists", "daemond_account_logout"),
     "Chat rooms": ("daemond_chat_rooms",),
 }
 

@@ -20,6 +20,8 @@ Hooks come in three groups, by the phase of the daemon's life they belong to:
   found it (its CPU affinity, its signal mask; the daemon sets its name and
   priority, and a fresh ``contextvars`` context, for each connection).
 * **Control** — what a plugin adds to ``daemonctl`` and the console.
+* **Accounts** — what a login plugin (the built-in ``auth``) offers another
+  front end (IRC): checking a password and logging a session in.
 * **Chat rooms** — what the ``chat`` plugin offers other plugins (a second
   front end such as IRC).
 
@@ -128,6 +130,25 @@ def daemond_stopped(daemon: DaemonAPI) -> None:
     **When:** once, last thing before the process exits. **Thread:** main.
 
     **Call mode:** plain. **If it raises:** logged; shutdown carries on.
+    """
+
+
+@hookspec
+def daemond_requires() -> list[str] | None:
+    """Name the plugins yours cannot work without (a front end needs ``auth`` and ``chat``).
+
+    **When:** each time a config is validated — at start, by
+    ``daemond --check-config`` and before every reload — for one plugin at a
+    time, like :func:`daemond_settings_schema`. **Thread:** main or reload.
+
+    **Return:** plugin names as a config names them (``["auth", "chat"]``).
+    A config that loads your plugin but not one of them (in no listener's
+    ``plugins:`` and without a ``plugins.<name>:`` section) is invalid, with
+    the problem at your plugin's name: ``plugin 'irc' needs the plugin 'chat'
+    loaded too …``. ``None`` or ``[]``: nothing.
+
+    **Call mode:** plain. **If it raises:** the config is reported invalid,
+    naming your plugin.
     """
 
 
@@ -317,6 +338,68 @@ def daemond_status(daemon: DaemonAPI) -> dict[str, Any] | None:
 
 
 # --------------------------------------------------------------------------
+# Accounts (what a login plugin offers another front end)
+# --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def daemond_account_login(session: Session, name: str, password: str) -> tuple[str, str] | None:
+    """Check a user's name and password for a session and log it in — for a front end
+    that is not the line protocol (IRC's ``PASS`` and SASL ``PLAIN``).
+
+    **When:** call it yourself, as
+    ``session.daemon.hook.daemond_account_login(session=…, name=…, password=…)``,
+    on the session's own thread, while ``session.user`` is ``None``.
+    **Thread:** the session's own; it may wait for the password hash (up to the
+    login plugin's login timeout, counted from the connection). The built-in
+    ``auth`` implements it, with everything its ``/login`` does: ``require_tls``
+    (a password over plaintext from another machine is refused unchecked), the
+    failed-login throttles per name and per address (shared with the line
+    protocol: guesses over either count together), ``max_sessions_per_user``,
+    its log lines and counters.
+
+    On success the session is logged in — ``session.login(name)`` is called, so
+    ``session.user`` is set and your ``daemond_session_login`` runs (and may
+    refuse it by raising :class:`~daemon.SessionEnd`, which comes out of this
+    call, as does a listener's ``max_logged_in_per_ip``). Call
+    :func:`daemond_account_logout` when such a session ends.
+
+    **Return:** ``None`` when no login plugin is loaded; else ``(token, text)``:
+    ``("ok", name)`` with the name as registered, or the line protocol's error
+    token and sentence: ``bad-credentials``, ``too-many-attempts``,
+    ``tls-required``, ``too-many-sessions``, ``busy``, ``unavailable``,
+    ``timeout``. Never the password, in the reply or in the log.
+
+    **Call mode:** ``firstresult``. **If it raises:** the exception reaches the
+    caller.
+    """
+
+
+@hookspec(firstresult=True)
+def daemond_account_exists(name: str) -> bool | None:
+    """Whether ``name`` is a registered user (not case-sensitive) — a front end that lets
+    guests in uses it to keep registered names for their owners.
+
+    **When:** call it yourself (``daemon.hook.daemond_account_exists(name=…)``).
+    **Thread:** any. **Return:** ``True``/``False``; ``None`` when no login
+    plugin is loaded. **Call mode:** ``firstresult``. **If it raises:** the
+    exception reaches the caller.
+    """
+
+
+@hookspec
+def daemond_account_logout(session: Session) -> None:
+    """A session that :func:`daemond_account_login` logged in is ending.
+
+    **When:** call it yourself from your ``daemond_session_close`` (the login
+    plugin is not in your listener's plugins, so it is not told otherwise): it
+    gives back the session's place in ``max_sessions_per_user``. Calling it for a
+    session that never logged in does nothing. **Thread:** the session's own.
+    **Call mode:** plain. **If it raises:** the exception reaches the caller.
+    """
+
+
+# --------------------------------------------------------------------------
 # Chat rooms (what the chat plugin offers a second front end)
 # --------------------------------------------------------------------------
 
@@ -346,7 +429,13 @@ def daemond_chat_rooms() -> Any:
       replay. The callback runs on the thread of whoever caused the event,
       with the room's lock held: format the event and ``session.write()`` it
       — never block, never call the rooms object from it. If it raises, your
-      session is closed.
+      session is closed. ``join(session, room, on_event, render=f, write=w)``
+      is the fast path for a front end with many sessions: a message, action,
+      join, part or topic is rendered once per event by ``f(event) -> bytes``
+      (one function shared by all of the front end's sessions that render
+      alike) and passed to each member's ``w(bytes)`` (default:
+      ``session.write``) instead of ``on_event``, which still gets the rest
+      (``deleted``).
     * ``part(session, room)``; ``part_all(session)`` — call it from your
       ``daemond_session_close``: nobody else takes your sessions out.
     * ``say(session, room, text)``, ``act(session, room, text)`` — a message
@@ -354,16 +443,42 @@ def daemond_chat_rooms() -> Any:
       the room's history. Committed before anyone receives it.
     * ``topic(room, text=None, session=None) -> str`` — read it, or set it
       (the session must be in the room) and tell its members.
+    * ``topic_setter(room) -> (name, time)`` — who set the topic and when
+      (``*`` and the daemon's start for a topic from before it);
+      ``motd()`` — chat's message of the day; ``sanitize(text)`` — text as
+      chat stores and sends it.
     * ``history(room, count) -> list[event]``, ``members(room) -> list[str]``,
       ``list() -> [info]`` (``info.name``, ``.members``, ``.messages``,
       ``.topic``), ``joined(session)`` (the rooms, with ``.name``).
 
+    Users — one connected session per name, whichever front end it came
+    through, so that duplicate logins and ``/msg`` work across front ends:
+
+    * ``connect(session, on_event) -> old`` — make the (logged-in) session its
+      name's connected user. A name connected already raises
+      ``already-connected`` when chat's ``on_duplicate_login`` is ``reject``;
+      with ``replace`` the old session's handle is returned: call
+      ``replaced(old, by=session)``, which tells it (chat's
+      ``NOTICE replaced: …`` line, or a ``replaced`` event) and closes it.
+      ``on_event`` receives the session's private messages.
+    * ``disconnect(session)`` — call it from your ``daemond_session_close``:
+      out of every room, and no longer connected.
+    * ``tell(session, name, text, action=False)`` — a private message to a
+      connected user of any front end (a line client gets ``PRIV``);
+      ``no-such-user``, ``bad-text``.
+    * ``user(name) -> info | None`` (``info.name`` as spelled, ``.rooms``,
+      ``.since``), ``users() -> list[str]``.
+    * ``pace(session)`` — chat's flood control (``rate``, ``burst``,
+      ``on_flood``) for one line of the session's: returns at once, waits
+      (``slow``), or raises ``RoomError`` ``flood`` (``cut``: say so and end
+      the session).
+
     An event has ``kind`` (``msg``, ``action``, ``join``, ``part``,
     ``topic``, ``deleted``: the operator deleted the room, you are out of
-    it), ``room`` (the name as created), ``name`` (who; ``None`` for
+    it; and, with ``room`` ``""``, ``private``, ``private_action`` and
+    ``replaced``), ``room`` (the name as created), ``name`` (who; ``None`` for
     ``deleted``; ``*`` for the operator's topic), ``text``, ``time`` (epoch
     seconds) and ``seq`` (a message's number in the room's history).
-    ``/msg``, flood control and duplicate logins are each front end's own.
 
     **Call mode:** ``firstresult``. **If it raises:** the exception reaches
     the caller (a session hook's exception ends that session).

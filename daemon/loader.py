@@ -86,7 +86,8 @@ def _trace(pm: pluggy.PluginManager) -> None:
 
 
 def _args(kwargs: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}"[:200] for k, v in kwargs.items())
+    # a password (daemond_account_login's) is never written to the log, traced or not
+    return ", ".join("password=<hidden>" if k == "password" else f"{k}={v!r}"[:200] for k, v in kwargs.items())
 
 
 @dataclass
@@ -103,6 +104,9 @@ class LoadedPlugin:
 
     def settings_schema(self):
         return self.own.hook.daemond_settings_schema()
+
+    def requires(self) -> list[str]:
+        return [name for result in self.own.hook.daemond_requires() if result for name in result]
 
     def configure(self, settings: dict[str, Any], daemon) -> None:
         self.own.hook.daemond_configure(settings=settings, daemon=daemon)

@@ -61,6 +61,7 @@ class Notifier:
         self._lock = threading.Lock()
         self._watchdog_thread: threading.Thread | None = None
         self._watchdog_stop = threading.Event()
+        self._status_sent: str | None = None  # the last STATUS= line sent, to send a changed one only
 
     # -- environment -------------------------------------------------------
 
@@ -120,7 +121,8 @@ class Notifier:
         """READY=1 (with STATUS= if given): every listener is bound, or a reload is done."""
         if status is None:
             return self.send("READY=1")
-        return self.send("READY=1", _status_line(status))
+        self._status_sent = _status_line(status)
+        return self.send("READY=1", self._status_sent)
 
     def reloading(self) -> bool:
         """RELOADING=1 and MONOTONIC_USEC=<now> in one datagram; follow with ready()."""
@@ -133,18 +135,21 @@ class Notifier:
 
     def status(self, text: str) -> bool:
         """STATUS=<text>: the one-line status shown by ``systemctl status``."""
-        return self.send(_status_line(text))
+        self._status_sent = _status_line(text)
+        return self.send(self._status_sent)
 
     # -- watchdog ----------------------------------------------------------
 
-    def start_watchdog(self, is_healthy: Callable[[], bool]) -> None:
+    def start_watchdog(self, is_healthy: Callable[[], bool], status: Callable[[], str] | None = None) -> None:
         """Ping WATCHDOG=1 every WATCHDOG_USEC/2 from thread "sd-watchdog".
 
         A ping is sent only when ``is_healthy()`` returns True; a False (or an
         exception from it) skips that ping so systemd's watchdog fires if the
-        daemon stays unhealthy. Does nothing when NOTIFY_SOCKET or
-        WATCHDOG_USEC is absent, when WATCHDOG_PID names another process, or
-        when the thread is already running.
+        daemon stays unhealthy. With each ping, ``status()`` is asked for the
+        STATUS= text, sent only when it differs from the last one sent (so
+        ``systemctl status`` follows the connections). Does nothing when
+        NOTIFY_SOCKET or WATCHDOG_USEC is absent, when WATCHDOG_PID names
+        another process, or when the thread is already running.
         """
         interval = self.watchdog_interval
         if interval is None:
@@ -154,14 +159,15 @@ class Notifier:
         self._watchdog_stop.clear()
         thread = threading.Thread(
             target=self._watchdog_loop,
-            args=(interval, is_healthy),
+            args=(interval, is_healthy, status),
             name="sd-watchdog",
             daemon=True,
         )
         self._watchdog_thread = thread
         thread.start()
 
-    def _watchdog_loop(self, interval: float, is_healthy: Callable[[], bool]) -> None:
+    def _watchdog_loop(self, interval: float, is_healthy: Callable[[], bool],
+                       status: Callable[[], str] | None) -> None:
         stop = self._watchdog_stop
         while True:
             try:
@@ -173,10 +179,23 @@ class Notifier:
                 return
             if healthy:
                 self.send("WATCHDOG=1")
+                self._refresh_status(status)
             else:
                 log.debug("daemon unhealthy; skipping watchdog ping")
             if stop.wait(interval):
                 return
+
+    def _refresh_status(self, status: Callable[[], str] | None) -> None:
+        if status is None:
+            return
+        try:
+            text = _status_line(status())
+        except Exception:  # noqa: BLE001 - a broken status text must not stop the pings
+            log.debug("status text for STATUS= raised; not sent", exc_info=True)
+            return
+        if text != self._status_sent:
+            self._status_sent = text
+            self.send(text)
 
     def stop_watchdog(self) -> None:
         """Stop the watchdog thread and wait for it; safe to call any time."""

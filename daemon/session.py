@@ -41,6 +41,13 @@ def timeval(seconds: float) -> bytes:
     return struct.pack("ll", sec, usec)
 
 
+def _bad_line(event: TooLong | BadEncoding) -> tuple[str, str]:
+    """The error token and sentence for a line that could not be read."""
+    if isinstance(event, TooLong):
+        return "line-too-long", f"lines are limited to {event.limit} bytes; line discarded"
+    return "bad-encoding", f"lines must be UTF-8 text ({event.reason}); line discarded"
+
+
 class SessionEnd(Exception):
     """Raise from a session hook to end the connection without a traceback.
 
@@ -270,20 +277,26 @@ class Session:
         return any(mask & (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL)
                    for _, mask in events)
 
-    def read_line(self, timeout: float | None = None) -> str:
+    def read_line(self, timeout: float | None = None, on_bad_line: Any = None) -> str:
         """Wait for the client's next line (for dialogues in ``daemond_session_open``).
 
-        Over-long and badly encoded lines are answered with ``-ERR`` and
-        skipped. ``timeout`` (seconds) bounds the wait; without it the
-        listener's idle timeout applies. Raises :class:`SessionEnd` with
-        reason ``eof`` or ``timeout``.
+        Over-long and badly encoded lines are skipped and answered with the
+        line protocol's ``-ERR line-too-long …`` or ``-ERR bad-encoding …``;
+        a plugin that speaks another protocol passes ``on_bad_line(token, text)``
+        to answer them itself (``token`` is ``line-too-long`` or ``bad-encoding``).
+        ``timeout`` (seconds) bounds the wait; without it the listener's idle
+        timeout applies. Raises :class:`SessionEnd` with reason ``eof`` or
+        ``timeout``.
         """
         deadline = time.monotonic() + timeout if timeout else None
         while True:
             event = self.next_event(deadline)
             if isinstance(event, str):
                 return event
-            self.report(event)
+            if on_bad_line is None:
+                self.report(event)
+            else:
+                on_bad_line(*_bad_line(event))
 
     def login(self, user: str) -> None:
         """Record that ``user`` has logged in and tell the plugins (``daemond_session_login``).
@@ -385,10 +398,8 @@ class Session:
 
     def report(self, event) -> None:
         """Answer an input event that is not a line with its ``-ERR``."""
-        if isinstance(event, TooLong):
-            self.err("line-too-long", f"lines are limited to {event.limit} bytes; line discarded")
-        elif isinstance(event, BadEncoding):
-            self.err("bad-encoding", f"lines must be UTF-8 text ({event.reason}); line discarded")
+        if isinstance(event, (TooLong, BadEncoding)):
+            self.err(*_bad_line(event))
 
     def _overflowed(self) -> None:
         log.warning("send queue exceeded: %s %s user=%s has more than %d bytes unread; disconnecting",

@@ -3,8 +3,9 @@
 With a console — stdin is a terminal in the foreground, or ``--console`` —
 the main thread reads commands at a ``daemond>`` prompt, with line editing,
 history and tab completion (readline), and runs them through the same
-command registry as the control socket. Ctrl-C at the prompt stops the daemon
-(as SIGINT does); during a command (``logs -f``) it ends the command. Ctrl-D
+command registry as the control socket. Ctrl-C at an empty prompt stops the
+daemon (as SIGINT does); on a half-typed line it drops the line, as a shell
+does; during a command (``logs -f``) it ends the command. Ctrl-D
 leaves the console; the daemon runs on until stopped.
 
 The console knows nothing of signals: the main loop
@@ -31,12 +32,19 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("daemond")
 
 PROMPT = "daemond> "
+#: What the console says first.
+BANNER = ("daemond console: `help` lists the commands; `stop` or Ctrl-C on an empty line stops the daemon; "
+          "Ctrl-D leaves the console")
 #: Lines of console history kept in the state directory.
 HISTORY_LENGTH = 1000
 
 
 class Interrupted(Exception):
     """Raised out of the console's read: the main loop has a stop or reload to handle."""
+
+
+class LineCleared(Interrupted):
+    """Raised out of the console's read by a Ctrl-C on a half-typed line: the line is dropped."""
 
 
 class MainLoop(Protocol):
@@ -66,8 +74,7 @@ class Console:
 
     def run(self) -> None:
         self._setup_readline()
-        self._print("daemond console: `help` lists the commands; `stop` or Ctrl-C stops the daemon; "
-                    "Ctrl-D leaves the console")
+        self._print(BANNER)
         try:
             while not self.loop.stop_due():
                 try:
@@ -95,6 +102,11 @@ class Console:
                 return input(prompt)
             finally:
                 self._show_prompt_after_logs(None)
+
+    def half_typed(self) -> bool:
+        """Whether something is typed at the prompt (called from the SIGINT handler)."""
+        readline = self._readline
+        return readline is not None and bool(readline.get_line_buffer())
 
     def _show_prompt_after_logs(self, prompt: str | None) -> None:
         """While reading, log lines on stderr redraw the prompt and the half-typed line."""
@@ -252,16 +264,43 @@ class Console:
     def _complete(self, text: str, state: int) -> str | None:
         readline = self._readline
         before = readline.get_line_buffer()[: readline.get_begidx()].split()
-        registry = self.daemon.commands
-        if not before:
-            options = [c.name + " " for c in registry if c.name.startswith(text)]
-        else:
-            try:
-                command = registry.get(before[0])
-            except UsageError:
-                return None
-            spellings = [s for a in command.args for s in a.spellings]
-            if command.confirm:
-                spellings.append("--yes")
-            options = [s + " " for s in spellings if s.startswith(text)]
+        options = [w + " " for w in self.completions(before, text)]
         return options[state] if state < len(options) else None
+
+    def completions(self, before: list[str], text: str) -> list[str]:
+        """What may follow the words ``before`` and starts with ``text``: a command's name first;
+        then its positional argument's choices (command names for ``help``), or an option not given yet."""
+        registry = self.daemon.commands
+        names = [c.name for c in registry]
+        if not before:
+            return [n for n in names if n.startswith(text)]
+        try:
+            command = registry.get(before[0])
+        except UsageError:
+            return []
+        by_spelling = {s: a for a in command.args for s in a.spellings}
+        given: set[str] = set()
+        positionals = [a for a in command.args if not (a.flag or a.option)]
+        words = before[1:]
+        if words and words[-1] in by_spelling and not by_spelling[words[-1]].flag:
+            return []  # an option's value: nothing to offer
+        while words:
+            word = words.pop(0)
+            arg = by_spelling.get(word.partition("=")[0])
+            if arg is not None:
+                given.add(arg.name)
+                if not (arg.flag or "=" in word) and words:
+                    words.pop(0)
+            elif positionals:
+                positionals.pop(0)
+        if text.startswith("-") or not positionals:
+            spellings = [s for a in command.args if a.name not in given for s in a.spellings]
+            if command.confirm and "--yes" not in before:
+                spellings.append("--yes")
+            return [s for s in spellings if s.startswith(text)]
+        nxt = positionals[0]
+        if command.name == "help" and nxt.name == "command":
+            choices = names
+        else:
+            choices = list(nxt.choices or ())
+        return [c for c in choices if c.startswith(text)]

@@ -63,7 +63,34 @@ MAX_PATH = 107
 
 
 class ControlError(Exception):
-    """The control socket cannot be set up; the message is one line for the operator."""
+    """The control socket cannot be set up; the message is one line for the operator.
+
+    ``config``: the config asks what this process cannot do (a restart would fail the same way)."""
+
+    def __init__(self, message: str, config: bool = False):
+        super().__init__(message)
+        self.config = config
+
+
+#: Where the docs say how to give a group the control socket under the systemd unit.
+GROUP_HOWTO = "docs/operations.md, \"Control for a group\""
+
+
+def group_problem(group: str | None) -> str | None:
+    """Why this process cannot give ``group`` its control socket, or None when it can: the group
+    must exist, and the process be root or have it among its groups (a process may give its
+    own file only to a group it is in; under the systemd unit that is its ``Group=``)."""
+    if group is None:
+        return None
+    try:
+        gid = _resolve_group(group)
+    except ControlError as exc:
+        return str(exc)
+    if os.geteuid() == 0 or gid == os.getegid() or gid in os.getgroups():
+        return None
+    return (f"control.group {group}: daemond (uid {os.geteuid()}) is not in group {group}, so it cannot give it the "
+            f"control socket; under systemd give the service that group with Group={group} in a drop-in "
+            f"({GROUP_HOWTO})")
 
 
 class ControlServer:
@@ -118,7 +145,7 @@ class ControlServer:
         finally:
             os.umask(old_umask)
         try:
-            if self._gid is not None:
+            if self._gid is not None and os.lstat(path).st_gid != self._gid:  # born with it: the process's group
                 os.chown(path, -1, self._gid, follow_symlinks=False)
             sock.listen(socket.SOMAXCONN)  # a burst waits here while MAX_CLIENTS are served
             sock.setblocking(False)
@@ -126,12 +153,19 @@ class ControlServer:
         except OSError as exc:
             sock.close()
             _unlink(path)
+            problem = group_problem(self.group)
+            if problem:
+                raise ControlError(problem, config=True) from None
+            if self._gid is not None and isinstance(exc, PermissionError):
+                raise ControlError(f"cannot give the control socket {path} to group {self.group}: {exc.strerror} "
+                                   f"(a system call filter? under systemd use Group={self.group}: {GROUP_HOWTO})",
+                                   config=True) from None
             raise ControlError(f"cannot set up control socket {path}: {exc.strerror or exc}") from None
         self._sock = sock
 
     def _make_directory(self, directory: Path) -> None:
         try:
-            if make_dirs(directory, 0o750) and self._gid is not None:
+            if make_dirs(directory, 0o750) and self._gid is not None and os.lstat(directory).st_gid != self._gid:
                 os.chown(directory, -1, self._gid, follow_symlinks=False)
         except OSError as exc:
             raise ControlError(f"cannot create control socket directory {directory}: {exc.strerror or exc}") from None

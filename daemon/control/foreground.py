@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from daemon.control.console import Console, Interrupted
+from daemon.control.console import Console, Interrupted, LineCleared
 from daemon.control.facade import DaemonControl
 
 log = logging.getLogger("daemond")
@@ -67,6 +67,8 @@ class Foreground:
         self._reading = False  # inside the console's input(): a signal may interrupt it
         self._running = False  # a console command runs: Ctrl-C ends it instead of stopping the daemon
         self._saved: dict[int, Any] = {}
+        self._console: Console | None = None
+        self._clear_line = False  # a Ctrl-C came on a half-typed line: the tick drops it
 
     def __enter__(self) -> Foreground:
         for signum, handler in ((signal.SIGTERM, self._on_stop_signal), (signal.SIGINT, self._on_stop_signal),
@@ -87,12 +89,18 @@ class Foreground:
     def _on_stop_signal(self, signum, frame) -> None:
         if signum == signal.SIGINT and self._running:
             raise KeyboardInterrupt  # ends the console's command, not the daemon (no tick runs then)
+        if signum == signal.SIGINT and self._reading and self._console is not None and self._console.half_typed():
+            self._clear_line = True  # as in a shell: Ctrl-C drops the half-typed line; on an empty one it stops
+            return
         self._stop_signal = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
 
     def _on_reload_signal(self, signum, frame) -> None:
         self._reload_requested = True
 
     def _on_tick(self, signum, frame) -> None:
+        if self._reading and self._clear_line:
+            self._clear_line = False
+            raise LineCleared
         if self._reading and self._pending():
             raise Interrupted
 
@@ -101,7 +109,8 @@ class Foreground:
     def run(self) -> None:
         """Return once a stop is requested (the caller then stops the daemon)."""
         if self.console:
-            Console(self.daemon, self, self.out).run()
+            self._console = Console(self.daemon, self, self.out)
+            self._console.run()
         while not self.stop_due():
             time.sleep(POLL)
 
@@ -126,6 +135,7 @@ class Foreground:
     def reading(self) -> Iterator[None]:
         """Around the console's read: a stop or reload flagged meanwhile raises Interrupted out of it."""
         self._reading = True
+        self._clear_line = False
         signal.setitimer(signal.ITIMER_REAL, TICK, TICK)
         try:
             if self._pending():

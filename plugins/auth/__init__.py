@@ -17,6 +17,10 @@ For other plugins (the public API):
   (``session.err(...)``, then raise ``SessionEnd``); auth then takes the
   login back from the users store (token, last login).
 
+Another front end (IRC) logs its sessions in with the same users, throttles and
+limits through the ``daemond_account_login`` hook (and ``daemond_account_exists``,
+``daemond_account_logout``), documented in ``daemon/hookspecs.py``.
+
 With ``cert_login: true``, a session whose verified TLS client certificate
 (``session.tls.peer_cn``, from the public session API) names a registered user
 is logged in at open, before the greeting, like SASL EXTERNAL.
@@ -39,6 +43,7 @@ from plugins.auth.admin import control_commands
 from plugins.auth.dialogue import LoginDialogue
 from plugins.auth.hashing import OWASP_MINIMUM, Hasher
 from plugins.auth.limits import RegistrationLimit, UserSessions
+from plugins.auth.rules import name_key, name_problem
 from plugins.auth.settings import SCHEMA, AuthSettings
 from plugins.auth.store import StoreError, UserStore
 from plugins.auth.throttle import Throttle
@@ -135,6 +140,24 @@ class AuthPlugin:
         key = session.state.pop("auth", None)  # the user's key while the session counts in user_sessions
         if key is not None:
             self.user_sessions.release(key)
+
+    # -- accounts, for other front ends (IRC) --------------------------------------------
+
+    @hookimpl
+    def daemond_account_login(self, session, name: str, password: str):
+        if self.store is None or session.user is not None:
+            return None
+        return LoginDialogue(self, session).account_login(name, password)
+
+    @hookimpl
+    def daemond_account_exists(self, name: str):
+        if self.store is None:
+            return None
+        return name_problem(name) is None and self.store.exists(name_key(name))
+
+    @hookimpl
+    def daemond_account_logout(self, session) -> None:
+        self.daemond_session_close(session, "logout")
 
     # -- control -----------------------------------------------------------------------
 

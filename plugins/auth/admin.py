@@ -28,7 +28,7 @@ def control_commands(plugin: AuthPlugin) -> list[ControlCommand]:
                        lambda args: users(plugin, args), render=render_users, args=(
                            Argument("action", "list, add, del or passwd", required=True, choices=USER_ACTIONS),
                            Argument("name", "the user to add, delete or change"),
-                           Argument("password", "the new password (add, passwd); daemonctl asks for it", option=True,
+                           Argument("password", "the new password (add, passwd)", option=True,
                                     secret=True),
                        )),
     ]
@@ -64,7 +64,9 @@ def users(plugin: AuthPlugin, args: dict[str, Any]) -> Any:
         plugin.log.info("auth: deleted user %s (operator)", name)
         return f"deleted {name} and their tokens"
     if password is None:
-        raise ArgumentNeeded("password", f"users {action}: give the password (daemonctl asks for it)",
+        raise ArgumentNeeded("password", f"users {action}: no password given (daemonctl asks for it on a terminal; "
+                             "when its stdin is not one, it reads one line from stdin: pipe the password in, "
+                             "or give daemonctl --password-file FILE)",
                              prompt=f"password for {name}", confirm=True)
     password = normalized_password(password)
     bad = password_problem(password, plugin.settings.min_password, plugin.settings.max_password)
@@ -93,13 +95,16 @@ def _hash(plugin: AuthPlugin, password: str) -> str:
 
 
 def render_users(result: Any) -> str:
-    """``users list`` as one line per user (``no users`` for none); other actions' text as is."""
+    """``users list`` as a table, one line per user under a header, columns aligned (``no users``
+    for none); other actions' text as is."""
     if not isinstance(result, list):
         return str(result)
     if not result:
         return "no users"
-    return "\n".join(f"{u['name']}  created {u['created']}  last login {u['last_login'] or 'never'}"
-                     + (f" from {u['last_ip']}" if u["last_ip"] else "") for u in result)
+    rows = [("NAME", "CREATED", "LAST LOGIN", "FROM")]
+    rows += [(u["name"], u["created"] or "", u["last_login"] or "never", u["last_ip"] or "") for u in result]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 
 
 def _iso(when: float | None) -> str | None:

@@ -43,6 +43,27 @@ class LoginDialogue:
         self.deadline = time.monotonic() + self.settings.login_timeout - since_connect
         #: ("login" | "register", name) while waiting for the password of the prompt flow
         self.prompt: tuple[str, str] | None = None
+        #: the dialogue's replies; :meth:`account_login` takes them instead of the client
+        self.ok = session.ok
+        self.err = session.err
+
+    def account_login(self, name: str, password: str) -> tuple[str, str]:
+        """Check ``name`` and ``password`` for another front end (the ``daemond_account_login``
+        hook) exactly as ``/login`` does — require_tls, the throttles, max_sessions_per_user,
+        the log and the counters — and log the session in; the reply as ``(token, text)``:
+        ``("ok", name as registered)`` or the ``-ERR`` the line protocol would have sent."""
+        replies: list[tuple[str, str]] = []
+        self.ok = lambda text="": replies.append(("ok", self.session.user or "")) or True
+        self.err = lambda token, text="": replies.append((token, text)) or True
+        try:
+            if not self._tls_refused():
+                self._guarded(lambda _: self._check_password(name, password), "")
+        except SessionEnd:
+            if self.session.user is not None or not replies:
+                raise  # refused by a plugin's login hook, or the connection ended: that session ends
+        if self.session.user is not None:
+            return "ok", self.session.user
+        return replies[-1] if replies else ("bad-credentials", "wrong name or password")
 
     # -- the loop ------------------------------------------------------------------
 
@@ -65,7 +86,7 @@ class LoginDialogue:
             args = line.partition(" ")[2].strip(" ")  # only ASCII spaces: NBSP or U+3000 may end a password
             handler = handlers.get(name)
             if handler is None:
-                self.session.err("auth-required", f"log in first: {self._how()} (/help lists commands)")
+                self.err("auth-required", f"log in first: {self._how()} (/help lists commands)")
             else:
                 self._guarded(handler, args)
 
@@ -79,19 +100,19 @@ class LoginDialogue:
         except HashQueueFull:
             self.prompt = None
             self.plugin.count("busy")
-            self.session.err("busy", "too many passwords are being checked just now; try again in a moment")
+            self.err("busy", "too many passwords are being checked just now; try again in a moment")
         except HashingUnavailable as exc:
             self.prompt = None
             self.plugin.log.error("password hashing failed (%s); a login or registration from %s was refused",
                                   exc, self.ip)
-            self.session.err("unavailable", "passwords cannot be checked just now; try again")
+            self.err("unavailable", "passwords cannot be checked just now; try again")
         except sqlite3.Error as exc:
             if self.session.user is not None:
                 raise  # logged in already: it failed in a later plugin's login hook, not in our store
             self.prompt = None
             self.plugin.log.error("users store %s cannot be written (%s); a login or registration from %s was refused",
                                   self.plugin.store.path, exc, self.ip)
-            self.session.err("unavailable", "the users store cannot be written; try again later")
+            self.err("unavailable", "the users store cannot be written; try again later")
         finally:
             if self.session.user is None:
                 self._release_session()
@@ -99,7 +120,7 @@ class LoginDialogue:
     def _greet(self) -> None:
         last = self.plugin.store.last_user_from(self.ip) if self.settings.greet_known else None
         hello = f"hello again, {last}" if last else "welcome"
-        self.session.ok(f"{hello}; log in: {self._how()}")
+        self.ok(f"{hello}; log in: {self._how()}")
 
     def _how(self) -> str:
         if self.settings.allow_register:
@@ -124,7 +145,7 @@ class LoginDialogue:
         self.plugin.count("timeouts")
         self.plugin.log.info("login timeout: %s did not log in within %gs", self.session.peer_str,
                              self.settings.login_timeout)
-        self.session.err("timeout", f"not logged in within {self.settings.login_timeout:g}s; closing")
+        self.err("timeout", f"not logged in within {self.settings.login_timeout:g}s; closing")
         raise SessionEnd("timeout")
 
     # -- commands --------------------------------------------------------------------
@@ -137,7 +158,7 @@ class LoginDialogue:
             return False
         self.plugin.log.info("refused a login over plaintext from %s (require_tls: %s)",
                              self.ip, "true" if rule is True else rule)
-        self.session.err("tls-required", "passwords and tokens are only taken over TLS here; "
+        self.err("tls-required", "passwords and tokens are only taken over TLS here; "
                                          "connect to this server's TLS port")
         return True
 
@@ -147,7 +168,7 @@ class LoginDialogue:
         name, _, password = args.partition(" ")
         password = password.strip(" ")
         if not name or not password:
-            self.session.err("usage", "/login NAME PASSWORD")
+            self.err("usage", "/login NAME PASSWORD")
             return
         self._check_password(name, password)
 
@@ -156,20 +177,20 @@ class LoginDialogue:
             return
         name, _, password = args.partition(" ")
         if not self.settings.allow_register:
-            self.session.err("registration-closed", "this server does not take new users; ask its operator")
+            self.err("registration-closed", "this server does not take new users; ask its operator")
             return
         password = password.strip(" ")
         if not name or not password:
-            self.session.err("usage", "/register NAME PASSWORD")
+            self.err("usage", "/register NAME PASSWORD")
             return
         self._register(name, password)
 
     def _token_command(self, args: str) -> None:
-        session, plugin = self.session, self.plugin
+        plugin = self.plugin
         if self._tls_refused():
             return
         if not args:
-            session.err("usage", "/login-token TOKEN")
+            self.err("usage", "/login-token TOKEN")
             return
         if self._throttled(None):
             return
@@ -180,17 +201,17 @@ class LoginDialogue:
             blocked = plugin.addresses.failure(self.ip)
             plugin.log.warning("token login failed from %s: unknown or expired token%s", self.ip,
                                "; address now throttled" if blocked else "")
-            session.err("bad-token", "unknown or expired token; log in with your password")
+            self.err("bad-token", "unknown or expired token; log in with your password")
             return
         if not self._claim_session(user.key, user.name):
             return
         record = plugin.store.record_login(user.key, self.ip, now)
         if record is None:
             self._release_session()
-            session.err("bad-token", "unknown or expired token; log in with your password")
+            self.err("bad-token", "unknown or expired token; log in with your password")
             return
         self._login(user.name, "token", record)
-        session.ok(f"logged in as {user.name}")
+        self.ok(f"logged in as {user.name}")
 
     def _help(self, args: str) -> None:
         entries = [("/login NAME PASSWORD", "log in")]
@@ -200,10 +221,10 @@ class LoginDialogue:
                     ("/help", "list commands"), ("/quit", "close the connection")]
         for usage, text in entries:
             self.session.send_line(f"HELP {usage} - {text}")
-        self.session.ok(f"{len(entries)} commands; or type your name and answer the prompts")
+        self.ok(f"{len(entries)} commands; or type your name and answer the prompts")
 
     def _quit(self, args: str) -> None:
-        self.session.ok("bye")
+        self.ok("bye")
         raise SessionEnd("quit")
 
     # -- the prompt flow -------------------------------------------------------------
@@ -223,17 +244,17 @@ class LoginDialogue:
         text = typed.strip()
         problem = name_problem(text)
         if problem:
-            self.session.err("bad-name", problem)
+            self.err("bad-name", problem)
             return
         # Where registration is closed an unknown name is asked for its password
         # like any other, so that the prompt does not tell which names exist.
         if self.settings.allow_register and not self.plugin.store.exists(name_key(text)):
             self.prompt = ("register", text)
             minimum = self.settings.min_password
-            self.session.ok(f"{text} is a new name; choose a password (at least {minimum} characters)")
+            self.ok(f"{text} is a new name; choose a password (at least {minimum} characters)")
         else:
             self.prompt = ("login", text)
-            self.session.ok(f"password for {text}?")
+            self.ok(f"password for {text}?")
 
     # -- logging in and registering ----------------------------------------------------
 
@@ -259,11 +280,11 @@ class LoginDialogue:
         plugin.count("throttled")
         plugin.log.warning("login refused (throttled): %sfrom %s, %.0fs of cooldown left",
                            f"name {key} " if key else "", self.ip, left)
-        self.session.err("too-many-attempts", f"too many failed logins; try again in {max(1, round(left))}s")
+        self.err("too-many-attempts", f"too many failed logins; try again in {max(1, round(left))}s")
         return True
 
     def _check_password(self, name: str, password: str) -> None:
-        session, plugin = self.session, self.plugin
+        plugin = self.plugin
         valid_name = name_problem(name) is None
         key = name_key(name) if valid_name else None
         if self._throttled(key):
@@ -292,7 +313,7 @@ class LoginDialogue:
                    else "wrong password" if user else "no such user")
             plugin.log.warning("login failed: %s from %s (%s)%s", key or "-", self.ip, why,
                                "; now throttled" if blocked else "")
-            session.err("bad-credentials", "wrong name or password")
+            self.err("bad-credentials", "wrong name or password")
             return
         plugin.names.success(key)
         if not self._claim_session(user.key, user.name):
@@ -326,7 +347,7 @@ class LoginDialogue:
         plugin.count("too_many_sessions")
         plugin.log.warning("login %s from %s refused: %d sessions logged in already (max_sessions_per_user)",
                            name, self.ip, limit)
-        self.session.err("too-many-sessions", f"{name} has {limit} sessions logged in already; "
+        self.err("too-many-sessions", f"{name} has {limit} sessions logged in already; "
                                               "end one before you log in again")
         return False
 
@@ -336,13 +357,13 @@ class LoginDialogue:
             self.plugin.user_sessions.release(key)
 
     def _register(self, name: str, password: str, prompted: bool = False) -> None:
-        session, plugin = self.session, self.plugin
+        plugin = self.plugin
         if not self.settings.allow_register:
-            session.err("registration-closed", "this server does not take new users; ask its operator")
+            self.err("registration-closed", "this server does not take new users; ask its operator")
             return
         problem = name_problem(name)
         if problem:
-            session.err("bad-name", problem)
+            self.err("bad-name", problem)
             return
         password = normalized_password(password)
         bad = password_problem(password, self.settings.min_password, self.settings.max_password)
@@ -351,11 +372,11 @@ class LoginDialogue:
             if prompted:  # ask again, rather than take the next try for a name
                 self.prompt = ("register", name)
                 text = f"{text}; choose another password for {name}"
-            session.err(token, text)
+            self.err(token, text)
             return
         key = name_key(name)
         if plugin.store.exists(key):
-            session.err("name-taken", f"{name} is already registered; log in with /login {name} PASSWORD")
+            self.err("name-taken", f"{name} is already registered; log in with /login {name} PASSWORD")
             return
         if self._registration_limited():
             return
@@ -367,7 +388,7 @@ class LoginDialogue:
             plugin.registrations.give_back(self.ip)  # nothing was hashed: it does not count
             raise
         if not plugin.store.add_user(key, name, password_hash, plugin.clock()):  # committed on return
-            session.err("name-taken", f"{name} is already registered; log in with /login {name} PASSWORD")
+            self.err("name-taken", f"{name} is already registered; log in with /login {name} PASSWORD")
             return
         plugin.count("registrations")
         plugin.log.info("registered %s from %s", name, self.ip)
@@ -390,7 +411,7 @@ class LoginDialogue:
             text = f"at most {settings.register_total} registrations every {window} on this server"
         plugin.log.warning("registration refused: %s from %s (%s)", "address over register_per_address"
                            if which == "address" else "register_total reached", self.ip, text)
-        self.session.err("too-many-registrations", f"{text}; try again in {max(1, round(left))}s")
+        self.err("too-many-registrations", f"{text}; try again in {max(1, round(left))}s")
         return True
 
     def _logged_in(self, key: str, name: str, how: str, new_hash: str | None) -> None:
@@ -402,11 +423,11 @@ class LoginDialogue:
         if record is None:
             self._release_session()
             plugin.log.warning("login %s from %s abandoned: the user was deleted meanwhile", name, self.ip)
-            self.session.err("bad-credentials", "wrong name or password")
+            self.err("bad-credentials", "wrong name or password")
             return
         self._login(name, how, record)
         verb = "registered and logged in as" if how == "register" else "logged in as"
-        self.session.ok(f"{verb} {name} token={token}")  # the token was committed with the record
+        self.ok(f"{verb} {name} token={token}")  # the token was committed with the record
 
     def _login(self, name: str, how: str, record: LoginRecord) -> None:
         """Tell the plugins (``session.login``), then log and count the login.

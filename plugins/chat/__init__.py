@@ -15,7 +15,6 @@ Chat relies only on the core's session API: ``session.user`` (set by
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from daemon import Field, PluginError, PrivateFileError, Schema, SessionEnd, hookimpl, plain_text, split_command
@@ -62,28 +61,13 @@ SCHEMA = Schema({
 
 COMMANDS = commands.USAGE
 
-#: how often a flood wait checks that its client is still there (seconds)
-_GONE_CHECK = 0.2
-
 STATE_KEY = commands.STATE_KEY
 
 
-class _Bucket:
-    """Flood control for one session: a token bucket (the session's own thread only)."""
+class _Seat:
+    """A chat session's place: its current room (a Room), None before login."""
 
-    def __init__(self, burst: int):
-        self.tokens = float(burst)
-        self.last = time.monotonic()
-        self.current = None  # the session's current room (a Room), None before login
-
-    def take(self, rate: float, burst: int) -> float:
-        """Spend one token; the seconds to wait until the debt is paid (0: none)."""
-        if rate <= 0:
-            return 0.0
-        now = time.monotonic()
-        self.tokens = min(float(burst), self.tokens + (now - self.last) * rate) - 1
-        self.last = now
-        return 0.0 if self.tokens >= 0 else -self.tokens / rate
+    current = None
 
 
 class ChatPlugin:
@@ -97,9 +81,6 @@ class ChatPlugin:
         self._default_room = None
         self._stopping = threading.Event()  # set at shutdown: ends flood waits, silences PART
         self._listeners: set[str] = set()  # listeners that serve chat (set.add is atomic: no lock)
-        # _users_lock guards _users: the logged-in chat session of each (lower-cased) name
-        self._users_lock = threading.Lock()
-        self._users: dict[str, Any] = {}
 
     @property
     def room(self):
@@ -141,13 +122,13 @@ class ChatPlugin:
                               default_room=self._default_room)
         except PrivateFileError as exc:  # a symlink where the history should be
             raise PluginError(str(exc)) from None
-        self.rooms = Rooms(history, self._default_room, self.live_settings)
+        self.rooms = Rooms(history, self._default_room, self.live_settings, self._stopping)
         self.log.info("chat history %s: %d rooms, %d messages in %s, last #%d", self._database,
                       self.rooms.count(), history.count(), self._default_room, history.last_seq)
 
     def _not_resident(self, why: str) -> None:
         self.log.warning("the chat history's write-ahead log is not all kept in memory (%s): with a slow disk, "
-                         "messages may wait for it; raise the locked-memory limit (LimitMEMLOCK=)", why)
+                         "messages may wait for it", why)
 
     @hookimpl
     def daemond_stopping(self, daemon):
@@ -167,7 +148,7 @@ class ChatPlugin:
     def daemond_status(self, daemon):
         if self.rooms is None:
             return None
-        return {"users": len(self._users), "last_message": self.rooms.default.last_seq, "rooms": self.rooms.count()}
+        return {"users": len(self.rooms.users()), "last_message": self.rooms.default.last_seq, "rooms": self.rooms.count()}
 
     @hookimpl
     def daemond_control_commands(self, daemon):
@@ -182,54 +163,42 @@ class ChatPlugin:
     @hookimpl
     def daemond_session_open(self, session):
         self._listeners.add(session.listener)
-        session.state.setdefault(STATE_KEY, _Bucket(self.settings["burst"]))
+        session.state.setdefault(STATE_KEY, _Seat())
 
     @hookimpl
     def daemond_session_login(self, session, user):
         self._listeners.add(session.listener)
-        seat = session.state.setdefault(STATE_KEY, _Bucket(self.settings["burst"]))
+        seat = session.state.setdefault(STATE_KEY, _Seat())
         settings = self.settings
-        key = user.lower()
-        with self._users_lock:
-            old = self._users.get(key)
-            if old is not None and settings["on_duplicate_login"] != "replace":
-                old = False
-            else:
-                self._users[key] = session
-        if old is False:
+        try:  # one connected session per name, whichever front end it came through
+            old = self.rooms.connect(session)
+        except RoomError as exc:
             self.log.info("refused a second session for %s from %s", user, session.peer_str)
-            session.err("already-connected", f"{user} is already connected; closing")
-            raise SessionEnd("duplicate")
+            session.err(exc.token, exc.text)
+            raise SessionEnd("duplicate") from None
         motd = "".join(f"NOTICE {line}\n" for line in settings["motd"].splitlines() if line.strip())
         try:
             self.rooms.join(session, self.rooms.default.name, greeting=motd.encode("utf-8"), replace=old is not None)
-        except RoomError as exc:  # another front end's session of that name is in the default room
-            with self._users_lock:
-                if self._users.get(key) is session:
-                    del self._users[key]
+        except RoomError as exc:  # another session of that name is still in the default room
+            self.rooms.disconnect(session, announce=False)
             self.log.info("refused a chat session for %s from %s: %s", user, session.peer_str, exc.text)
             session.err(exc.token, exc.text)
             raise SessionEnd("duplicate") from None
         seat.current = self.rooms.default
         if old is not None:
             self.log.info("%s logged in again from %s; closing the session from %s",
-                          user, session.peer_str, old.peer_str)
-            old.write(f"NOTICE replaced: {user} logged in from {session.peer_str}\n".encode("utf-8"))
-            old.close("replaced")
+                          user, session.peer_str, old.session.peer_str)
+            self.rooms.replaced(old, by=session)
 
     @hookimpl
     def daemond_session_close(self, session, reason):
         if self.rooms is None or session.user is None:
             return
-        with self._users_lock:
-            if self._users.get(session.user.lower()) is session:
-                del self._users[session.user.lower()]
-        self.rooms.part_all(session, announce=not self._stopping.is_set())
+        self.rooms.disconnect(session, announce=not self._stopping.is_set())
 
     def user_session(self, name: str):
-        """The chat session logged in as ``name`` (not case-sensitive), or None."""
-        with self._users_lock:
-            return self._users.get(name.lower())
+        """The chat session logged in as ``name`` (not case-sensitive), on any front end, or None."""
+        return None if self.rooms is None else self.rooms.user_session(name)
 
     @hookimpl
     def daemond_line_commands(self, session):
@@ -263,22 +232,13 @@ class ChatPlugin:
         return True
 
     def _flood_check(self, session) -> None:
-        bucket = session.state.setdefault(STATE_KEY, _Bucket(self.settings["burst"]))
-        wait = bucket.take(self.settings["rate"], self.settings["burst"])
-        if not wait:
-            return
-        if self.settings["on_flood"] == "cut":
+        try:
+            self.rooms.pace(session)  # may wait (on_flood: slow); a client that leaves meanwhile ends
+        except SessionEnd:
+            self.log.info("flood: %s from %s left with lines held back; dropping them", session.user, session.peer_str)
+            raise
+        except RoomError as exc:  # on_flood: cut
             self.log.warning("flood: %s from %s is over %g lines/s; disconnecting",
                              session.user, session.peer_str, self.settings["rate"])
-            session.err("flood", f"more than {self.settings['rate']:g} lines per second; closing")
-            raise SessionEnd("flood")
-        # only this client's thread waits; its input backs up in TCP. A client that has left (or
-        # was kicked) is not waited for: the lines it sent that are still held back are dropped.
-        deadline = time.monotonic() + wait
-        while not self._stopping.wait(min(_GONE_CHECK, max(0.0, deadline - time.monotonic()))):
-            if session.peer_closed():
-                self.log.info("flood: %s from %s left with lines held back; dropping them",
-                              session.user, session.peer_str)
-                raise SessionEnd("eof")  # the serving loop keeps a kick's own reason
-            if time.monotonic() >= deadline:
-                return
+            session.err(exc.token, exc.text)
+            raise SessionEnd("flood") from None

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from daemon import parse_count
 
 from plugins.chat.rooms import RoomError, room_key
-from plugins.chat.text import sanitize, visible
 
 if TYPE_CHECKING:  # pragma: no cover
     from plugins.chat import ChatPlugin
@@ -107,15 +106,8 @@ def msg(plugin: ChatPlugin, session, args: str) -> None:
     if not target or not raw.strip():
         session.err("bad-argument", "usage: /msg NAME TEXT")
         return
-    text = sanitize(raw)
-    if not visible(text):
-        session.err("bad-text", "nothing visible left in that message")
-        return
-    other = plugin.user_session(target)
-    if other is not None and other.write(f"PRIV {session.user} {text}\n".encode("utf-8")):
-        session.ok()
-    else:
-        session.err("no-such-user", f"{sanitize(target)} is not connected")
+    plugin.rooms.tell(session, target, raw)  # to a user of any front end; bad-text, no-such-user
+    session.ok()
 
 
 def join(plugin: ChatPlugin, session, args: str) -> None:

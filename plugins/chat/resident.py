@@ -16,8 +16,10 @@ behave as before, and :attr:`ResidentFile.error` says why.
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
+import resource
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
@@ -68,7 +70,7 @@ class ResidentFile:
                 return
             self._addr = addr
         if _libc.mlock(self._addr + self.locked, want - self.locked) != 0:
-            self.error = f"mlock {self.path}: {os.strerror(ctypes.get_errno())} (RLIMIT_MEMLOCK)"
+            self.error = f"mlock {self.path}: {mlock_refusal(ctypes.get_errno())}"
             return
         self.locked = want
 
@@ -80,3 +82,16 @@ class ResidentFile:
             os.close(self._fd)
             self._fd = None
         self.locked = 0
+
+
+def mlock_refusal(err: int) -> str:
+    """What refused an ``mlock`` that failed with ``err``, for the operator. EPERM under a
+    non-zero RLIMIT_MEMLOCK comes from a system call filter (seccomp: the service's
+    ``SystemCallFilter=``, or a container's), which no limit raises; ENOMEM and EAGAIN
+    mean the limit was reached."""
+    soft = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+    limit = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft} bytes"
+    if err == errno.EPERM and soft != 0:
+        return (f"{os.strerror(err)}: refused by a system call filter (seccomp), not by RLIMIT_MEMLOCK "
+                f"({limit}); let mlock through the filter (@memlock)")
+    return f"{os.strerror(err)}: over RLIMIT_MEMLOCK ({limit}); raise it (LimitMEMLOCK= in the unit)"

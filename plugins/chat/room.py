@@ -11,10 +11,14 @@ receiver's thread; a member that stops reading overflows its own queue and is
 cut by the core, and nobody else waits for it. A room has no thread: a session
 in fifty rooms is fifty dictionary entries.
 
-Members come in two kinds. The chat plugin's own (``on_event`` is ``None``)
+Members come in three kinds. The chat plugin's own (``on_event`` is ``None``)
 get chat's lines, encoded once per event for all of them. A front end's
 (``on_event`` given, see :mod:`plugins.chat.rooms`) get a :class:`RoomEvent`
-passed to their callback, on the sender's thread, under the room's lock.
+passed to their callback, on the sender's thread, under the room's lock; or,
+when it gave a ``render`` function too, the bytes ``render(event)`` returns —
+called once per event for all the members that gave the same function —
+passed to each member's ``write``, which costs a delivery what a line
+client's costs.
 """
 
 from __future__ import annotations
@@ -81,14 +85,18 @@ class Room:
         # chat's own line clients by their session's write, front ends by their callback
         self._writes: dict[Session, Callable[[bytes], bool]] = {}
         self._callbacks: dict[Session, Callable[[RoomEvent], None]] = {}
+        # front ends' members that render: by render function, each member's write
+        self._renders: dict[Callable[[RoomEvent], bytes | None], dict[Session, Callable[[bytes], object]]] = {}
         self.topic = topic
+        self.topic_by, self.topic_at = "*", time.time()  # who set the topic and when (not kept over a restart)
         self._delivered_seq = history.last(key)  # the last message every member has been given
 
     # -- membership ---------------------------------------------------------------
 
     def join(self, session: Session, *, replace: bool, replay: int, greeting: bytes = b"",
-             announce_limit: int | None = None,
-             on_event: Callable[[RoomEvent], None] | None = None) -> tuple[Session | None, list[Entry]] | None:
+             announce_limit: int | None = None, on_event: Callable[[RoomEvent], None] | None = None,
+             render: Callable[[RoomEvent], bytes | None] | None = None,
+             write: Callable[[bytes], object] | None = None) -> tuple[Session | None, list[Entry]] | None:
         """Add ``session`` under its user name and announce ``JOIN`` to the others.
 
         For chat's own clients, ``greeting`` (the motd) and the last ``replay``
@@ -113,6 +121,8 @@ class Room:
             self._members[key] = Member(session, on_event)  # only once the replay could be read
             if on_event is None:
                 self._writes[session] = session.write
+            elif render is not None:
+                self._renders.setdefault(render, {})[session] = write or session.write
             else:
                 self._callbacks[session] = on_event
             if on_event is None and (greeting or backlog):
@@ -152,7 +162,7 @@ class Room:
         with self._lock:
             self.closed = True
             members, self._members = list(self._members.values()), {}
-            self._writes, self._callbacks = {}, {}
+            self._writes, self._callbacks, self._renders = {}, {}, {}
             now = time.time()
             for member in members:
                 if member.on_event is None:
@@ -221,13 +231,16 @@ class Room:
             if self.closed or (session is not None and not self.has(session)):
                 return False
             self.history.set_topic(self.key, text)
-            self.topic = text
+            self.topic, self.topic_by, self.topic_at = text, by, time.time()
             self._fan_out(RoomEvent("topic", self.name, by, text, time.time()), skip=session)
         return True
 
     def _forget(self, session: Session) -> None:  # with _lock held
         self._writes.pop(session, None)
         self._callbacks.pop(session, None)
+        for render, group in list(self._renders.items()):
+            if group.pop(session, None) is not None and not group:
+                del self._renders[render]
 
     def _fan_out(self, event: RoomEvent, skip: Session | None) -> None:  # with _lock held
         if self._writes:
@@ -241,4 +254,13 @@ class Room:
                 try:
                     on_event(event)
                 except Exception:  # a front end's bug ends its own session, not the sender's
+                    session.close("error")
+        for render, group in list(self._renders.items()):
+            try:
+                data = render(event)  # once for every member that renders alike
+                for session, write in group.items():
+                    if session is not skip:
+                        write(data)  # never blocks, as for line clients
+            except Exception:  # a front end's bug ends its own sessions, not the sender's
+                for session in list(group):
                     session.close("error")

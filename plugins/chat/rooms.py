@@ -18,7 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from plugins.chat.room import AlreadyConnected, Room, RoomEvent
+from daemon import SessionEnd
+
+from plugins.chat.room import AlreadyConnected, Member, Room, RoomEvent
 from plugins.chat.text import sanitize, visible
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,6 +44,38 @@ class RoomError(Exception):
 
 
 @dataclass(frozen=True)
+class UserInfo:
+    """A connected user, as :meth:`Rooms.user` gives it: name as spelled, rooms, connected since."""
+
+    name: str
+    rooms: list[str]
+    since: float
+
+
+#: the flood-control bucket's key in ``session.state``
+_PACE_KEY = "chat.pace"
+#: how often a flood wait checks that its client is still there (seconds)
+_GONE_CHECK = 0.2
+
+
+class Bucket:
+    """Flood control for one session: a token bucket (the session's own thread only)."""
+
+    def __init__(self, burst: int):
+        self.tokens = float(burst)
+        self.last = time.monotonic()
+
+    def take(self, rate: float, burst: int) -> float:
+        """Spend one token; the seconds to wait until the debt is paid (0: none)."""
+        if rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        self.tokens = min(float(burst), self.tokens + (now - self.last) * rate) - 1
+        self.last = now
+        return 0.0 if self.tokens >= 0 else -self.tokens / rate
+
+
+@dataclass(frozen=True)
 class RoomInfo:
     """One room as listed: name as created, members, messages kept, topic."""
 
@@ -61,9 +95,15 @@ def room_key(name: str) -> str:
 class Rooms:
     """The rooms, by key. ``settings()`` gives the live ``rooms`` settings, ``replay`` and ``announce_limit``."""
 
-    def __init__(self, history: History, default_room: str, settings: Callable[[], dict[str, Any]]):
+    def __init__(self, history: History, default_room: str, settings: Callable[[], dict[str, Any]],
+                 stopping: threading.Event | None = None):
         self.store = history  # the database
         self._settings = settings
+        self._stopping = stopping or threading.Event()  # set at shutdown: ends flood waits
+        # _users_lock guards _users: the connected chat user of each (lower-cased) name, on every
+        # front end, with the callback that takes its private messages (None: chat's own line client)
+        self._users_lock = threading.Lock()
+        self._users: dict[str, Member] = {}
         # _lock guards _rooms and _joined. Lock order: this one, then a room's, then the history's.
         self._lock = threading.Lock()
         self._rooms: dict[str, Room] = {}
@@ -125,7 +165,9 @@ class Rooms:
     # -- the room API -------------------------------------------------------------------
 
     def join(self, session: Session, name: str, on_event: Callable[[RoomEvent], None] | None = None, *,
-             greeting: bytes = b"", replace: bool = False, create: bool | None = None) -> list[RoomEvent]:
+             greeting: bytes = b"", replace: bool = False, create: bool | None = None,
+             render: Callable[[RoomEvent], bytes] | None = None,
+             write: Callable[[bytes], object] | None = None) -> list[RoomEvent]:
         """Join ``session`` (logged in: ``session.user``) to a room, creating it if allowed; the replay.
 
         Returns the room's last ``replay`` messages, oldest first, as events
@@ -133,6 +175,7 @@ class Rooms:
         hook's documentation; ``None`` is chat's own line client, which gets the
         replay as ``HIST`` lines. Raises :class:`RoomError`; :class:`AlreadyConnected`
         when another session of that name is in the room and not ``replace``.
+        ``render`` and ``write``: see the hook's documentation.
         """
         key = room_key(name)
         settings = self._settings()
@@ -145,7 +188,8 @@ class Rooms:
             room = self._room_for_join(name, key, create)
             try:
                 done = room.join(session, replace=replace, replay=settings["replay"], greeting=greeting,
-                                 announce_limit=settings["announce_limit"], on_event=on_event)
+                                 announce_limit=settings["announce_limit"], on_event=on_event, render=render,
+                                 write=write)
             except AlreadyConnected:
                 raise RoomError("already-connected", f"another session of {session.user} is in {room.name}") from None
             if done is not None:
@@ -217,6 +261,20 @@ class Rooms:
             raise RoomError("not-in-room", f"you are not in {room.name}")
         return clean
 
+    def topic_setter(self, name: str) -> tuple[str, float]:
+        """Who set a room's topic (``*``: the operator, or before the last restart) and when (epoch seconds)."""
+        room = self.get(name)
+        return room.topic_by, room.topic_at
+
+    def motd(self) -> str:
+        """Chat's message of the day (``motd``), for a front end's own greeting."""
+        return self._settings()["motd"]
+
+    @staticmethod
+    def sanitize(text: str) -> str:
+        """``text`` as chat stores and sends it (escape sequences and control characters removed)."""
+        return sanitize(text)
+
     def history(self, name: str, count: int) -> list[RoomEvent]:
         """The room's last ``count`` messages and actions, oldest first."""
         room = self.get(name)
@@ -231,6 +289,119 @@ class Rooms:
         with self._lock:
             rooms = sorted(self._rooms.values(), key=lambda r: r.key)
         return [RoomInfo(r.name, r.size(), self.store.count(r.key), r.topic) for r in rooms]
+
+    # -- users: who is connected, on any front end ------------------------------------
+
+    def connect(self, session: Session, on_event: Callable[[RoomEvent], None] | None = None, *,
+                replace: bool | None = None) -> Member | None:
+        """Make ``session`` the connected chat user of its name, on whichever front end.
+
+        ``replace`` defaults to chat's ``on_duplicate_login``. A name that is
+        connected already (by any front end) raises ``already-connected``; with
+        ``replace`` the other session is returned instead: pass it to
+        :meth:`replaced` once this one is settled (joined its rooms), which
+        tells it and closes it. ``on_event`` takes the session's private
+        messages (``private``, ``private_action``) and ``replaced`` events;
+        ``None`` is chat's own line client.
+        """
+        if replace is None:
+            replace = self._settings()["on_duplicate_login"] == "replace"
+        key = session.user.lower()
+        with self._users_lock:
+            old = self._users.get(key)
+            if old is not None and old.session is not session and not replace:
+                raise RoomError("already-connected", f"{session.user} is already connected; closing")
+            self._users[key] = Member(session, on_event)
+        return None if old is None or old.session is session else old
+
+    def replaced(self, old: Member, by: Session) -> None:
+        """Tell the session :meth:`connect` replaced that ``by`` logged in as its name, and close it."""
+        notice = f"{by.user} logged in from {by.peer_str}"
+        if old.on_event is None:
+            old.session.write(f"NOTICE replaced: {notice}\n".encode("utf-8"))
+        else:
+            try:
+                old.on_event(RoomEvent("replaced", "", by.user, notice, time.time()))
+            except Exception:
+                pass  # it is closed anyway
+        old.session.close("replaced")
+
+    def disconnect(self, session: Session, *, announce: bool = True) -> None:
+        """The session is ending: out of every room, and no longer its name's connected user."""
+        if session.user is not None:
+            with self._users_lock:
+                member = self._users.get(session.user.lower())
+                if member is not None and member.session is session:
+                    del self._users[session.user.lower()]
+        self.part_all(session, announce=announce)
+
+    def user_session(self, name: str) -> Session | None:
+        """The connected session of ``name`` (not case-sensitive), on any front end, or None."""
+        with self._users_lock:
+            member = self._users.get(name.lower())
+        return None if member is None else member.session
+
+    def user(self, name: str) -> UserInfo | None:
+        """``name``'s connected user, or None: its name as spelled, the rooms it is in, since when."""
+        session = self.user_session(name)
+        if session is None:
+            return None
+        return UserInfo(session.user, [r.name for r in self.joined(session)], session.connected_at)
+
+    def users(self) -> list[str]:
+        """Every connected user's name."""
+        with self._users_lock:
+            return sorted((m.session.user for m in self._users.values()), key=lambda n: (n.lower(), n))
+
+    def tell(self, session: Session, name: str, raw: str, *, action: bool = False) -> None:
+        """A private message (``/msg``; ``action``: a ``/me``) from ``session`` to the user ``name``.
+
+        A line client receives ``PRIV <from> <text>`` (an action: ``PRIV <from> * <from> <text>``);
+        a front end's session a ``private`` or ``private_action`` event. ``bad-text``,
+        ``no-such-user`` (not connected, or its send queue overflowed)."""
+        text = sanitize(raw)
+        if not visible(text):
+            raise RoomError("bad-text", "nothing visible left in that message")
+        with self._users_lock:
+            member = self._users.get(name.lower())
+        delivered = False
+        if member is not None:
+            if member.on_event is None:
+                line = f"* {session.user} {text}" if action else text
+                delivered = member.session.write(f"PRIV {session.user} {line}\n".encode("utf-8"))
+            else:
+                kind = "private_action" if action else "private"
+                try:
+                    member.on_event(RoomEvent(kind, "", session.user, text, time.time()))
+                    delivered = not member.session.peer_closed()
+                except Exception:
+                    member.session.close("error")
+        if not delivered:
+            raise RoomError("no-such-user", f"{sanitize(name)} is not connected")
+
+    def pace(self, session: Session) -> None:
+        """Flood control, the same for every front end: spend one of the session's lines.
+
+        Over ``rate`` (with ``burst``), ``on_flood: slow`` waits here (the session's own
+        thread; its input backs up in TCP) and ``cut`` raises ``RoomError("flood", …)``:
+        the front end says so and ends the session. A client that leaves while it waits
+        raises :class:`daemon.SessionEnd` ``eof``.
+        """
+        settings = self._settings()
+        bucket = session.state.get(_PACE_KEY)
+        if bucket is None:
+            bucket = session.state[_PACE_KEY] = Bucket(settings["burst"])
+        wait = bucket.take(settings["rate"], settings["burst"])
+        if not wait:
+            return
+        if settings["on_flood"] == "cut":
+            raise RoomError("flood", f"more than {settings['rate']:g} lines per second; closing")
+        deadline = time.monotonic() + wait
+        while not self._stopping.wait(min(_GONE_CHECK, max(0.0, deadline - time.monotonic()))):
+            if session.peer_closed():
+                raise SessionEnd("eof")  # the serving loop keeps a kick's own reason
+            if time.monotonic() >= deadline:
+                return
 
     # -- the operator's --------------------------------------------------------------
 

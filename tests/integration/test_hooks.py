@@ -204,3 +204,10 @@ def test_trace_hooks_logs_every_call_with_arguments_and_results(daemond_process)
     assert "daemond.trace:   daemond_line_received returned True" in err
     # the hot path is traced too when tracing is on
     assert re.search(r"call daemond_data_received\(.*data=b'raw'\) -> \['echo'\]", err)
+
+
+def test_trace_hooks_never_shows_a_password():
+    from daemon.loader import _args
+
+    traced = _args({"session": None, "name": "alice", "password": "correct horse"})
+    assert traced == "session=None, name='alice', password=<hidden>"

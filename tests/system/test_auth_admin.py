@@ -79,7 +79,7 @@ def test_users_add_list_passwd_del(daemond_factory):
     ({"action": "add", "name": "dave", "password": "password-9"}, "dave already exists"),
     ({"action": "add", "name": "DAVE", "password": "password-9"}, "DAVE already exists"),
     ({"action": "add", "name": "new", "password": "short"}, "passwords need at least 8 characters"),
-    ({"action": "add", "name": "new"}, "give the password"),
+    ({"action": "add", "name": "new"}, "no password given"),
     ({"action": "add", "name": "bad name", "password": "password-9"}, "bad name 'bad name'"),
     ({"action": "del", "name": "nobody"}, "no user nobody"),
     ({"action": "passwd", "name": "nobody", "password": "password-9"}, "no user nobody"),

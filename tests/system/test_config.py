@@ -226,3 +226,12 @@ def test_the_digest_is_of_the_file_bytes_as_the_reloader_hashes_them(tmp_path):
     config = load_config(path, PluginLoader())
     assert config.digest == hashlib.sha256(path.read_bytes()).hexdigest()
     assert config.listeners["e"].plugins == ("echo",)
+
+
+def test_no_config_found_is_said_with_daemonds_prefix(tmp_path):
+    if Path("/etc/daemond/daemond.yaml").exists():
+        pytest.skip("/etc/daemond/daemond.yaml exists here: daemond would find it")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state")}
+    proc = subprocess.run([installed("daemond")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("daemond: no config file found (tried $DAEMOND_CONFIG, "), proc.stderr

@@ -269,3 +269,37 @@ def test_no_prompt_is_drawn_among_the_shutdown_lines(tmp_path):
         assert PROMPT not in rest, rest
     finally:
         term.close()
+
+
+def test_tab_completes_an_arguments_values_and_command_names(tmp_path):
+    c = Console(tmp_path, listeners={"c": {"plugins": ["auth", "chat"]}}, plugins={"auth": None, "chat": None})
+    try:
+        c.term.expect(PROMPT)
+        c.term.write("users \t\t")  # ambiguous: a second Tab lists the actions, not an option
+        listed = c.term.expect("passwd")
+        assert re.search(r"add\s+del\s+list\s+passwd", listed), listed
+        assert "--password" not in listed
+        c.term.write("l\t\n")  # "users l" completes to "users list"
+        c.term.expect("no users")
+        c.term.expect(PROMPT)
+        c.term.write("help us\t\n")  # a command's name completes as help's argument
+        assert "usage: users ACTION" in c.term.expect(PROMPT)
+        c.term.write("users a\tgina --pa\t\x15\n")  # "users add gina --password ", then the line is dropped
+        c.term.expect(PROMPT)
+        assert "users add gina --password" in c.term.output.decode(errors="replace")
+    finally:
+        c.close()
+
+
+def test_ctrl_c_on_a_half_typed_line_clears_it(console):
+    console.term.expect(PROMPT)
+    console.term.write("paus")
+    console.term.expect("paus")
+    console.term.write("\x03")
+    console.term.expect(PROMPT)
+    assert console.term.proc.poll() is None  # still running
+    status = console.run("status")  # the dropped "paus" is not glued in front of it
+    assert "): running, since " in status and "unknown command" not in status
+    console.term.write("\x03")  # on an empty line: stop, as before
+    assert console.term.wait() == 0
+    assert "SIGINT received: stopping" in console.stderr_path.read_text()

@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 def daemonctl(*args: str, env: dict | None = None, cwd=None, timeout: float = 30, **kwargs) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k not in ("DAEMOND_SOCKET", "DAEMOND_CONFIG", "RUNTIME_DIRECTORY")}
     proc = subprocess.run([installed("daemonctl"), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**environ, **(env or {})}, cwd=cwd, stdin=subprocess.DEVNULL, **kwargs)
+                          env={**environ, **(env or {})}, cwd=cwd,
+                          **({"stdin": subprocess.DEVNULL} if "input" not in kwargs else {}), **kwargs)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 
@@ -338,14 +339,36 @@ def test_auth_users_and_clear_auth_through_daemonctl(daemond_factory):
     with d.client("login") as carol:
         carol.read_line()
         assert carol.command("/login carol carol-password-1")[1].startswith("+OK logged in as carol")
-        assert re.fullmatch(r"carol  created \S+Z  last login \S+Z from 127\.0\.0\.1\n", ctl(d, "users", "list").stdout)
+        assert ctl(d, "users", "add", "bo", input="bo-password-1\n").returncode == 0
+        listed = ctl(d, "users", "list").stdout.splitlines()
+        assert re.fullmatch(r"NAME +CREATED +LAST LOGIN +FROM", listed[0]), listed
+        assert re.fullmatch(r"bo     \S+Z  never", listed[1]), listed
+        assert re.fullmatch(r"carol  \S+Z  \S+Z  127\.0\.0\.1", listed[2]), listed
+        starts = {line.index("Z  ") for line in listed[1:]}  # the columns line up
+        assert len(starts) == 1 and listed[0].index("LAST LOGIN") == starts.pop() + 3, listed
         cleared = ctl(d, "clear-auth", "--yes")  # while carol is connected
-        assert cleared.returncode == 0 and cleared.stdout.startswith("deleted 1 users")
+        assert cleared.returncode == 0 and cleared.stdout.startswith("deleted 2 users")
         carol.send_line("still connected")
         assert carol.read_line() == "still connected"
     assert json.loads(ctl(d, "--json", "users", "list").stdout)["result"] == []
     assert ctl(d, "users", "list").stdout == "no users\n"  # not an empty screen
     assert "carol-password-1" not in d.config.log_file.read_text()
+    unasked = ctl(d, "users", "add", "gina")  # stdin is /dev/null: nothing to read, and nobody asked
+    assert unasked.returncode == 2
+    assert "reads one line from stdin" in unasked.stderr and "asks for it on a terminal" in unasked.stderr
+    assert "--password-file" in unasked.stderr
+    secret = d.config.state_dir.parent / "gina.pw"
+    secret.write_text("gina-password-1\nignored\n")
+    secret.chmod(0o644)
+    loose = ctl(d, "--password-file", str(secret), "users", "add", "gina")
+    assert loose.returncode == 2 and "may be read by others (mode 0644): chmod 600 it" in loose.stderr
+    secret.chmod(0o600)
+    assert ctl(d, "--password-file", str(secret), "users", "add", "gina").stdout == "added gina\n"
+    with d.client("login") as gina:
+        gina.read_line()
+        assert gina.command("/login gina gina-password-1")[1].startswith("+OK logged in as gina")
+    helped = ctl(d, "help", "users").stdout
+    assert helped.count("asks for it") + helped.count("asked for") == 1, helped
 
 
 # -- logs -f and clear-logs under load ------------------------------------------------------
@@ -510,3 +533,16 @@ def test_plugins_lists_version_source_and_listeners(daemond_factory):
     assert re.search(r"^tests\.plugins\.raiser +\? +path +1 +r +tests\.plugins\.raiser$", out.stdout, re.M), out.stdout
     listed = json.loads(ctl(d, "--json", "plugins").stdout)["result"]
     assert {p["name"]: p["source"] for p in listed} == {"echo": "built-in", "tests.plugins.raiser": "path"}
+
+
+def test_json_gets_an_error_object_on_stdout_for_daemonctls_own_failures(d, tmp_path):
+    gone = daemonctl("--socket", str(tmp_path / "nobody.sock"), "--json", "status")
+    assert gone.returncode == 3
+    reply = json.loads(gone.stdout)
+    assert reply["ok"] is False and reply["error"]["code"] == "no-daemon" and reply["error"]["source"] == "daemonctl"
+    assert reply["error"]["message"] in gone.stderr  # the same one line, for people
+    unconfirmed = ctl(d, "wipe", "--json")  # no terminal, no --yes
+    assert unconfirmed.returncode == 2 and json.loads(unconfirmed.stdout)["error"]["code"] == "usage"
+    bad = daemonctl("--json", "--timeout", "soon", "status")
+    assert bad.returncode == 2 and json.loads(bad.stdout)["error"]["code"] == "usage"
+    assert ctl(d, "status").stdout and "{" not in daemonctl("--socket", str(tmp_path / "x"), "status").stdout

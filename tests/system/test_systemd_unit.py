@@ -182,6 +182,24 @@ def test_verify_with_notify_reload_dropin(tmp_path):
 
 
 @needs_analyze
+@pytest.mark.parametrize("name", ["low-ports.conf", "control-group.conf"])
+def test_verify_with_each_shipped_dropin(tmp_path, name):
+    bindir = bin_dir_for_verify(tmp_path)
+    unit = tmp_path / "daemond.service"
+    unit.write_text(UNIT.read_text().replace(UNIT_BIN, str(bindir)))
+    (tmp_path / "daemond.service.d").mkdir()
+    shutil.copy(REPO / "systemd" / name, tmp_path / "daemond.service.d" / name)
+    out = verify(unit)
+    assert out.stdout + out.stderr == ""
+
+
+def test_a_config_the_service_cannot_honour_is_not_restarted_in_a_loop():
+    from daemon.core import EXIT_CONFIG
+
+    assert service()["RestartPreventExitStatus"] == [str(EXIT_CONFIG)]
+
+
+@needs_analyze
 def test_security_exposure_at_most_2():
     result = subprocess.run(
         [SYSTEMD_ANALYZE, "security", "--offline=true", "--no-pager", str(UNIT)],

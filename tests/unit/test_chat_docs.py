@@ -27,7 +27,7 @@ def test_the_commented_example_in_the_shipped_config_lists_every_setting_with_it
 
 def test_every_setting_command_and_error_token_is_documented():
     code = "\n".join(p.read_text() for p in (ROOT / "plugins" / "chat").glob("*.py"))
-    sent = set(re.findall(r'err\(\s*"([a-z-]+)"', code))
+    sent = set(re.findall(r'(?:err|RoomError)\(\s*"([a-z-]+)"', code))  # replies, and room API errors
     assert {"already-connected", "no-such-user", "bad-argument", "bad-text", "flood"} <= sent
     documented = set(re.findall(r"^\| `([a-z-]+)` \|", DOC, re.MULTILINE))
     assert sent <= documented, sent - documented

@@ -245,3 +245,21 @@ def test_start_watchdog_twice_keeps_one_thread(receiver, notifiers):
     assert sum(t.name == "sd-watchdog" for t in threading.enumerate()) == 1
     n.stop_watchdog()
     n.stop_watchdog()  # idempotent
+
+
+def test_the_watchdog_sends_status_when_it_changed_only(receiver, notifiers):
+    n = notifiers(receiver.env(WATCHDOG_USEC=str(WATCHDOG_USEC)))
+    text = ["1 listeners, 0 connections"]
+    n.ready(text[0])
+    assert receiver.recv() == "READY=1\nSTATUS=1 listeners, 0 connections"
+    n.start_watchdog(lambda: True, lambda: text[0])
+    time.sleep(0.35)
+    assert set(receiver.drain()) == {"WATCHDOG=1"}  # unchanged: pings only
+    text[0] = "1 listeners, 3 connections"
+    assert _wait_for(lambda: "STATUS=1 listeners, 3 connections" in receiver.drain())
+    time.sleep(0.35)
+    assert set(receiver.drain()) == {"WATCHDOG=1"}  # sent once, not with every ping
+    n.status("paused")  # sent by the daemon itself: the watchdog knows it was
+    assert receiver.recv() == "STATUS=paused"
+    time.sleep(0.25)
+    assert "STATUS=1 listeners, 3 connections" in receiver.drain()

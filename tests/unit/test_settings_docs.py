@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "etc" / "daemond.yaml"
 
 #: where each built-in plugin documents its settings
-PLUGIN_DOCS = {"echo": "docs/configuration.md", "auth": "docs/protocol.md", "chat": "docs/chat.md"}
+PLUGIN_DOCS = {"echo": "docs/configuration.md", "auth": "docs/protocol.md", "chat": "docs/chat.md",
+               "irc": "docs/irc.md"}
 
 
 def builtin_plugins() -> list[str]:
