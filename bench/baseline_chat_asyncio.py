@@ -20,7 +20,10 @@ current room: plain lines go there as ``MSG #room NAME TEXT``. A user who
 disconnects parts every room (``PART #room NAME``). No replay, no topics, no
 ``/part``: the benchmark runs daemond with ``replay: 0`` and uses none of them.
 
-    python bench/baseline_chat_asyncio.py HOST PORT [--announce-limit N] [--db PATH]
+    python bench/baseline_chat_asyncio.py HOST PORT [--announce-limit N] [--db PATH] [--cert C --key K]
+
+With ``--cert``/``--key`` it speaks TLS: ``asyncio.start_server(..., ssl=ctx)``
+with TLS 1.2 at least, as bench/baseline_asyncio.py and daemond's default.
 
 Serves until killed (SIGTERM/SIGINT).
 """
@@ -195,10 +198,10 @@ async def serve_client(rooms: Rooms, reader: asyncio.StreamReader, writer: async
         writer.close()
 
 
-async def main(host: str, port: int, announce_limit: int | None, db: Path) -> None:
+async def main(host: str, port: int, announce_limit: int | None, db: Path, ctx=None) -> None:
     rooms = Rooms(db, announce_limit)
     server = await asyncio.start_server(lambda r, w: serve_client(rooms, r, w), host, port,
-                                        backlog=socket_backlog(), limit=MAX_LINE * 2)
+                                        backlog=socket_backlog(), limit=MAX_LINE * 2, ssl=ctx)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -220,7 +223,16 @@ if __name__ == "__main__":
     parser.add_argument("port", type=int)
     parser.add_argument("--announce-limit", type=int, default=None)
     parser.add_argument("--db", type=Path, default=None)
+    parser.add_argument("--cert", help="TLS certificate chain (PEM); with --key: speak TLS")
+    parser.add_argument("--key", help="TLS private key (PEM)")
     args = parser.parse_args()
+    ctx = None
+    if args.cert:
+        import ssl
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(args.cert, args.key)
     db = args.db or Path(tempfile.mkdtemp(prefix="chat-baseline-")) / "chat.db"
     try:
         import resource
@@ -229,5 +241,5 @@ if __name__ == "__main__":
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except (ValueError, OSError):
         pass
-    asyncio.run(main(args.host, args.port, args.announce_limit, db))
+    asyncio.run(main(args.host, args.port, args.announce_limit, db, ctx))
     os._exit(0)

@@ -12,6 +12,11 @@ daemond/asyncio ratio. See bench/README-chat.md for what is measured and why.
     python bench/chat_bench.py --pin --scenarios steady   # server on CPU 0, load on CPU 1
     python bench/chat_bench.py --scenarios rooms --rounds 5  # 100 rooms × 10 users
     python bench/chat_bench.py --servers daemond,daemond-irc --scenarios steady,blast   # half the users on IRC
+    python bench/chat_bench.py --tls --scenarios steady    # every user over TLS (issue 22)
+
+With ``--tls`` both servers speak TLS with one ECDSA P-256 certificate made for
+the run, and the load generator is chat_loadgen.c built with -DLOADGEN_TLS
+(``chat_loadgen_tls.bin``): every user does a full handshake, verifying it.
 
 Scenarios:
 
@@ -51,12 +56,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import find_daemond  # bench/common.py (the script's own directory is on sys.path)
+from common import find_daemond, make_certificate  # bench/common.py (the script's own directory is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LOADGEN_SRC = HERE / "chat_loadgen.c"
 LOADGEN_BIN = HERE / "chat_loadgen.bin"
+LOADGEN_TLS_BIN = HERE / "chat_loadgen_tls.bin"
 BASELINE = HERE / "baseline_chat_asyncio.py"
 ANNOUNCE_LIMIT = 1000  # both servers: no JOIN storm while 10,000 users log in
 ROOM_RATE = 1000.0  # messages/s of the rooms scenario (1 per user per second): 9,000 deliveries/s
@@ -66,10 +72,14 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # -- the load generator -------------------------------------------------------
 
 
-def build_loadgen() -> Path:
-    if not LOADGEN_BIN.exists() or LOADGEN_BIN.stat().st_mtime < LOADGEN_SRC.stat().st_mtime:
-        subprocess.run(["cc", "-O2", "-Wall", "-o", str(LOADGEN_BIN), str(LOADGEN_SRC)], check=True)
-    return LOADGEN_BIN
+def build_loadgen(tls: bool = False) -> Path:
+    binary = LOADGEN_TLS_BIN if tls else LOADGEN_BIN
+    if not binary.exists() or binary.stat().st_mtime < LOADGEN_SRC.stat().st_mtime:
+        tls_flags = (["-DLOADGEN_TLS"], ["-lssl", "-lcrypto"]) if tls else ([], [])
+        r = subprocess.run(["cc", "-O2", "-Wall", *tls_flags[0], "-o", str(binary), str(LOADGEN_SRC), *tls_flags[1]])
+        if r.returncode:
+            sys.exit("could not build the load generator" + (" (TLS needs libssl-dev)" if tls else ""))
+    return binary
 
 
 # -- the servers ---------------------------------------------------------------
@@ -83,6 +93,8 @@ def free_port() -> int:
 
 #: ``--pin``: the server on CPU 0, the load generator on CPU 1 (``taskset``)
 PIN: dict[str, list[str]] = {"server": [], "loadgen": []}
+#: ``--tls``: (certificate, key) both servers use, and the load generator's binary
+TLS: dict[str, object] = {"pair": None, "loadgen": LOADGEN_BIN}
 
 
 class Server:
@@ -161,6 +173,8 @@ class Daemond(Server):
         self.irc_port = free_port()
         common = {"host": "127.0.0.1", "max_connections": 20000, "idle_timeout": 0, "backlog": 4096,
                   "max_logged_in_per_ip": None, "max_unauthenticated_per_ip": None}  # all from 127.0.0.1
+        if TLS["pair"]:
+            common["tls"] = {"cert": str(TLS["pair"][0]), "key": str(TLS["pair"][1])}
         config.write_text(json.dumps({  # JSON is YAML
             "state_dir": str(state),
             "logging": {"level": "warning", "file": "daemond.log"},
@@ -196,7 +210,8 @@ class Asyncio(Server):
         for path in self.workdir.glob("asyncio-chat.db*"):
             path.unlink()
         return [sys.executable, str(BASELINE), "127.0.0.1", str(self.port),
-                "--announce-limit", str(ANNOUNCE_LIMIT), "--db", str(db)]
+                "--announce-limit", str(ANNOUNCE_LIMIT), "--db", str(db)] + (
+                    ["--cert", str(TLS["pair"][0]), "--key", str(TLS["pair"][1])] if TLS["pair"] else [])
 
 
 # -- one run -------------------------------------------------------------------
@@ -219,12 +234,14 @@ def run(server: Server, scenario: Scenario) -> dict:
     server.start()
     try:
         argv = PIN["loadgen"] + [
-            str(LOADGEN_BIN), "127.0.0.1", str(server.port), scenario.mode, "-n", str(scenario.clients),
+            str(TLS["loadgen"]), "127.0.0.1", str(server.port), scenario.mode, "-n", str(scenario.clients),
             "-s", str(scenario.senders), "-m", str(scenario.messages), "-r", str(scenario.rate),
             "-i", str(scenario.interval), "-t", str(scenario.timeout), "-w"]
         if scenario.rooms:
             argv += ["-R", str(scenario.rooms)]
         argv += server.loadgen_args() if isinstance(server, Daemond) else []
+        if TLS["pair"]:
+            argv += ["-T", str(TLS["pair"][0])]
         gen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             ready = gen.stdout.readline().split()
@@ -328,6 +345,8 @@ def main() -> int:
                         help="run the server on CPU 0 and the load generator on CPU 1 (taskset)")
     parser.add_argument("--daemond-tuning", metavar="JSON", type=json.loads, default={},
                         help='daemond\'s tuning section, e.g. \'{"pin_threads": false}\'')
+    parser.add_argument("--tls", action="store_true",
+                        help="both servers speak TLS (ECDSA P-256, made for the run); so does every user")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     Daemond.tuning = args.daemond_tuning
@@ -337,7 +356,7 @@ def main() -> int:
         args.rounds, args.users, args.idle_users, args.duration, args.rooms = 1, 200, 2000, 3.0, 20
     room_users = args.rooms * args.room_users
     room_messages = int(args.room_rate * args.duration)
-    build_loadgen()
+    TLS["loadgen"] = build_loadgen(args.tls)
     scenarios = {
         "steady": Scenario("steady", "steady", args.users, 10, int(100 * args.duration), rate=100.0),
         "blast": Scenario("blast", "blast", args.users, 10, 2000),
@@ -351,6 +370,8 @@ def main() -> int:
     server_names = args.servers.split(",")
     all_results: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:
+        if args.tls:
+            TLS["pair"] = make_certificate(Path(tmp), "ec")
         for scenario in chosen:
             per_server: dict[str, list[dict]] = {name: [] for name in server_names}
             for round_no in range(args.rounds):
@@ -366,6 +387,7 @@ def main() -> int:
             print()
     print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; medians of {args.rounds} rounds"
           + ("; server pinned to CPU 0, load generator to CPU 1" if args.pin else "")
+          + ("; TLS (ECDSA P-256) on both servers and every user" if args.tls else "")
           + (f"; daemond tuning {json.dumps(args.daemond_tuning)}" if args.daemond_tuning else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(all_results, indent=1))

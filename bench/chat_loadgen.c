@@ -6,7 +6,7 @@
  * connects to the address it is given; bench/chat_bench.py runs it on loopback.
  *
  *   chat_loadgen HOST PORT MODE [-n CLIENTS] [-s SENDERS] [-m MESSAGES] [-r RATE]
- *                [-p PAD] [-i INTERVAL] [-t TIMEOUT] [-R ROOMS] [-I IRCPORT] [-w]
+ *                [-p PAD] [-i INTERVAL] [-t TIMEOUT] [-R ROOMS] [-I IRCPORT] [-w] [-T CAFILE]
  *
  * Opens CLIENTS connections and logs each one in with "/nick uNNNNN" (the
  * protocol of tests/plugins/fakelogin.py and of bench/baseline_chat_asyncio.py:
@@ -41,7 +41,12 @@
  * Connections close with SO_LINGER 0 (RST): repeated runs of 10,000 clients
  * must not pile up TIME_WAIT ports.
  *
+ * -T CAFILE (TLS build only): every client speaks TLS, verifying the server
+ * against CAFILE (name: localhost), with a full handshake each (no session
+ * resumption), before the greeting; the handshakes count in the login time.
+ *
  * Build: cc -O2 -o chat_loadgen.bin chat_loadgen.c
+ *   TLS: cc -O2 -DLOADGEN_TLS -o chat_loadgen_tls.bin chat_loadgen.c -lssl -lcrypto
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -59,6 +64,11 @@
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef LOADGEN_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+static SSL_CTX *tls_ctx; /* NULL: plaintext */
+#endif
 
 #define MAX_EVENTS 1024
 #define MAX_CONNECTING 256
@@ -66,10 +76,13 @@
 #define SETTLE_NS 1000000000ULL
 #define SETTLE_MAX_NS 300000000000ULL
 
-enum state { CONNECTING, GREETING, LOGIN, JOINING, READY, CLOSED };
+enum state { CONNECTING, HANDSHAKE, GREETING, LOGIN, JOINING, READY, CLOSED };
 
 struct conn {
     int fd;
+#ifdef LOADGEN_TLS
+    SSL *ssl;
+#endif
     enum state state;
     char in[INBUF];
     size_t in_len;
@@ -111,6 +124,12 @@ static void close_conn(struct conn *c)
     if (c->state == CLOSED)
         return;
     struct linger lg = {1, 0};
+#ifdef LOADGEN_TLS
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+#endif
     setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     close(c->fd);
     if (c->state == READY)
@@ -127,10 +146,49 @@ static void watch(struct conn *c, int out)
     c->want_out = out;
 }
 
+/* send/recv, or SSL_write/SSL_read with TLS: -1 with errno EAGAIN when it would block */
+static ssize_t io_send(struct conn *c, const void *buf, size_t n)
+{
+#ifdef LOADGEN_TLS
+    if (c->ssl) {
+        ERR_clear_error();
+        int w = SSL_write(c->ssl, buf, (int)n);
+        if (w > 0)
+            return w;
+        int e = SSL_get_error(c->ssl, w);
+        errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN : EPROTO;
+        return -1;
+    }
+#endif
+    return send(c->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static ssize_t io_recv(struct conn *c, void *buf, size_t n)
+{
+#ifdef LOADGEN_TLS
+    if (c->ssl) {
+        ERR_clear_error();
+        int r = SSL_read(c->ssl, buf, (int)n);
+        if (r > 0)
+            return r;
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            errno = EAGAIN;
+            return -1;
+        }
+        if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0))
+            return 0;
+        errno = EPROTO;
+        return -1;
+    }
+#endif
+    return recv(c->fd, buf, n, MSG_DONTWAIT);
+}
+
 static void flush_out(struct conn *c)
 {
     while (c->out_len) {
-        ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = io_send(c, c->out, c->out_len);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 break;
@@ -296,7 +354,7 @@ static void on_line(struct conn *c, int idx, char *line, size_t len, uint64_t at
 static void on_readable(struct conn *c, int idx, uint64_t nmessages)
 {
     for (;;) {
-        ssize_t n = recv(c->fd, c->in + c->in_len, INBUF - 1 - c->in_len, MSG_DONTWAIT);
+        ssize_t n = io_recv(c, c->in + c->in_len, INBUF - 1 - c->in_len);
         if (n == 0) {
             close_conn(c);
             return;
@@ -331,6 +389,15 @@ static void on_readable(struct conn *c, int idx, uint64_t nmessages)
             return;
         }
     }
+}
+
+/* IRC: the client speaks first (with TLS, once its handshake is done) */
+static void irc_register(struct conn *c, int idx)
+{
+    char reg[128];
+    int len = snprintf(reg, sizeof reg, "NICK u%05d\r\nUSER u 0 * :u\r\n", idx);
+    c->state = LOGIN;
+    queue_out(c, reg, (size_t)len);
 }
 
 static int start_connect(struct conn *c, struct sockaddr_in *addr)
@@ -384,13 +451,47 @@ static int poll_once(int timeout_ms, uint64_t nmessages, int timer_fd, uint64_t 
             c->state = GREETING;
             connected_count++;
             watch(c, 0);
-            if (c->irc) { /* IRC: the client speaks first */
-                char reg[128];
-                int len = snprintf(reg, sizeof reg, "NICK u%05d\r\nUSER u 0 * :u\r\n", idx);
-                c->state = LOGIN;
-                queue_out(c, reg, (size_t)len);
-            }
+#ifdef LOADGEN_TLS
+            if (tls_ctx) {
+                c->ssl = SSL_new(tls_ctx);
+                if (!c->ssl)
+                    die("SSL_new");
+                SSL_set_fd(c->ssl, c->fd);
+                SSL_set_tlsext_host_name(c->ssl, "localhost");
+                SSL_set1_host(c->ssl, "localhost");
+                SSL_set_connect_state(c->ssl);
+                c->state = HANDSHAKE;
+            } else
+#endif
+            if (c->irc)
+                irc_register(c, idx);
         }
+#ifdef LOADGEN_TLS
+        if (c->state == HANDSHAKE) {
+            ERR_clear_error();
+            int r = SSL_do_handshake(c->ssl);
+            if (r != 1) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                    if ((e == SSL_ERROR_WANT_WRITE) != c->want_out)
+                        watch(c, e == SSL_ERROR_WANT_WRITE);
+                    continue;
+                }
+                unsigned long err = ERR_get_error();
+                fprintf(stderr, "client %d: TLS handshake: %s\n", idx,
+                        err ? ERR_reason_error_string(err) : "failed");
+                close_conn(c);
+                continue;
+            }
+            c->state = GREETING;
+            if (c->want_out)
+                watch(c, 0);
+            if (c->irc)
+                irc_register(c, idx);
+            on_readable(c, idx, nmessages); /* the greeting may have come with the handshake */
+            continue;
+        }
+#endif
         if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
             on_readable(c, idx, nmessages);
         if (c->state != CLOSED && (events[i].events & EPOLLOUT) && c->out_len)
@@ -440,7 +541,7 @@ int main(int argc, char **argv)
 {
     if (argc < 4) {
         fprintf(stderr, "usage: %s HOST PORT steady|blast|broadcast [-n N] [-s S] [-m M] [-r R] [-p PAD] "
-                        "[-i INTERVAL] [-t TIMEOUT] [-w]\n", argv[0]);
+                        "[-i INTERVAL] [-t TIMEOUT] [-R ROOMS] [-w] [-T CAFILE]\n", argv[0]);
         return 2;
     }
     const char *host = argv[1];
@@ -462,6 +563,19 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-R")) nrooms = atoi(v), i++;
         else if (!strcmp(a, "-I")) irc_port = atoi(v), i++;
         else if (!strcmp(a, "-w")) wait_stdin = 1;
+#ifdef LOADGEN_TLS
+        else if (!strcmp(a, "-T")) {
+            tls_ctx = SSL_CTX_new(TLS_client_method());
+            if (!tls_ctx || SSL_CTX_load_verify_locations(tls_ctx, v, NULL) != 1) {
+                fprintf(stderr, "cannot load CA file %s\n", v);
+                return 2;
+            }
+            SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+            SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+            SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+            i++;
+        }
+#endif
         else { fprintf(stderr, "unknown option %s\n", a); return 2; }
     }
     if (strcmp(host, "127.0.0.1") != 0) {
@@ -503,7 +617,7 @@ int main(int argc, char **argv)
     while (ready_count + (int)disconnects < clients) {
         int pending = 0;
         for (int i = 0; i < next; i++)
-            pending += conns[i].state == CONNECTING || conns[i].state == GREETING || conns[i].state == LOGIN
+            pending += conns[i].state == CONNECTING || conns[i].state == HANDSHAKE || conns[i].state == GREETING || conns[i].state == LOGIN
                        || conns[i].state == JOINING;
         while (next < clients && pending < MAX_CONNECTING) {
             start_connect(&conns[next], conns[next].irc ? &irc_addr : &addr);

@@ -16,12 +16,13 @@ of the machine hits every server alike.
     python bench/echo_bench.py --quick         # smoke run, < 1 minute
     python bench/echo_bench.py --servers threads,daemond --scenarios 64x64,idle
     python bench/echo_bench.py --json          # also write bench/results/*.json
-    python bench/echo_bench.py --tls           # TLS: threads, asyncio, daemond; 64x64, 64x16k, hs
+    python bench/echo_bench.py --tls           # TLS: threads, asyncio, daemond; 64x64, 64x16k, hs, hs-rsa
+    python bench/echo_bench.py --tls --scenarios idle --servers asyncio,daemond
 
-With --tls every server speaks TLS with the same ECDSA P-256 certificate, made
-for the run with the ``openssl`` command in the temporary directory (never
-kept), and the load generator is bench/loadgen_tls.bin (loadgen.c built with
--DLOADGEN_TLS against OpenSSL).
+With --tls every server speaks TLS with the same ECDSA P-256 certificate (an
+RSA-2048 one for hs-rsa), made for the run with the ``openssl`` command in the
+temporary directory (never kept), and the load generator is
+bench/loadgen_tls.bin (loadgen.c built with -DLOADGEN_TLS against OpenSSL).
 
 Everything talks to 127.0.0.1 only and every run is bounded in time.
 """
@@ -44,7 +45,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import find_daemond  # bench/common.py (the script's own directory is on sys.path)
+from common import find_daemond, make_certificate  # bench/common.py (the script's own directory is on sys.path)
 
 BENCH = Path(__file__).resolve().parent
 LOADGEN_SRC = BENCH / "loadgen.c"
@@ -66,6 +67,7 @@ class Scenario:
     size: int = 0
     idle: bool = False
     hs: bool = False          # TLS only: new connections (full handshakes) per second
+    key: str = "ec"           # TLS: the certificate's key, "ec" (P-256) or "rsa" (2048 bits)
 
 
 SCENARIOS = [
@@ -76,6 +78,8 @@ SCENARIOS = [
     Scenario("idle", "10,000 idle conns, then 1 byte on each", idle=True),
     Scenario("hs", "new TLS connections/s: full handshake (ECDSA P-256) + 1-byte echo + "
              "close, 8 in flight (rtt/s = connections/s)", 8, 1, hs=True),
+    Scenario("hs-rsa", "new TLS connections/s: full handshake (RSA-2048) + 1-byte echo + "
+             "close, 8 in flight (rtt/s = connections/s)", 8, 1, hs=True, key="rsa"),
 ]
 SCEN_BY_NAME = {s.name: s for s in SCENARIOS}
 
@@ -85,7 +89,9 @@ TARGET_VS_ASYNCIO_64x64 = 1.0    # >= 1.0x asyncio streams at 64 x 64 B
 TARGET_IDLE_RSS_MIB = 400
 TARGET_IDLE_ALL_S = 5.0
 # Targets from issue 22 (TLS).
-TLS_SCENARIOS = ["64x64", "64x16k", "hs"]
+TLS_SCENARIOS = ["64x64", "64x16k", "hs", "hs-rsa", "idle"]
+TLS_DEFAULT_SCENARIOS = ["64x64", "64x16k", "hs", "hs-rsa"]  # idle: ask for it (~3 min a round)
+TLS_TARGET_IDLE_RSS_MIB = 600
 TLS_SERVERS = ["threads", "asyncio", "daemond"]
 TLS_TARGET_VS_ASYNCIO = 1.0      # TLS echo, 64 x 64 B and 64 x 16 KiB
 TLS_TARGET_VS_THREADS = 0.9      # TLS echo, 64 x 64 B and 64 x 16 KiB
@@ -209,23 +215,6 @@ def build_loadgen(tls: bool = False) -> Path:
                      + (" (TLS needs the OpenSSL headers: apt-get install libssl-dev)"
                         if tls else ""))
     return binary
-
-
-def make_certificate(tmp: Path) -> tuple[Path, Path]:
-    """A self-signed ECDSA P-256 certificate for localhost/127.0.0.1, made for
-    this run in `tmp` (removed afterwards): (cert, key)."""
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    if shutil.which("openssl") is None:
-        sys.exit("error: --tls needs the openssl command to make its certificate")
-    r = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)], capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"error: openssl could not make the certificate: {r.stderr.strip()}")
-    key.chmod(0o600)
-    return cert, key
 
 
 # ------------------------------------------------------------------ servers
@@ -397,6 +386,8 @@ def run_echo(lg: Path, srv: Server, sc: Scenario, args) -> dict:
 def run_idle(lg: Path, srv: Server, args) -> dict:
     n = args.idle_conns
     cmd = [str(lg), "idle", HOST, str(srv.port), str(n), str(args.idle_timeout)]
+    if srv.tls:
+        cmd += ["-t", str(srv.tls[0])]
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
@@ -622,7 +613,7 @@ def print_echo_table(sc: Scenario, summ: dict, servers: list[str], nrounds: int,
 
 def print_idle_table(summ: dict, servers: list[str], args) -> list[str]:
     n = args.idle_conns
-    out = [f"\n## {n:,} idle connections held, then 1 byte sent on each at once "
+    out = [f"\n## {n:,} idle {'TLS ' if getattr(args, 'tls', False) else ''}connections held, then 1 byte sent on each at once "
            f"(timeout {args.idle_timeout:g} s; median of {args.idle_rounds} round"
            f"{'s' * (args.idle_rounds > 1)})", ""]
     out.append(f"{'server':<13} {'connect':>8} {'answered':>9} {'<=5s':>7} {'all in':>8} "
@@ -651,9 +642,10 @@ def print_idle_table(summ: dict, servers: list[str], args) -> list[str]:
                    f"{fmt_int(s['fds']):>7}  {note}")
     d = summ.get("daemond")
     if d and d["answered"] is not None:
-        rss_ok = d["rss_kib"] is not None and d["rss_kib"] / 1024 <= TARGET_IDLE_RSS_MIB
+        rss_target = TLS_TARGET_IDLE_RSS_MIB if getattr(args, "tls", False) else TARGET_IDLE_RSS_MIB
+        rss_ok = d["rss_kib"] is not None and d["rss_kib"] / 1024 <= rss_target
         all_ok = d["all_answered_s"] is not None and d["all_answered_s"] <= TARGET_IDLE_ALL_S
-        out.append(f"daemond targets: RSS <= {TARGET_IDLE_RSS_MIB} MiB: "
+        out.append(f"daemond targets: RSS <= {rss_target} MiB: "
                    f"{'PASS' if rss_ok else 'FAIL'}; all {n:,} answered within "
                    f"{TARGET_IDLE_ALL_S:g} s: {'PASS' if all_ok else 'FAIL'}"
                    + ("" if n == 10000 else
@@ -717,7 +709,8 @@ def parse_args(argv=None):
     servers_ok = TLS_SERVERS if a.tls else ALL_SERVERS
     scen_ok = TLS_SCENARIOS if a.tls else [s.name for s in SCENARIOS if not s.hs]
     a.servers = [s.strip() for s in (a.servers or ",".join(servers_ok)).split(",") if s.strip()]
-    a.scenarios = [s.strip() for s in (a.scenarios or ",".join(scen_ok)).split(",") if s.strip()]
+    scen_default = TLS_DEFAULT_SCENARIOS if a.tls else scen_ok
+    a.scenarios = [s.strip() for s in (a.scenarios or ",".join(scen_default)).split(",") if s.strip()]
     for s in a.servers:
         if s not in servers_ok:
             ap.error(f"unknown server {s!r}{' with --tls' if a.tls else ''}; "
@@ -807,7 +800,8 @@ def main(argv=None) -> int:
         f"Linux {info['kernel']}",
         f"python: {info['python']} ({info['python_executable']})",
         f"load generator: {lg.name} ({info['cc']}), single-threaded epoll"
-        + (", OpenSSL client verifying the run's ECDSA P-256 certificate" if args.tls else "")
+        + (", OpenSSL client verifying the run's ECDSA P-256 (hs-rsa: RSA-2048) certificate"
+           if args.tls else "")
         + ", "
         f"RLIMIT_NOFILE {nofile[0]}",
         f"servers: {', '.join(servers)}"
@@ -830,8 +824,15 @@ def main(argv=None) -> int:
                      "daemond": daemond, "skipped": skipped, "echo": {}, "idle": {}}
     report: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="daemond-bench-"))
-    cert = make_certificate(tmp) if args.tls else None
-    srv_objs = {name: Server(name, tmp, daemond, cert) for name in servers}
+    certs = {kind: make_certificate(tmp, kind) for kind in ("ec", "rsa")} if args.tls else {}
+    srv_objs = {name: Server(name, tmp, daemond, certs.get("ec")) for name in servers}
+
+    def use_key(kind: str) -> None:
+        """Serve the `kind` certificate from now on (restarting servers that had the other)."""
+        for s in srv_objs.values():
+            if args.tls and s.tls != certs[kind]:
+                s.stop()
+                s.tls = certs[kind]
     quiet = QuietWaiter(args.wait_quiet, 60.0)
     broken: dict[str, str] = {}
 
@@ -857,6 +858,7 @@ def main(argv=None) -> int:
             for s in srv_objs.values():
                 ensure_running(s)
         for sc in echo_scen:
+            use_key(sc.key)
             print(f"\n[{sc.title}]", flush=True)
             rounds: dict[str, list] = {n: [] for n in servers}
             for r in range(args.rounds):
@@ -896,6 +898,7 @@ def main(argv=None) -> int:
         # ---------------- idle scenario, fresh server process per run
         if any(sc.idle for sc in scenarios):
             sc = SCEN_BY_NAME["idle"]
+            use_key(sc.key)
             print(f"\n[{args.idle_conns:,} idle connections]", flush=True)
             rounds = {n: [] for n in servers}
             for r in range(args.idle_rounds):

@@ -174,7 +174,7 @@ class TlsConnection:
         # records reach the outbox in the order they were sealed.
         self.lock = threading.Lock()
         self.outbox: SealingOutbox | None = None  # set by the SealingOutbox it belongs to
-        self.sent_hello = False
+        self._filled = False  # the last read filled its size: the SSLObject may hold more plaintext
 
     def handshake(self, recv_timed: Callable[[], bytes]) -> TlsInfo:
         """Complete the handshake, reading with ``recv_timed`` (raises BlockingIOError at the
@@ -207,26 +207,34 @@ class TlsConnection:
 
     def recv(self, size: int) -> bytes:
         """Up to ``size`` bytes of plaintext; b"" at the end (close_notify or TCP FIN). The session's thread only."""
+        # The SSLObject is asked only when it may have something: each of its calls (pending()
+        # too) lets go of the GIL, which costs a thread switch when other sessions wait for it.
+        # It holds plaintext back only when the last read filled ``size`` (OpenSSL's SSL_read
+        # returns what one record has buffered, never waiting for the next one).
         sock_recv = self._sock.recv
+        incoming, obj = self.incoming, self.obj
+        cipher = None
         while True:
             with self.lock:
-                try:
-                    data = self.obj.read(size)
-                except ssl.SSLWantReadError:
-                    data = None
-                except ssl.SSLZeroReturnError:
-                    return b""
-                except ssl.SSLError as exc:
-                    raise ConnectionResetError(f"TLS error: {exc.reason or exc}") from None
-                if self.outgoing.pending:  # a key update or a session ticket to answer
-                    self._push_locked()
-            if data is not None:
-                return data  # b"": the peer's close_notify (SSLObject.read returns it rather than raise)
+                if cipher is not None:
+                    incoming.write(cipher)
+                if incoming.pending or self._filled:
+                    try:
+                        data = obj.read(size)
+                    except ssl.SSLWantReadError:
+                        data = None  # a record not complete yet
+                    except ssl.SSLZeroReturnError:
+                        return b""
+                    except ssl.SSLError as exc:
+                        raise ConnectionResetError(f"TLS error: {exc.reason or exc}") from None
+                    if self.outgoing.pending:  # a key update or a session ticket to answer
+                        self._push_locked()
+                    self._filled = data is not None and len(data) == size
+                    if data is not None:
+                        return data  # b"": the peer's close_notify (SSLObject.read returns it rather than raise)
             cipher = sock_recv(65536)
             if not cipher:
                 return b""
-            with self.lock:
-                self.incoming.write(cipher)
 
     def close_notify(self) -> None:
         """Queue our close_notify (the session is ending); the TCP FIN follows it."""

@@ -1,4 +1,4 @@
-"""TLS on a listener (issue 22), with real clients: Python's ssl and openssl s_client."""
+"""TLS on a listener (issue 22), with real clients: Python's ssl, openssl s_client and socat."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.support.tls import Certs, fingerprint, read_exactly, s_client, tls_settings
+from tests.support.tls import Certs, fingerprint, read_exactly, s_client, socat_from_docs, tls_settings
 
 
 @pytest.fixture
@@ -61,6 +61,30 @@ def test_openssl_s_client_echoes_and_verifies_the_chain(daemond_factory, certs):
     finally:
         client.kill()
         client.communicate()
+
+
+def test_the_socat_command_of_the_docs_echoes_and_verifies_the_chain(daemond_factory, certs, tmp_path):
+    crt, key = certs.issue(also=("127.0.0.1",))  # docs/tls.md's certificate names 127.0.0.1 too
+    d = daemond_factory({"e": {"plugins": ["echo"], "tls": tls_settings(crt, key)}})
+    client = socat_from_docs(d.address("e"), certs.ca_file)
+    try:
+        client.stdin.write(b"hello\0world\n")
+        client.stdin.flush()
+        assert read_exactly(client.stdout, 12) == b"hello\0world\n"
+        client.stdin.close()  # socat sends close_notify; the daemon closes in turn
+        assert client.wait(10) == 0
+    finally:
+        client.kill()
+        client.wait()
+    # and socat really verifies: a CA that did not sign the daemon's certificate is refused
+    stranger = Certs(tmp_path / "stranger")
+    client = socat_from_docs(d.address("e"), stranger.ca_file)
+    try:
+        _, err = client.communicate(b"hello\n", timeout=10)
+    finally:
+        client.kill()
+    assert client.returncode != 0
+    assert b"certificate verify failed" in err
 
 
 def test_plaintext_bytes_on_a_tls_port_are_closed_with_one_log_line(daemond_factory, certs, caplog):

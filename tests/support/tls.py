@@ -1,5 +1,5 @@
 """Certificates made by the tests (trustme: a throwaway CA per test, never a committed key)
-and TLS clients that nobody here wrote: Python's ``ssl`` and ``openssl s_client``."""
+and TLS clients that nobody here wrote: Python's ``ssl``, ``openssl s_client`` and ``socat``."""
 
 from __future__ import annotations
 
@@ -27,10 +27,12 @@ class Certs:
         self.ca_file = self.dir / "ca.pem"
         self.ca.cert_pem.write_to_path(str(self.ca_file))
 
-    def issue(self, name: str = "server", *, hostname: str = "localhost", not_after=None) -> tuple[Path, Path]:
-        """Write ``name.crt`` (chain) and ``name.key`` (mode 600); return their paths."""
+    def issue(self, name: str = "server", *, hostname: str = "localhost", not_after=None,
+              also: tuple[str, ...] = ()) -> tuple[Path, Path]:
+        """Write ``name.crt`` (chain) and ``name.key`` (mode 600) for ``hostname`` and the names or
+        addresses in ``also``; return their paths."""
         kwargs = {"not_after": not_after} if not_after is not None else {}
-        cert = self.ca.issue_cert(hostname, **kwargs)
+        cert = self.ca.issue_cert(hostname, *also, **kwargs)
         crt, key = self.dir / f"{name}.crt", self.dir / f"{name}.key"
         crt.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
         key.write_bytes(cert.private_key_pem.bytes())
@@ -74,6 +76,22 @@ def s_client(address, ca_file: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([openssl(), "s_client", "-connect", f"{host}:{port}", "-servername", "localhost",
                              "-CAfile", str(ca_file), "-verify_return_error", "-quiet", *extra],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def socat_from_docs(address, ca_file: Path) -> subprocess.Popen:
+    """The ``socat`` command docs/tls.md shows, run against ``address`` with ``ca_file`` as its
+    ``cafile``; its stdin and stdout are pipes."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "tls.md").read_text()
+    lines = [line for line in docs.splitlines() if line.startswith("socat ")]
+    assert len(lines) == 1, f"docs/tls.md shows {len(lines)} socat commands, expected one"
+    argv = lines[0].split()
+    assert argv[-1] == "OPENSSL:127.0.0.1:6697,cafile=fullchain.pem", argv  # what is substituted below
+    host, port = address
+    argv[-1] = f"OPENSSL:{host}:{port},cafile={ca_file}"
+    path = shutil.which("socat")
+    if path is None:
+        pytest.skip("socat is not installed (apt-get install socat)")
+    return subprocess.Popen([path, *argv[1:]], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def read_exactly(stream, n: int, timeout: float = 20.0) -> bytes:
