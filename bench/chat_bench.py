@@ -320,6 +320,8 @@ def table(name: str, results: dict[str, list[dict]]) -> str:
         medians = {}
         for server in servers:
             values = [get(r, path) for r in results[server]]
+            if path.startswith("newcomer_"):  # -1: no newcomer had it (the column above says how many did)
+                values = [v for v in values if v >= 0]
             medians[server] = statistics.median(values) if values else float("nan")
         ratio = ""
         comparable = path not in ("ready", "threads", "lost", "bad_lines", "load_average", "newcomers_logged_in",

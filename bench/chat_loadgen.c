@@ -429,6 +429,15 @@ static double pct(uint64_t *v, size_t n, double p)
     return (double)v[i] / 1e6;
 }
 
+/* newcomers (-N) that have not had a message yet */
+static int newcomers_waiting(int from, int n)
+{
+    int waiting = 0;
+    for (int i = from; i < from + n; i++)
+        waiting += conns[i].state != CLOSED && !conns[i].t_first;
+    return waiting;
+}
+
 /* p50, p99 and max (ms) of `what` - t_connect over newcomers [from, to); *n: how many had it */
 static void newcomer_pcts(int from, int to, int first_msg, double *out, int *n)
 {
@@ -614,7 +623,7 @@ int main(int argc, char **argv)
             sent++;
             last_send = now_ns();
         }
-        if (sent == messages && deliveries >= expected)
+        if (sent == messages && deliveries >= expected && newcomers_waiting(clients, newcomers) == 0)
             break;
         if (sent == messages && now_ns() - last_send > (uint64_t)(timeout * 1e9))
             break;
