@@ -31,6 +31,10 @@ Scenarios:
   joins its room with ``/join #rNNN``; every user sends in turn,
   ``--room-rate`` messages/s in total (open loop) for ``--duration``
   seconds, each to the 9 other members of its room (``MSG #rNNN name text``);
+* ``newcomers``: the steady scenario, and half-way through it 100 more users
+  (``--newcomers``) connect and log in while the room is busy: the time from
+  each one's connect to its login's ``+OK`` and to the first message it
+  receives (max and p99 over the newcomers), next to asyncio's;
 * ``rooms-blast``: the same rooms, every user writes its share of
   ``--room-rate`` × ``--duration`` messages at once: the room deliveries/s a
   server sustains when it cannot keep up.
@@ -228,6 +232,7 @@ class Scenario:
     interval: float = 1.0
     timeout: float = 60.0
     rooms: int = 0  # > 0: client i joins #r<i % rooms> and speaks there
+    newcomers: int = 0  # > 0: this many more users connect and log in half-way through
 
 
 def run(server: Server, scenario: Scenario) -> dict:
@@ -242,6 +247,8 @@ def run(server: Server, scenario: Scenario) -> dict:
         argv += server.loadgen_args() if isinstance(server, Daemond) else []
         if TLS["pair"]:
             argv += ["-T", str(TLS["pair"][0])]
+        if scenario.newcomers:
+            argv += ["-N", str(scenario.newcomers)]
         gen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             ready = gen.stdout.readline().split()
@@ -292,6 +299,17 @@ METRICS = {
                ("lost", "lost", "{:.0f}"), ("server CPU µs/delivery", "server_cpu_us", "{:.2f}"),
                ("of which user µs", "server_user_us", "{:.2f}"), ("loadgen CPU s", "loadgen_cpu_s", "{:.2f}"),
                ("load average at start", "load_average", "{:.1f}")],
+    "newcomers": [("deliveries/s", "deliveries_per_s", "{:,.0f}"), ("latency p99 ms", "latency_ms.p99", "{:.2f}"),
+                  ("newcomers logged in", "newcomers_logged_in", "{:.0f}"),
+                  ("newcomers with a message", "newcomers_got_msg", "{:.0f}"),
+                  ("connect to login p50 ms", "newcomer_login_ms.p50", "{:.1f}"),
+                  ("connect to login p99 ms", "newcomer_login_ms.p99", "{:.1f}"),
+                  ("connect to login max ms", "newcomer_login_ms.max", "{:.1f}"),
+                  ("connect to first message p50 ms", "newcomer_first_msg_ms.p50", "{:.1f}"),
+                  ("connect to first message p99 ms", "newcomer_first_msg_ms.p99", "{:.1f}"),
+                  ("connect to first message max ms", "newcomer_first_msg_ms.max", "{:.1f}"),
+                  ("server CPU µs/delivery", "server_cpu_us", "{:.2f}"),
+                  ("load average at start", "load_average", "{:.1f}")],
     "blast": [("deliveries/s", "deliveries_per_s", "{:,.0f}"), ("latency p50 ms", "latency_ms.p50", "{:.1f}"),
               ("latency p99 ms", "latency_ms.p99", "{:.1f}"), ("lost", "lost", "{:.0f}"),
               ("server CPU µs/delivery", "server_cpu_us", "{:.2f}"), ("of which user µs", "server_user_us", "{:.2f}"),
@@ -319,9 +337,12 @@ def table(name: str, results: dict[str, list[dict]]) -> str:
         medians = {}
         for server in servers:
             values = [get(r, path) for r in results[server]]
+            if path.startswith("newcomer_"):  # -1: no newcomer had it (the column above says how many did)
+                values = [v for v in values if v >= 0]
             medians[server] = statistics.median(values) if values else float("nan")
         ratio = ""
-        comparable = path not in ("ready", "threads", "lost", "bad_lines", "load_average")
+        comparable = path not in ("ready", "threads", "lost", "bad_lines", "load_average", "newcomers_logged_in",
+                                  "newcomers_got_msg")
         if comparable and other in medians and base in medians and medians[base] and other != base:
             ratio = f"{medians[other] / medians[base]:.2f}×"
         lines.append(f"| {label} | " + " | ".join(fmt.format(medians[s]) for s in servers) + f" | {ratio} |")
@@ -335,6 +356,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--idle-users", type=int, default=10_000)
+    parser.add_argument("--newcomers", type=int, default=100,
+                        help="users who log in half-way through the newcomers scenario")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of the steady and rooms scenarios")
     parser.add_argument("--rooms", type=int, default=100, help="rooms of the rooms scenarios")
     parser.add_argument("--room-users", type=int, default=10, help="users per room")
@@ -359,6 +382,8 @@ def main() -> int:
     TLS["loadgen"] = build_loadgen(args.tls)
     scenarios = {
         "steady": Scenario("steady", "steady", args.users, 10, int(100 * args.duration), rate=100.0),
+        "newcomers": Scenario("newcomers", "steady", args.users, 10, int(100 * args.duration), rate=100.0,
+                              newcomers=args.newcomers),
         "blast": Scenario("blast", "blast", args.users, 10, 2000),
         "idle": Scenario("idle", "broadcast", args.idle_users, 1, 5, interval=1.0),
         "rooms": Scenario("rooms", "steady", room_users, room_users, room_messages, rate=args.room_rate,

@@ -44,6 +44,11 @@
  * -T CAFILE (TLS build only): every client speaks TLS, verifying the server
  * against CAFILE (name: localhost), with a full handshake each (no session
  * resumption), before the greeting; the handshakes count in the login time.
+ * With -N NEW, NEW newcomers connect and log in once half of the messages are
+ * sent (while the room is busy); for each, the time from its connect() to its
+ * login's "+OK" and to the first MSG line it receives is reported
+ * (newcomer_login_ms, newcomer_first_msg_ms; their deliveries are not counted
+ * with the others').
  *
  * Build: cc -O2 -o chat_loadgen.bin chat_loadgen.c
  *   TLS: cc -O2 -DLOADGEN_TLS -o chat_loadgen_tls.bin chat_loadgen.c -lssl -lcrypto
@@ -90,6 +95,7 @@ struct conn {
     size_t out_len, out_cap;
     int want_out;
     int irc; /* -I: an IRC client */
+    uint64_t t_connect, t_login, t_first;  /* newcomers (-N): connect(), "+OK logged in", first MSG */
 };
 
 static struct conn *conns;
@@ -105,6 +111,7 @@ static uint64_t deliveries, other_lines, err_lines, disconnects, bad_lines;
 static uint64_t last_delivery_ns, last_rx_ns;
 static int ready_count, connected_count;
 static int irc_port; /* -I: odd-numbered clients speak IRC on this port */
+static int first_newcomer = 1 << 30;  /* index of the first -N newcomer */
 
 static inline uint64_t now_ns(void)
 {
@@ -306,6 +313,8 @@ static void on_line(struct conn *c, int idx, char *line, size_t len, uint64_t at
             }
             c->state = READY;
             ready_count++;
+            if (idx >= first_newcomer)
+                c->t_login = at;
         } else if (line[0] == '-') {
             fprintf(stderr, "client %d: login refused: %.80s\n", idx, line);
             close_conn(c);
@@ -320,6 +329,11 @@ static void on_line(struct conn *c, int idx, char *line, size_t len, uint64_t at
             fprintf(stderr, "client %d: join refused: %.80s\n", idx, line);
             close_conn(c);
         }
+        return;
+    }
+    if (strncmp(line, "MSG ", 4) == 0 && idx >= first_newcomer) {
+        if (!c->t_first)
+            c->t_first = at;
         return;
     }
     if (strncmp(line, "MSG ", 4) == 0) {
@@ -411,6 +425,7 @@ static int start_connect(struct conn *c, struct sockaddr_in *addr)
     if (r < 0 && errno != EINPROGRESS)
         die("connect");
     c->state = CONNECTING;
+    c->t_connect = now_ns();
     struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
         die("epoll_ctl");
@@ -514,6 +529,33 @@ static double pct(uint64_t *v, size_t n, double p)
     return (double)v[i] / 1e6;
 }
 
+/* newcomers (-N) that have not had a message yet */
+static int newcomers_waiting(int from, int n)
+{
+    int waiting = 0;
+    for (int i = from; i < from + n; i++)
+        waiting += conns[i].state != CLOSED && !conns[i].t_first;
+    return waiting;
+}
+
+/* p50, p99 and max (ms) of `what` - t_connect over newcomers [from, to); *n: how many had it */
+static void newcomer_pcts(int from, int to, int first_msg, double *out, int *n)
+{
+    uint64_t *v = malloc((size_t)(to - from + 1) * sizeof *v);
+    int k = 0;
+    for (int i = from; i < to; i++) {
+        uint64_t t = first_msg ? conns[i].t_first : conns[i].t_login;
+        if (t)
+            v[k++] = t - conns[i].t_connect;
+    }
+    qsort(v, (size_t)k, sizeof *v, cmp_u64);
+    out[0] = pct(v, (size_t)k, 50);
+    out[1] = pct(v, (size_t)k, 99);
+    out[2] = pct(v, (size_t)k, 100);
+    *n = k;
+    free(v);
+}
+
 static double cpu_seconds(void)
 {
     struct rusage ru;
@@ -547,7 +589,7 @@ int main(int argc, char **argv)
     const char *host = argv[1];
     int port = atoi(argv[2]);
     const char *mode = argv[3];
-    int clients = 1000, senders = 10, pad = 16, wait_stdin = 0;
+    int clients = 1000, senders = 10, pad = 16, wait_stdin = 0, newcomers = 0;
     uint64_t messages = 1000;
     double rate = 100, interval = 1.0, timeout = 30;
     for (int i = 4; i < argc; i++) {
@@ -562,6 +604,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-t")) timeout = atof(v), i++;
         else if (!strcmp(a, "-R")) nrooms = atoi(v), i++;
         else if (!strcmp(a, "-I")) irc_port = atoi(v), i++;
+        else if (!strcmp(a, "-N")) newcomers = atoi(v), i++;
         else if (!strcmp(a, "-w")) wait_stdin = 1;
 #ifdef LOADGEN_TLS
         else if (!strcmp(a, "-T")) {
@@ -582,6 +625,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "refusing non-loopback host %s\n", host);
         return 2;
     }
+    if (newcomers < 0 || newcomers > MAX_CONNECTING || (newcomers && nrooms)) {
+        fprintf(stderr, "bad arguments: -N takes 0 to %d, without -R\n", MAX_CONNECTING);
+        return 2;
+    }
     if (senders > clients || pad < 0 || pad > 65000 || clients < 2 || nrooms < 0 || nrooms > 1000
         || (nrooms && clients / nrooms < 2) || (nrooms && irc_port) || (irc_port && pad > 400)) {
         fprintf(stderr, "bad arguments\n");
@@ -595,7 +642,7 @@ int main(int argc, char **argv)
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, host, &addr.sin_addr);
     epfd = epoll_create1(EPOLL_CLOEXEC);
-    conns = calloc((size_t)clients, sizeof *conns);
+    conns = calloc((size_t)(clients + newcomers), sizeof *conns);
     msg_max = calloc(messages + 1, sizeof *msg_max);
     msg_count = calloc(messages + 1, sizeof *msg_count);
     msg_need = calloc(messages + 1, sizeof *msg_need);
@@ -678,12 +725,18 @@ int main(int argc, char **argv)
         expected += msg_need[s];
     }
     for (;;) {
+        if (newcomers && first_newcomer > clients && sent >= messages / 2) {
+            first_newcomer = clients;  /* half-way: the newcomers arrive */
+            for (int i = clients; i < clients + newcomers; i++)
+                start_connect(&conns[i], &addr);
+            nconns = clients + newcomers;
+        }
         while (sent < messages && sent < ticks) {
             send_message(broadcast ? 0 : sender_index((int)sent, senders), sent, pad);
             sent++;
             last_send = now_ns();
         }
-        if (sent == messages && deliveries >= expected)
+        if (sent == messages && deliveries >= expected && newcomers_waiting(clients, newcomers) == 0)
             break;
         if (sent == messages && now_ns() - last_send > (uint64_t)(timeout * 1e9))
             break;
@@ -708,7 +761,7 @@ int main(int argc, char **argv)
            "\"elapsed_s\": %.3f, \"deliveries_per_s\": %.1f, "
            "\"latency_ms\": {\"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f, \"p999\": %.3f, \"max\": %.3f}, "
            "\"fanout_ms\": {\"complete\": %zu, \"p50\": %.3f, \"p99\": %.3f, \"max\": %.3f}, "
-           "\"loadgen_cpu_s\": %.3f}\n",
+           "\"loadgen_cpu_s\": %.3f",
            mode, clients, ready_count, senders, (unsigned long long)messages, rate, pad, nrooms, login_s,
            (unsigned long long)join_lines, (unsigned long long)expected, (unsigned long long)deliveries,
            (long long)expected - (long long)deliveries, (unsigned long long)disconnects,
@@ -716,6 +769,17 @@ int main(int argc, char **argv)
            elapsed, elapsed > 0 ? (double)deliveries / elapsed : 0.0,
            pct(latency, nlat, 50), pct(latency, nlat, 90), pct(latency, nlat, 99), pct(latency, nlat, 99.9),
            pct(latency, nlat, 100), full, pct(fan, full, 50), pct(fan, full, 99), pct(fan, full, 100), cpu);
+    if (newcomers) {
+        double lg[3], fm[3];
+        int nl, nf;
+        newcomer_pcts(clients, clients + newcomers, 0, lg, &nl);
+        newcomer_pcts(clients, clients + newcomers, 1, fm, &nf);
+        printf(", \"newcomers\": %d, \"newcomers_logged_in\": %d, \"newcomers_got_msg\": %d, "
+               "\"newcomer_login_ms\": {\"p50\": %.3f, \"p99\": %.3f, \"max\": %.3f}, "
+               "\"newcomer_first_msg_ms\": {\"p50\": %.3f, \"p99\": %.3f, \"max\": %.3f}",
+               newcomers, nl, nf, lg[0], lg[1], lg[2], fm[0], fm[1], fm[2]);
+    }
+    printf("}\n");
     for (int i = 0; i < nconns; i++)
         close_conn(&conns[i]);
     return 0;

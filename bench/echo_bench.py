@@ -1,18 +1,28 @@
 #!/usr/bin/env python3
-"""Echo benchmark: daemond's echo plugin against three Python baselines.
+"""Echo benchmark: daemond's echo plugin against Python baselines.
 
 Starts each server as a subprocess on a free loopback port, drives it with
 bench/loadgen.bin (a single-threaded C epoll load generator, compiled here
 with ``cc -O2``), and prints round trips per second and p50/p99 round-trip
 latency per server, daemond's ratio to each baseline, and for the idle
 scenario the time until 10,000 held connections are all answered, the
-answered count, and server RSS / threads while they are held.
+answered count, and server RSS / threads while they are held. Every echo run
+also records each connection's time from its connect to its first echo (the
+connections start echoing as they connect, so late ones arrive under load)
+and the p99.9 and longest round trip. The run ends with one table, the
+issue-21 summary: every server side by side, daemond's ratio to asyncio's
+Protocol and to uvloop.
+
+The servers: ``threads`` (bare thread per connection), ``socketserver``,
+``asyncio`` (streams), ``protocol`` (an asyncio.Protocol), ``uvloop`` (the same
+Protocol on uvloop, from the ``bench`` extra) and ``daemond``.
 
 Scenarios are interleaved (for each scenario: round 1 on every server, then
 round 2, ...) and the median over the rounds is reported, so that slow drift
 of the machine hits every server alike.
 
     python bench/echo_bench.py                 # full run, ~9 minutes
+    python bench/echo_bench.py --issue21       # the issue-21 table: 5 servers, 4 s x 2 rounds, ~6 minutes
     python bench/echo_bench.py --quick         # smoke run, < 1 minute
     python bench/echo_bench.py --servers threads,daemond --scenarios 64x64,idle
     python bench/echo_bench.py --json          # also write bench/results/*.json
@@ -86,8 +96,13 @@ SCEN_BY_NAME = {s.name: s for s in SCENARIOS}
 # Targets from the project issue (daemond echo).
 TARGET_VS_THREADS = 0.9          # >= 0.9x bare threads, every scenario
 TARGET_VS_ASYNCIO_64x64 = 1.0    # >= 1.0x asyncio streams at 64 x 64 B
-TARGET_IDLE_RSS_MIB = 400
-TARGET_IDLE_ALL_S = 5.0
+# Issue 21: against the best event loops, newcomers, memory.
+TARGET_VS_PROTOCOL = 0.9         # >= 0.9x asyncio Protocol at 64 and 512 conns, 64 B and 16 KiB
+TARGET_VS_UVLOOP_1 = 1.0         # >= 1.0x uvloop with one connection
+TARGET_TTFE_S = 1.5              # 512 x 64 B: every connection's first echo within 1.5 s of its connect
+TARGET_P999_VS_PROTOCOL = 2.0    # 512 x 64 B: p99.9 round trip <= 2x asyncio Protocol's
+TARGET_IDLE_RSS_MIB = 250
+TARGET_IDLE_ALL_S = 2.0
 # Targets from issue 22 (TLS).
 TLS_SCENARIOS = ["64x64", "64x16k", "hs", "hs-rsa", "idle"]
 TLS_DEFAULT_SCENARIOS = ["64x64", "64x16k", "hs", "hs-rsa"]  # idle: ask for it (~3 min a round)
@@ -107,10 +122,19 @@ def targets(sc: "Scenario", tls: bool) -> dict[str, float]:
     t = {"threads": TARGET_VS_THREADS}
     if sc.name == "64x64":
         t["asyncio"] = TARGET_VS_ASYNCIO_64x64
+    if sc.conns == 1:
+        t["uvloop"] = TARGET_VS_UVLOOP_1
+    else:
+        t["protocol"] = TARGET_VS_PROTOCOL
     return t
 
-BASELINES = ["threads", "socketserver", "asyncio"]
+BASELINES = ["threads", "socketserver", "asyncio", "protocol", "uvloop"]
 ALL_SERVERS = BASELINES + ["daemond"]
+DEFAULT_SERVERS = ["threads", "asyncio", "protocol", "uvloop", "daemond"]
+#: the baseline scripts and their arguments, per server name
+BASELINE_ARGV = {"threads": ("baseline_threads.py",), "socketserver": ("baseline_socketserver.py",),
+                 "asyncio": ("baseline_asyncio.py",), "protocol": ("baseline_asyncio.py", "--protocol"),
+                 "uvloop": ("baseline_asyncio.py", "--uvloop")}
 
 
 # ------------------------------------------------------------ proc helpers
@@ -258,9 +282,9 @@ class Server:
                    if self.tls else "")
             )
             return [self.daemond, "-c", str(cfg), "--no-console"]
-        script = BENCH / f"baseline_{self.name}.py"
+        script, *extra = BASELINE_ARGV[self.name]
         tls = ["--cert", str(self.tls[0]), "--key", str(self.tls[1])] if self.tls else []
-        return [sys.executable, str(script), HOST, str(port)] + tls
+        return [sys.executable, str(BENCH / script), HOST, str(port), *extra] + tls
 
     def start(self, timeout: float = 30.0) -> None:
         self.stop()
@@ -449,6 +473,14 @@ def fmt_ns(ns):
     return f"{ns / 1e9:.2f} s"
 
 
+def fmt_ttfe(s: dict) -> str:
+    """The longest time from connect to first echo; '>' when some connection had none."""
+    v = s.get("ttfe_max_ns")
+    if v is None:
+        return "-"
+    return (">" if s.get("ttfe_missing") else "") + fmt_ns(v)
+
+
 def fmt_int(v):
     return "-" if v is None else f"{v:,.0f}"
 
@@ -531,6 +563,12 @@ def summarize_echo(rounds: list[dict]) -> dict:
         "disturbed_all": [disturbed(r) for r in measured],
         "p50_ns": med([r.get("lat_p50_ns") for r in good]),
         "p99_ns": med([r.get("lat_p99_ns") for r in good]),
+        "p999_ns": med([r.get("lat_p999_ns") for r in good]),
+        "max_ns": med([r.get("lat_max_ns") for r in good]),
+        # time to first echo: the worst round counts (a newcomer starved once is starved)
+        "ttfe_max_ns": max((r.get("ttfe_max_ns") or 0 for r in measured), default=None),
+        "ttfe_p99_ns": med([r.get("ttfe_p99_ns") for r in good]),
+        "ttfe_missing": max((r.get("ttfe_missing") or 0 for r in measured), default=0),
         "loadgen_cpu_frac": med([r.get("loadgen_cpu_frac") for r in good]),
         "server_cpu_frac": med([r.get("server_cpu_frac") for r in good]),
         "machine_idle_frac": med([r.get("machine_idle_frac") for r in good]),
@@ -576,8 +614,8 @@ def print_echo_table(sc: Scenario, summ: dict, servers: list[str], nrounds: int,
                      tls: bool = False) -> list[str]:
     out = [f"\n## {'TLS, ' if tls and not sc.hs else ''}{sc.title}  (median of {nrounds} round{'s' * (nrounds > 1)}; "
            "* = round disturbed by other load, left out)", ""]
-    out.append(f"{'server':<13} {'rtt/s':>9} {'p50':>9} {'p99':>9} {'srv CPU':>8} "
-               f"{'lg CPU':>7} {'other':>6}  {'rtt/s per round':<48} notes")
+    out.append(f"{'server':<13} {'rtt/s':>9} {'p50':>9} {'p99':>9} {'p99.9':>9} {'max':>9} "
+               f"{'1st echo':>9} {'srv CPU':>8} {'lg CPU':>7} {'other':>6}  {'rtt/s per round':<48} notes")
     for name in servers:
         s = summ.get(name)
         if s is None:
@@ -593,7 +631,8 @@ def print_echo_table(sc: Scenario, summ: dict, servers: list[str], nrounds: int,
         elif s["rounds_used"] < s["rounds"]:
             note += f"median of {s['rounds_used']} undisturbed"
         out.append(f"{name:<13} {fmt_int(s['rtt_per_s']):>9} {fmt_ns(s['p50_ns']):>9} "
-                   f"{fmt_ns(s['p99_ns']):>9} {fmt_pct(s['server_cpu_frac']):>8} "
+                   f"{fmt_ns(s['p99_ns']):>9} {fmt_ns(s.get('p999_ns')):>9} {fmt_ns(s.get('max_ns')):>9} "
+                   f"{fmt_ttfe(s):>9} {fmt_pct(s['server_cpu_frac']):>8} "
                    f"{fmt_pct(s['loadgen_cpu_frac']):>7} {fmt_pct(s['other_cores']):>6}"
                    f"  {rounds_s:<48} {note}")
     d = summ.get("daemond")
@@ -608,6 +647,78 @@ def print_echo_table(sc: Scenario, summ: dict, servers: list[str], nrounds: int,
                     tgt = f" (target >= {want}: {'PASS' if ratio >= want else 'FAIL'})"
                 parts.append(f"{ratio:.2f}x {b}{tgt}")
         out.append("daemond ratio: " + ", ".join(parts))
+        if sc.name == "512x64" and not tls:
+            first = d.get("ttfe_max_ns")
+            line = (f"daemond newcomers: longest connect to first echo {fmt_ttfe(d)} (target <= "
+                    f"{TARGET_TTFE_S:g} s: {'PASS' if first is not None and not d.get('ttfe_missing') and first <= TARGET_TTFE_S * 1e9 else 'FAIL'})")
+            p = summ.get("protocol")
+            if p and p.get("p999_ns") and d.get("p999_ns"):
+                ratio = d["p999_ns"] / p["p999_ns"]
+                line += (f"; p99.9 round trip {ratio:.2f}x asyncio Protocol's (target <= {TARGET_P999_VS_PROTOCOL:g}: "
+                         f"{'PASS' if ratio <= TARGET_P999_VS_PROTOCOL else 'FAIL'})")
+            out.append(line)
+    return out
+
+
+ISSUE21_NAMES = {"daemond": "daemond", "threads": "bare threads", "socketserver": "socketserver",
+                 "asyncio": "asyncio streams", "protocol": "asyncio Protocol", "uvloop": "uvloop"}
+
+
+def print_issue21_table(echo: dict, idle: dict, servers: list[str], args) -> list[str]:
+    """The issue-21 table: every server side by side, and daemond's ratio to asyncio's
+    Protocol and to uvloop (for rtt/s higher is better, for times lower is better)."""
+    order = ["daemond"] + [n for n in servers if n != "daemond"]
+    refs = [n for n in ("protocol", "uvloop") if n in servers and "daemond" in servers]
+    head = ["scenario"] + [ISSUE21_NAMES[n] for n in order] + [f"daemond / {ISSUE21_NAMES[r]}" for r in refs]
+    rows: list[list[str]] = []
+
+    def row(label: str, values: dict, fmt, lower_better: bool = False) -> None:
+        cells = [label] + [fmt(values.get(n)) for n in order]
+        for ref in refs:
+            d, b = values.get("daemond"), values.get(ref)
+            cells.append(f"{d / b:.2f}x" if d and b else "-")
+        rows.append(cells)
+
+    def sec(ns):
+        return "-" if ns is None else f"{ns / 1e9:.2f} s" if ns >= 1e8 else fmt_ns(ns)
+
+    for name, e in echo.items():
+        summ = e["summary"]
+        sc = SCEN_BY_NAME[name]
+        label = sc.title.replace(" conns x ", " x ").replace(" conn x ", " conn x ")
+        row(f"{label} rtt/s", {n: s["rtt_per_s"] for n, s in summ.items()}, fmt_int)
+    for name, e in echo.items():
+        summ = e["summary"]
+        sc = SCEN_BY_NAME[name]
+        if sc.conns < 64:
+            continue
+        label = sc.title.replace(" conns x ", " x ")
+        firsts = {}
+        for n, s in summ.items():
+            if s.get("ttfe_max_ns") is not None:
+                firsts[n] = s["ttfe_max_ns"]
+        cells = [f"{label}: longest connect to first echo"] + [
+            fmt_ttfe(summ[n]) if n in summ else "-" for n in order]
+        for ref in refs:
+            d, b = firsts.get("daemond"), firsts.get(ref)
+            cells.append(f"{d / b:.2f}x" if d and b else "-")
+        rows.append(cells)
+        row(f"{label}: p99.9 round trip", {n: s.get("p999_ns") for n, s in summ.items()}, sec, True)
+        row(f"{label}: longest round trip", {n: s.get("max_ns") for n, s in summ.items()}, sec, True)
+    if idle.get("summary"):
+        summ = idle["summary"]
+        row(f"{args.idle_conns:,} idle held, peak RSS MiB",
+            {n: (s.get("hwm_kib") or s.get("rss_kib") or 0) / 1024 or None for n, s in summ.items()},
+            lambda v: "-" if v is None else f"{v:.0f}", True)
+        row(f"{args.idle_conns:,} idle: all echoes in",
+            {n: s.get("all_answered_s") for n, s in summ.items()},
+            lambda v: "-" if v is None else f"{v:.2f} s", True)
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    out = ["\n## Issue 21: side by side (rtt/s: higher is better; times and MiB: lower is better)", "",
+           "| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |",
+           "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
     return out
 
 
@@ -697,7 +808,14 @@ def parse_args(argv=None):
     ap.add_argument("--json", nargs="?", const="", default=None, metavar="FILE",
                     help="also write all results as JSON (default file: "
                          "bench/results/echo-<timestamp>.json; relative names go there too)")
+    ap.add_argument("--issue21", action="store_true",
+                    help="the issue-21 measurement: 4 s runs after 0.5 s warm-up, 2 rounds, "
+                         "every scenario (options given explicitly still win)")
     a = ap.parse_args(argv)
+    if a.issue21:
+        a.duration = 4.0 if a.duration is None else a.duration
+        a.warmup = 0.5 if a.warmup is None else a.warmup
+        a.rounds = 2 if a.rounds is None else a.rounds
     q = a.quick
     a.duration = a.duration if a.duration is not None else (1.0 if q else 2.0)
     a.warmup = a.warmup if a.warmup is not None else (0.3 if q else 0.5)
@@ -708,7 +826,8 @@ def parse_args(argv=None):
     a.wait_quiet = a.wait_quiet if a.wait_quiet is not None else (0.0 if q else 10.0)
     servers_ok = TLS_SERVERS if a.tls else ALL_SERVERS
     scen_ok = TLS_SCENARIOS if a.tls else [s.name for s in SCENARIOS if not s.hs]
-    a.servers = [s.strip() for s in (a.servers or ",".join(servers_ok)).split(",") if s.strip()]
+    default_servers = TLS_SERVERS if a.tls else DEFAULT_SERVERS
+    a.servers = [s.strip() for s in (a.servers or ",".join(default_servers)).split(",") if s.strip()]
     scen_default = TLS_DEFAULT_SCENARIOS if a.tls else scen_ok
     a.scenarios = [s.strip() for s in (a.scenarios or ",".join(scen_default)).split(",") if s.strip()]
     for s in a.servers:
@@ -753,6 +872,11 @@ def report_from_json(path: str) -> int:
     if res.get("idle", {}).get("rounds"):
         summ = {n: summarize_idle(v) for n, v in res["idle"]["rounds"].items() if v}
         lines += print_idle_table(summ, servers, a)
+    if not getattr(a, "tls", False):
+        echo = {name: {"summary": {n: summarize_echo(v) for n, v in e["rounds"].items() if v}}
+                for name, e in res["echo"].items()}
+        idle = {"summary": {n: summarize_idle(v) for n, v in res.get("idle", {}).get("rounds", {}).items() if v}}
+        lines += print_issue21_table(echo, idle, servers, a)
     for line in lines:
         print(line)
     return 0
@@ -940,6 +1064,8 @@ def main(argv=None) -> int:
             results["idle"] = {"conns": args.idle_conns, "timeout_s": args.idle_timeout,
                                "summary": summ, "rounds": rounds}
             report += print_idle_table(summ, servers, args)
+        if not args.tls:
+            report += print_issue21_table(results["echo"], results["idle"], servers, args)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

@@ -15,6 +15,10 @@
  *       behalf may be accounted separately by the kernel), and the machine's
  *       idle and steal share over the window (from /proc/stat).  -s: busy-poll up to SPIN_US microseconds
  *       after the last event before sleeping in epoll_wait (default 0).
+ *       Each connection sends its first message as soon as it is connected (the
+ *       others may be echoing already), and the JSON reports every connection's
+ *       time from its connect() to its first echo: ttfe_p50/p99/max_ns, and
+ *       ttfe_missing, the connections that had none before the run ended.
  *
  *   loadgen idle HOST PORT N TIMEOUT [HOLD]
  *       Opens N connections and holds them.  Prints "HELD <connected>" on
@@ -223,6 +227,8 @@ struct conn {
     uint64_t msgno;
     size_t sent, rcvd;       /* progress within the current message */
     uint64_t t_start;        /* send time of the current message */
+    uint64_t t_connect;      /* when connect() was called */
+    uint64_t t_first;        /* when the first echo was complete (0: not yet) */
     int want_out;            /* EPOLLOUT registered */
 #ifdef LOADGEN_TLS
     SSL *ssl;
@@ -328,6 +334,7 @@ static int start_connect(struct conn *c)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->fd = fd;
     c->state = C_CONNECTING;
+    c->t_connect = now_ns();
     if (connect(fd, (struct sockaddr *)&addr, addrlen) < 0 && errno != EINPROGRESS) {
         note_error("connect", errno);
         close(fd);
@@ -338,6 +345,12 @@ static int start_connect(struct conn *c)
     ep_set(c, EPOLLOUT, EPOLL_CTL_ADD);
     return 0;
 }
+
+/* echo mode: connections start echoing as soon as they are connected */
+static int echo_on_connect;
+static void echo_new_msg(struct conn *c);
+static void echo_recv(struct conn *c);
+static void echo_send(struct conn *c);
 
 /* Open n connections, at most MAX_CONNECTING in flight.  Returns the number
  * connected; failed ones are C_DEAD.  Connected ones are left registered for
@@ -371,6 +384,13 @@ static long connect_all(struct conn *conns, long n)
         }
         for (int i = 0; i < k; i++) {
             struct conn *c = evs[i].data.ptr;
+            if (c->state == C_ACTIVE && echo_on_connect) {
+                if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                    echo_recv(c);
+                if (c->state == C_ACTIVE && (evs[i].events & EPOLLOUT))
+                    echo_send(c);
+                continue;
+            }
             if (c->state != C_CONNECTING)
                 continue;
             int err = 0;
@@ -387,8 +407,13 @@ static long connect_all(struct conn *conns, long n)
                 c->state = C_DEAD;
             } else {
                 c->state = C_ACTIVE;
-                ep_set(c, 0, EPOLL_CTL_MOD);
+                ep_set(c, echo_on_connect ? EPOLLIN : 0, EPOLL_CTL_MOD);
                 ok++;
+#ifdef LOADGEN_TLS
+                if (!tls_ctx)
+#endif
+                if (echo_on_connect)
+                    echo_new_msg(c);
             }
         }
     }
@@ -605,6 +630,8 @@ static void echo_recv(struct conn *c)
             c->rcvd += (size_t)r;
             if (c->rcvd == msg_size && c->sent == msg_size) {
                 uint64_t t = now_ns();
+                if (!c->t_first)
+                    c->t_first = t;
                 if (t >= t_measure_start && t < t_measure_end) {
                     hist_add(t - c->t_start);
                     n_rtt++;
@@ -633,6 +660,36 @@ static void echo_recv(struct conn *c)
     }
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Time from connect() to the first echo, over the connections that connected. */
+static void print_ttfe_json(struct conn *conns, long n)
+{
+    uint64_t *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    long k = 0, missing = 0;
+    if (!v)
+        die("malloc");
+    for (long i = 0; i < n; i++) {
+        if (!conns[i].t_connect)
+            continue;
+        if (conns[i].t_first)
+            v[k++] = conns[i].t_first - conns[i].t_connect;
+        else
+            missing++;
+    }
+    qsort(v, (size_t)k, sizeof *v, cmp_u64);
+    printf(", \"ttfe_n\": %ld, \"ttfe_missing\": %ld, \"ttfe_p50_ns\": %llu, "
+           "\"ttfe_p99_ns\": %llu, \"ttfe_max_ns\": %llu", k, missing,
+           (unsigned long long)(k ? v[k / 2] : 0),
+           (unsigned long long)(k ? v[(long)(0.99 * (k - 1))] : 0),
+           (unsigned long long)(k ? v[k - 1] : 0));
+    free(v);
+}
+
 static int run_echo(long nconns, double duration, double warmup, uint64_t spin_ns,
                     int *pids, int npids)
 {
@@ -640,10 +697,14 @@ static int run_echo(long nconns, double duration, double warmup, uint64_t spin_n
     if (!conns)
         die("calloc");
     uint64_t t0 = now_ns();
+    t_measure_start = t_measure_end = UINT64_MAX;  /* nothing counted while connecting */
+    echo_on_connect = 1;
     long ok = connect_all(conns, nconns);
 #ifdef LOADGEN_TLS
-    if (tls_ctx)
+    if (tls_ctx) {
         ok = tls_handshake_all(conns, nconns);
+        echo_on_connect = 0;  /* TLS connections start once all have shaken hands */
+    }
 #endif
     double connect_s = (now_ns() - t0) / 1e9;
     if (ok == 0) {
@@ -656,7 +717,7 @@ static int run_echo(long nconns, double duration, double warmup, uint64_t spin_n
     t_measure_start = t_begin + (uint64_t)(warmup * 1e9);
     t_measure_end = t_measure_start + (uint64_t)(duration * 1e9);
     for (long i = 0; i < nconns; i++) {
-        if (conns[i].state != C_ACTIVE)
+        if (conns[i].state != C_ACTIVE || echo_on_connect)
             continue;
         ep_set(&conns[i], EPOLLIN, EPOLL_CTL_MOD);
         echo_new_msg(&conns[i]);
@@ -727,6 +788,7 @@ static int run_echo(long nconns, double duration, double warmup, uint64_t spin_n
            nconns, msg_size, ok, alive, connect_s, window,
            (unsigned long long)n_rtt, n_rtt / window);
     print_hist_json();
+    print_ttfe_json(conns, nconns);
     print_tail_json(window, cpu, srv_ok, srv_cpu, mt0, mt1, mtot);
 
     for (long i = 0; i < nconns; i++)

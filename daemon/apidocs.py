@@ -45,7 +45,7 @@ MEMBERS = ("Session", "DaemonAPI")
 INTERNAL = {
     "Session": ("sock", "chain", "bytes_in", "outbox", "host", "framer", "rcvtimeo", "end_reason", "started",
                 "counted_unauthenticated", "counted_logged_in", "next_event", "report", "recv", "tls_connection",
-                "high_water", "notice_end"),
+                "high_water", "notice_end", "recv_size"),
     "DaemonAPI": (),
     "RunningDaemon": ("loader", "config", "daemon"),
     "LineClient": ("sock", "timeout"),

@@ -43,7 +43,7 @@ class Outbox:
         # whoever holds it is the only one sending, so bytes never interleave.
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)  # signalled when the queue shrinks or closes
-        self._queue: deque[memoryview] = deque()
+        self._queue: deque[memoryview] | None = None  # made when first needed: most outboxes never queue
         self._queued = 0
         self._closed = False
         self._interrupted = False  # wait_below() gives up (the session is being closed)
@@ -105,12 +105,14 @@ class Outbox:
                 data = memoryview(data)
             if self._queued + len(data) > self._limit + self._allowance:
                 self._closed = True
-                self._queue.clear()
+                self._queue = None
                 self._queued = 0
                 self._drained.notify_all()
                 overflow = True
             else:
                 first = not self._queue
+                if self._queue is None:
+                    self._queue = deque()
                 self._queue.append(data)
                 self._queued += len(data)
         if overflow:
@@ -167,7 +169,7 @@ class Outbox:
         """Drop whatever is queued and refuse further writes."""
         with self._lock:
             self._closed = True
-            self._queue.clear()
+            self._queue = None
             self._queued = 0
             self._drained.notify_all()
         if self._handed_over:  # most sessions never queue: closing them costs the flusher nothing
@@ -176,7 +178,7 @@ class Outbox:
     def _fail(self, exc: OSError) -> None:  # with _lock held
         self.error = exc
         self._closed = True
-        self._queue.clear()
+        self._queue = None
         self._queued = 0
         self._drained.notify_all()
 

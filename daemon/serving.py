@@ -68,18 +68,20 @@ def _serve_bytes(session: Session) -> None:
     if rest:
         session.bytes_in += len(rest)
         on_data(session, rest)
-    data = session.recv(RECV_SIZE)  # a plaintext session's first read looks for a TLS ClientHello
+    size = session.recv_size
+    data = session.recv(size)  # a plaintext session's first read looks for a TLS ClientHello
     if not data:
         return
-    session.bytes_in += len(data)
-    on_data(session, data)
     recv = session.recv  # from now on the socket's own recv (plaintext) or TLS's
     while True:
-        data = recv(RECV_SIZE)
+        received = len(data)
+        session.bytes_in += received
+        if received == size:  # small reads until one fills the buffer (idle connections stay small)
+            size = session.recv_size = RECV_SIZE
+        on_data(session, data)
+        data = recv(size)
         if not data:
             return
-        session.bytes_in += len(data)
-        on_data(session, data)
 
 
 def _serve_lines(session: Session) -> None:

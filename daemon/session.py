@@ -28,7 +28,11 @@ log = logging.getLogger("daemond.session")
 
 #: How much a streaming sender may have queued before :meth:`Session.send` waits.
 SEND_HIGH_WATER = 256 * 1024
+#: The most one read takes from a socket.
 RECV_SIZE = 65536
+#: What a session's reads take until one fills it (then RECV_SIZE): a thread waiting in recv() holds
+#: a buffer of this size, so that ten thousand idle connections do not each hold 64 KiB.
+FIRST_RECV_SIZE = 1024
 _ids = itertools.count(1)
 
 
@@ -148,6 +152,7 @@ class Session:
         self.state = {}
         self.connected_at = time.time()
         self.bytes_in = 0
+        self.recv_size = FIRST_RECV_SIZE  # grows to RECV_SIZE when a read fills it
         self.tls = None
         # The transport is chosen here, once: ``recv`` (the session's thread) and ``outbox.write``
         # (any thread) are the socket's own for plaintext, TLS's for a TLS listener.
@@ -385,9 +390,11 @@ class Session:
             else:
                 self._set_rcvtimeo(self.settings.idle_timeout)
             try:
-                data = self.recv(RECV_SIZE)
+                data = self.recv(self.recv_size)
             except BlockingIOError:
                 raise SessionEnd("timeout") from None
+            if len(data) == self.recv_size:
+                self.recv_size = RECV_SIZE
             if not data:
                 if framer.has_pending():  # a last line without its LF still counts
                     framer.feed(b"\n")
