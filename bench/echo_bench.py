@@ -107,6 +107,7 @@ TARGET_IDLE_ALL_S = 2.0
 TLS_SCENARIOS = ["64x64", "64x16k", "hs", "hs-rsa", "idle"]
 TLS_DEFAULT_SCENARIOS = ["64x64", "64x16k", "hs", "hs-rsa"]  # idle: ask for it (~3 min a round)
 TLS_TARGET_IDLE_RSS_MIB = 600
+TLS_TARGET_IDLE_ALL_S = 5.0  # issue 22: 10,000 idle TLS connections all answered within 5 s
 TLS_SERVERS = ["threads", "asyncio", "daemond"]
 TLS_TARGET_VS_ASYNCIO = 1.0      # TLS echo, 64 x 64 B and 64 x 16 KiB
 TLS_TARGET_VS_THREADS = 0.9      # TLS echo, 64 x 64 B and 64 x 16 KiB
@@ -755,10 +756,11 @@ def print_idle_table(summ: dict, servers: list[str], args) -> list[str]:
     if d and d["answered"] is not None:
         rss_target = TLS_TARGET_IDLE_RSS_MIB if getattr(args, "tls", False) else TARGET_IDLE_RSS_MIB
         rss_ok = d["rss_kib"] is not None and d["rss_kib"] / 1024 <= rss_target
-        all_ok = d["all_answered_s"] is not None and d["all_answered_s"] <= TARGET_IDLE_ALL_S
+        all_target = TLS_TARGET_IDLE_ALL_S if getattr(args, "tls", False) else TARGET_IDLE_ALL_S
+        all_ok = d["all_answered_s"] is not None and d["all_answered_s"] <= all_target
         out.append(f"daemond targets: RSS <= {rss_target} MiB: "
                    f"{'PASS' if rss_ok else 'FAIL'}; all {n:,} answered within "
-                   f"{TARGET_IDLE_ALL_S:g} s: {'PASS' if all_ok else 'FAIL'}"
+                   f"{all_target:g} s: {'PASS' if all_ok else 'FAIL'}"
                    + ("" if n == 10000 else
                       f"  (NB: the targets are for 10,000 connections, this run held {n:,})"))
     return out
