@@ -182,15 +182,15 @@ def test_install_starts_only_after_ready(machine):
 
 def test_status_text_follows_the_connections(machine):
     m = machine
-    assert show(m, "StatusText")["StatusText"] == "2 listeners, 0 connections"
+    assert show(m, "StatusText")["StatusText"] == "3 listeners, 0 connections"
     m.run("systemd-run", "--unit=holder", "--quiet", "python3", "-c",
           "import socket, time; s = socket.create_connection(('127.0.0.1', 9090)); time.sleep(300)")
     try:
         wait_for("STATUS= with the held connection",
-                 lambda: show(m, "StatusText")["StatusText"] == "2 listeners, 1 connections", timeout=30)
+                 lambda: show(m, "StatusText")["StatusText"] == "3 listeners, 1 connections", timeout=30)
     finally:
         m.run("systemctl", "stop", "holder")
-    wait_for("STATUS= back at 0", lambda: show(m, "StatusText")["StatusText"] == "2 listeners, 0 connections",
+    wait_for("STATUS= back at 0", lambda: show(m, "StatusText")["StatusText"] == "3 listeners, 0 connections",
              timeout=30)
 
 
