@@ -92,6 +92,10 @@ LISTENER_SCHEMA = Schema(
         "backlog": Setting(int, default=4096, min=1, max=65535, help="capped by net.core.somaxconn"),
         "tls": Setting(dict, default=None, nullable=True, schema=TLS_SCHEMA,
                        help="TLS on this listener (docs/tls.md); null: plaintext"),
+        "reuse_port": Setting(bool, default=False, restart=True,
+                              help="SO_REUSEPORT: several daemond processes (cluster nodes on one host, "
+                                   "docs/cluster.md) listen on the same address, the kernel spreading new "
+                                   "connections over them; every one of them must set it"),
     }
 )
 
