@@ -153,6 +153,34 @@ def daemond_requires() -> list[str] | None:
 
 
 @hookspec(firstresult=True)
+def daemond_cluster_ready() -> bool | None:
+    """Say that your plugin works when the daemon is one node of a cluster (``cluster.redis``
+    set, docs/cluster.md): it keeps no state of its own that the other nodes would need, or
+    keeps it where they all see it (:attr:`DaemonAPI.cluster`'s Redis).
+
+    **When:** each time a config with ``cluster.redis`` is validated — at start, by
+    ``daemond --check-config`` and before every reload — for one plugin at a
+    time. **Thread:** main or reload.
+
+    **Return:** ``True``: it works in cluster mode. Anything else (or no
+    implementation): a config that sets ``cluster.redis`` and loads your plugin
+    is invalid, the problem at your plugin's name: ``plugin 'chat' does not work
+    in cluster mode (yet) …`` — a plugin that would keep users or rooms on one
+    node only is refused rather than silently half-working. Without
+    ``cluster.redis`` it is never called.
+
+    **Call mode:** firstresult. **If it raises:** the config is reported
+    invalid, naming your plugin.
+
+    Example (a stateless plugin)::
+
+        @hookimpl
+        def daemond_cluster_ready():
+            return True
+    """
+
+
+@hookspec(firstresult=True)
 def daemond_login_gate() -> bool | None:
     """Say that your plugin puts a login in front of the plugins after it in a listener.
 

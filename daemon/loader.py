@@ -108,6 +108,9 @@ class LoadedPlugin:
     def requires(self) -> list[str]:
         return [name for result in self.own.hook.daemond_requires() if result for name in result]
 
+    def cluster_ready(self) -> bool:
+        return self.own.hook.daemond_cluster_ready() is True
+
     def configure(self, settings: dict[str, Any], daemon) -> None:
         self.own.hook.daemond_configure(settings=settings, daemon=daemon)
 
