@@ -28,8 +28,9 @@ def free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process on 127.0.0.1:``port``, its files in ``directory``."""
 
-    def __init__(self, directory: Path, appendfsync: str = "always"):
+    def __init__(self, directory: Path, appendfsync: str = "always", password: str | None = None):
         self.directory = directory
+        self.password = password
         self.directory.mkdir(parents=True, exist_ok=True)
         self.appendfsync = appendfsync
         self.port = free_port()
@@ -38,13 +39,14 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 15) -> RedisServer:
         argv = [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.directory), "--save", "", "--appendonly", "yes",
                 "--appendfsync", self.appendfsync, "--daemonize", "no", "--logfile", str(self.log),
-                "--unixsocket", ""]
+                "--unixsocket", ""] + (["--requirepass", self.password] if self.password else [])
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -62,7 +64,8 @@ class RedisServer:
     def client(self):
         import redis
 
-        return redis.Redis(host="127.0.0.1", port=self.port, db=0, socket_timeout=5, decode_responses=True)
+        return redis.Redis(host="127.0.0.1", port=self.port, db=0, socket_timeout=5, decode_responses=True,
+                           password=self.password)
 
     def kill(self) -> None:
         """SIGKILL: a crash (what was fsynced to the append-only file survives)."""
