@@ -30,6 +30,11 @@ from urllib.parse import urlsplit, urlunsplit
 log = logging.getLogger("daemond.cluster")
 
 
+#: Redis's replies that mean "not now" (persistence failing, a replica, out of memory, a script
+#: running, loading): a write refused, so a plugin answers ``-ERR unavailable`` as when it is gone
+REFUSED_WRITES = ("MISCONF", "READONLY", "OOM", "NOREPLICAS", "MASTERDOWN", "BUSY", "LOADING", "TRYAGAIN")
+
+
 class ClusterUnavailable(Exception):
     """The cluster's Redis cannot be reached (or did not answer in time): nothing was written.
 
@@ -134,7 +139,8 @@ class Cluster:
 
     def call(self, command: Callable[[Any], Any]) -> Any:
         """``command(redis)``'s result; :class:`ClusterUnavailable` if Redis cannot be reached
-        or does not answer in time (after one retry). Errors Redis itself replies with
+        or does not answer in time (after one retry), or refuses writes just now (persistence
+        failing, out of memory, a read-only replica). Other errors Redis replies with
         (``redis.ResponseError``) are raised as they are."""
         redis = self._redis_module
         try:
@@ -142,6 +148,10 @@ class Cluster:
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self._went_away(exc)
             raise ClusterUnavailable(f"Redis at {self.url} is unavailable: {_reason(exc)}") from None
+        except redis.ResponseError as exc:
+            if str(exc).split(" ", 1)[0] not in REFUSED_WRITES:
+                raise
+            raise ClusterUnavailable(f"Redis at {self.url} refuses writes just now: {_reason(exc)}") from None
         self._is_back()
         return result
 

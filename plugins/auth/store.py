@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon import PrivateFileError, check_private_sqlite, create_private_sqlite
+from daemon import ClusterUnavailable, PrivateFileError, check_private_sqlite, create_private_sqlite
 
 SCHEMA_VERSION = 1
 
@@ -55,6 +55,11 @@ SCHEMA = (
 
 #: what the store holds, that others must not read: a store they may is refused
 _SECRET = "it holds password hashes"
+
+
+#: what a store raises when it cannot be read or written just now (SQLite's errors: disk full,
+#: read-only; a cluster's Redis gone or refusing writes): the step is refused with -ERR unavailable
+STORE_ERRORS = (sqlite3.Error, ClusterUnavailable)
 
 
 class StoreError(Exception):
