@@ -9,8 +9,8 @@ crash of Redis (appendfsync always)."""
 from __future__ import annotations
 
 import json
-import re
 import threading
+import time
 
 import pytest
 
@@ -134,3 +134,19 @@ def test_with_redis_gone_nothing_is_acknowledged_and_acknowledged_writes_survive
     assert say(a, f"/login frank {PASSWORD}").startswith("-ERR bad-credentials")  # refused: never written
     assert say(a, f"/register Frank {PASSWORD}").startswith("+OK registered")
     logged_in.close()
+
+
+def test_daemonctl_cluster_counts_each_nodes_users(daemond_process, redis_server):
+    a, b = (daemond_process({"login": {"plugins": ["auth", "echo"]}}, {"auth": auth_settings()},
+                            cluster={"redis": redis_server.url, "node": name, "prefix": "t:", "node_timeout": 1.5})
+            for name in ("a", "b"))
+    with client(a) as c:
+        c.send_line(f"/register Gina {PASSWORD}")
+        assert c.read_line().startswith("+OK")
+        deadline = time.monotonic() + 5  # the next heartbeat, within node_timeout / 3
+        while True:
+            seen = {n["node"]: n["users"] for n in json.loads(b.ctl("--json", "cluster").stdout)["result"]["nodes"]}
+            if seen == {"a": 1, "b": 0} or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert seen == {"a": 1, "b": 0}
