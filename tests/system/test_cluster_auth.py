@@ -150,3 +150,14 @@ def test_daemonctl_cluster_counts_each_nodes_users(daemond_process, redis_server
                 break
             time.sleep(0.1)
         assert seen == {"a": 1, "b": 0}
+
+
+def test_a_node_started_while_redis_is_down_refuses_then_serves_once_it_is_back(daemond_process, redis_server):
+    redis_server.kill()
+    a = daemond_process({"login": {"plugins": ["auth", "echo"]}}, {"auth": auth_settings()},
+                        cluster={"redis": redis_server.url, "node": "late", "prefix": "t:"})
+    assert a.status()["cluster"]["connected"] is False
+    assert say(a, f"/register Hank {PASSWORD}").startswith("-ERR unavailable")
+    redis_server.start()
+    assert say(a, f"/register Hank {PASSWORD}").startswith("+OK registered")
+    assert a.status()["cluster"]["connected"] is True

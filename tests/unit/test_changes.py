@@ -62,3 +62,15 @@ def test_a_running_listeners_restart_only_settings_are_kept_a_new_listener_takes
     kept = diff.config.listeners
     assert kept["e"].reuse_port is False and kept["e"].max_line == 100  # the rest still applies
     assert kept["f"].reuse_port is True
+
+
+def test_every_cluster_setting_needs_a_restart():
+    from daemon.config import CLUSTER_SCHEMA, ClusterSettings
+
+    assert all(setting.restart for setting in CLUSTER_SCHEMA.fields.values())
+    diff = compare(config(), config(cluster=ClusterSettings(redis="redis://127.0.0.1:6379/0", node="a")))
+    assert diff.refused == [
+        "cluster.redis changed (None → redis://127.0.0.1:6379/0): needs a restart; kept the old one",
+        "cluster.node changed (None → a): needs a restart; kept the old one",
+    ]
+    assert diff.config.cluster == ClusterSettings() and diff.sections == {}
