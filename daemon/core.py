@@ -213,6 +213,31 @@ class Daemon:
                              "pip install 'daemond[cluster]'", EXIT_CONFIG) from None
         self.cluster.start()
 
+    def import_into_cluster(self) -> list[str]:
+        """``daemond cluster import``: connect to the cluster's Redis (no heartbeat: this is not a
+        node), configure the plugins without starting them, and let each copy its standalone state
+        in (``daemond_cluster_import``). The operator's lines; StartError naming a plugin that failed."""
+        from daemon.cluster import Cluster, ClusterUnavailable
+
+        self.cluster = Cluster(self.config.cluster, lambda: {})
+        lines: list[str] = []
+        try:
+            self.pm = register_all(list(self.config.plugins.values()))
+            for name, plugin in self.config.plugins.items():
+                plugin.configure(self.config.plugin_settings.get(name, {}), self.api)
+                try:
+                    lines += [f"{name}: {line}" for line in plugin.cluster_import(self.api)]
+                except ClusterUnavailable as exc:
+                    raise StartError(f"plugin {name!r}: {exc}; run it again to copy the rest") from None
+                except Exception as exc:
+                    raise StartError(f"plugin {name!r}: import failed: {type(exc).__name__}: {exc}; "
+                                     "what was copied stays, run it again to copy the rest") from None
+        except PluginLoadError as exc:
+            raise StartError(str(exc)) from None
+        finally:
+            self.cluster.redis.close()
+        return lines
+
     def _cluster_facts(self) -> dict[str, Any]:
         """What this node's heartbeat says of it: its listeners and how many users are logged in."""
         with self._lock:

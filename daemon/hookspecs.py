@@ -180,6 +180,32 @@ def daemond_cluster_ready() -> bool | None:
     """
 
 
+@hookspec
+def daemond_cluster_import(daemon: DaemonAPI) -> list[str] | None:
+    """Copy what your plugin kept standalone (its files in the state directory) into the
+    cluster's Redis, for an operator moving a node into a cluster: ``daemond cluster import``.
+
+    **When:** only from ``daemond cluster import -c CONFIG``, a command run beside the
+    daemon (it need not be stopped): the config must set ``cluster.redis``; each plugin is
+    configured (``daemond_configure``) but not started, and ``daemon.cluster`` is connected,
+    without a heartbeat. **Thread:** the command's main thread.
+
+    Make it idempotent and resumable: copy each record in one step that leaves what the
+    cluster already holds as it is, so that running it again (after an interruption, or
+    once the node has served in the cluster) copies only what is missing.
+
+    **Return:** lines for the operator saying what was copied and what was already there
+    (``None``: nothing of yours to import). **Call mode:** plain. **If it raises:** the
+    command reports the failure, naming your plugin, and exits 1; what was copied stays.
+
+    Example::
+
+        @hookimpl
+        def daemond_cluster_import(daemon):
+            return [f"notes: {copy_notes(daemon.resolve('notes.db'), daemon.cluster)} copied"]
+    """
+
+
 @hookspec(firstresult=True)
 def daemond_login_gate() -> bool | None:
     """Say that your plugin puts a login in front of the plugins after it in a listener.

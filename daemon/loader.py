@@ -111,6 +111,9 @@ class LoadedPlugin:
     def cluster_ready(self) -> bool:
         return self.own.hook.daemond_cluster_ready() is True
 
+    def cluster_import(self, daemon) -> list[str]:
+        return [line for result in self.own.hook.daemond_cluster_import(daemon=daemon) if result for line in result]
+
     def configure(self, settings: dict[str, Any], daemon) -> None:
         self.own.hook.daemond_configure(settings=settings, daemon=daemon)
 

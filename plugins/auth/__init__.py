@@ -131,6 +131,29 @@ class AuthPlugin:
         self.log.info("auth: users store %s (%s users); argon2id %s, hashed in %s", where, users,
                       self.hasher.params, self.hasher.where())
 
+    @hookimpl
+    def daemond_cluster_import(self, daemon) -> list[str]:
+        path = daemon.resolve(self.settings.database)
+        if not path.exists():
+            return [f"no users database at {path}: nothing to import"]
+        try:
+            source = UserStore(path)
+        except StoreError as exc:
+            raise PluginError(str(exc)) from None
+        shared, now = SharedUserStore(daemon.cluster), self.clock()
+        copied = already = tokens = 0
+        try:
+            for user, user_tokens, seen in source.export(now):
+                if shared.import_user(user, user_tokens, seen, now):
+                    copied += 1
+                    tokens += len(user_tokens)
+                else:
+                    already += 1
+        finally:
+            source.close()
+        return [f"{copied} users copied from {path} with {tokens} login tokens; "
+                f"{already} already in the cluster, left as they are"]
+
     def _share(self, cluster) -> None:
         """Keep users, tokens, the throttles and the registration limit in the cluster's Redis."""
         s = self.settings

@@ -98,6 +98,24 @@ redis.call('SREM', KEYS[2], ARGV[1])
 return 1
 """
 
+#: copies one user unless the key exists: KEYS user, users, tokens, seen, ips; ARGV key, name, hash,
+#: created, last_login, last_ip, the number of tokens, then (token key, ttl ms) for each, then (ip, seen)
+_IMPORT_USER = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'name', ARGV[2], 'hash', ARGV[3], 'created', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'last_login', ARGV[5], 'last_ip', ARGV[6]) end
+redis.call('SADD', KEYS[2], ARGV[1])
+local n = tonumber(ARGV[7])
+for i = 0, n - 1 do
+  redis.call('SET', ARGV[8 + 2 * i], ARGV[1], 'PX', ARGV[9 + 2 * i])
+  redis.call('SADD', KEYS[3], ARGV[8 + 2 * i])
+end
+for i = 8 + 2 * n, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[1] .. ' ' .. ARGV[i + 1]) == 1 then redis.call('SADD', KEYS[5], ARGV[i]) end
+end
+return 1
+"""
+
 #: KEYS users, seen; ARGV the prefix of auth's keys. Returns {users, tokens} deleted.
 _CLEAR = _DROP_TOKENS + """
 local users, tokens = 0, 0
@@ -162,6 +180,7 @@ class SharedUserStore:
         self._set_hash = r.register_script(_SET_HASH)
         self._delete_user = r.register_script(_DELETE_USER)
         self._clear = r.register_script(_CLEAR)
+        self._import_user = r.register_script(_IMPORT_USER)
 
     def _key(self, *parts: str) -> str:
         return self.cluster.key("auth", *parts)
@@ -236,6 +255,22 @@ class SharedUserStore:
     def token_user(self, digest: str, now: float) -> User | None:
         key = self.cluster.call(lambda r: r.get(self._key("token", digest)))  # expires with the token
         return self.user(key) if key else None
+
+    def import_user(self, user: User, tokens: list[tuple[str, float]], seen: list[tuple[str, float]],
+                    now: float) -> bool:
+        """Copy a user from a standalone store with their unexpired tokens and "hello again"
+        addresses (those no other user holds in the cluster), in one step; False, copying nothing,
+        if the cluster has that user already (``daemond cluster import`` is idempotent)."""
+        keys = [self._key("user", user.key), self._key("users"), self._key("tokens", user.key), self._key("seen"),
+                self._key("ips", user.key)]
+        live = [(digest, expires) for digest, expires in tokens if expires > now]
+        args: list[Any] = [user.key, user.name, user.hash, repr(user.created),
+                           "" if user.last_login is None else repr(user.last_login), user.last_ip or "", len(live)]
+        for digest, expires in live:
+            args += [self._key("token", digest), max(1, int((expires - now) * 1000))]
+        for ip, at in seen:
+            args += [ip, repr(at)]
+        return bool(self.cluster.call(lambda r: self._import_user(keys=keys, args=args)))
 
     # -- the whole store ----------------------------------------------------------
 

@@ -257,6 +257,16 @@ class UserStore:
             users = db.execute("DELETE FROM users").rowcount
         return users, tokens
 
+    def export(self, now: float) -> Iterator[tuple[User, list[tuple[str, float]], list[tuple[str, float]]]]:
+        """Every user with their unexpired tokens ``(digest, expires)`` and the addresses they were
+        last seen from ``(ip, seen)``, one user at a time (``daemond cluster import``)."""
+        for user in self.users():
+            with self._lock:
+                tokens = self._db.execute("SELECT digest, expires FROM tokens WHERE user_key = ? AND expires > ?",
+                                          (user.key, now)).fetchall()
+                seen = self._db.execute("SELECT ip, seen FROM seen_ips WHERE user_key = ?", (user.key,)).fetchall()
+            yield user, [tuple(t) for t in tokens], [tuple(s) for s in seen]
+
     def counts(self, now: float) -> dict[str, int]:
         with self._lock:
             users = self._db.execute("SELECT count(*) FROM users").fetchone()[0]
