@@ -209,6 +209,9 @@ class Cluster:
                                       px=int(self.node_timeout * 1000)))
         except ClusterUnavailable:
             return False
+        except self._redis_module.RedisError as exc:  # e.g. "DB index is out of range": the URL is wrong
+            self._went_away(exc)
+            return False
         return True
 
     def status(self) -> dict[str, Any]:

@@ -113,3 +113,15 @@ def test_standalone_imports_nothing_of_redis_and_says_so(tmp_path, daemond_proce
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_redis_that_refuses_the_url_is_reported_and_the_node_keeps_serving(daemond_process, redis_server):
+    wrong = redis_server.url.rsplit("/", 1)[0] + "/99"  # no database 99
+    a = daemond_process(ECHO, cluster=cluster_of(wrong, "a", node_timeout=1))
+    status = wait_until(lambda: (c := a.status()["cluster"]) and c["error"] and c, 5, "an error reported")
+    assert status["connected"] is False and "DB index is out of range" in status["error"]
+    time.sleep(1)  # several heartbeats later the heartbeat thread is still there, and said it once
+    assert "cluster-heartbeat" not in a.stderr() and a.stderr().count("DB index is out of range") == 1, a.stderr()
+    with a.client("e") as c:
+        c.send_line("hello")
+        assert c.read_line() == "hello"
