@@ -82,13 +82,27 @@ class RedisServer:
                 self.kill()
 
 
+def started(directory: Path, **kwargs) -> RedisServer:
+    """A started ``RedisServer``; a free port taken by someone else meanwhile is tried again."""
+    for attempt in range(3):
+        server = RedisServer(directory, **kwargs)
+        try:
+            return server.start()
+        except AssertionError:
+            server.stop()
+            in_use = server.log.exists() and "Address already in use" in server.log.read_text(errors="replace")
+            if attempt == 2 or not in_use:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture
 def redis_server(tmp_path):
     """A started ``RedisServer`` of this test's own; stopped at teardown."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
-    server = RedisServer(tmp_path / "redis")
+    server = started(tmp_path / "redis")
     try:
-        yield server.start()
+        yield server
     finally:
         server.stop()

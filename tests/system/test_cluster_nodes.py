@@ -9,9 +9,7 @@ import subprocess
 import sys
 import time
 
-import pytest
-
-from tests.support.redis import RedisServer
+from tests.support.redis import started
 
 ECHO = {"e": {"plugins": ["echo"]}}
 
@@ -60,7 +58,7 @@ def test_a_node_that_stops_leaves_at_once(daemond_process, redis_server):
 
 
 def test_status_shows_the_cluster_without_the_password(daemond_process, tmp_path):
-    server = RedisServer(tmp_path / "redis", password="s3cret-pw").start()
+    server = started(tmp_path / "redis", password="s3cret-pw")
     try:
         a = daemond_process(ECHO, cluster={"redis": server.url, "node": "n1"})
         text = a.ctl("status").stdout
