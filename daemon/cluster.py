@@ -180,7 +180,9 @@ class Cluster:
     # -- for the daemon ----------------------------------------------------------
 
     def start(self) -> None:
-        """Beat once now (logging whether Redis answered), then every third of node_timeout."""
+        """Beat once now (logging whether Redis answered), then every third of node_timeout;
+        warn if another live process has this node's name."""
+        self._warn_if_name_taken()
         self.beat()
         if self.connected:
             log.info("cluster: node %s joined through Redis at %s", self.node, self.url)
@@ -213,6 +215,21 @@ class Cluster:
             self._went_away(exc)
             return False
         return True
+
+    def _warn_if_name_taken(self) -> None:
+        try:
+            found = self.call(lambda r: r.get(self.key("node", self.node)))
+        except (ClusterUnavailable, self._redis_module.RedisError):
+            return  # start() reports it
+        try:
+            other = json.loads(found) if found else None
+        except ValueError:
+            return
+        if other and (other.get("pid"), other.get("host")) != (os.getpid(), socket.gethostname()):
+            log.warning("cluster: node name %s is already used by pid %s on %s (heartbeat %.1f s ago); two "
+                        "live nodes must not share a name (cluster.node): their heartbeats overwrite each other",
+                        self.node, other.get("pid"), other.get("host"),
+                        max(0.0, time.time() - float(other.get("heartbeat", time.time()))))
 
     def status(self) -> dict[str, Any]:
         """For ``daemonctl status``: the URL (no password), connected or not, this node's name."""

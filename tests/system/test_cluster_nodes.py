@@ -123,3 +123,10 @@ def test_a_redis_that_refuses_the_url_is_reported_and_the_node_keeps_serving(dae
     with a.client("e") as c:
         c.send_line("hello")
         assert c.read_line() == "hello"
+
+
+def test_a_second_live_node_with_the_same_name_is_warned_of(daemond_process, redis_server):
+    a = daemond_process(ECHO, cluster=cluster_of(redis_server.url, "same"))
+    b = daemond_process(ECHO, cluster=cluster_of(redis_server.url, "same"))
+    assert f"node name same is already used by pid {a.proc.pid} on " in b.stderr(), b.stderr()
+    assert "already used" not in a.stderr()
