@@ -10,7 +10,8 @@ answered count, and server RSS / threads while they are held.
 
 Opt-in servers: ``protocol`` (an asyncio.Protocol), ``uvloop`` (the same Protocol
 on uvloop, from the ``bench`` extra) and ``daemond-x2`` (two daemond nodes sharing
-the port with ``listeners.echo.reuse_port``, each with its own ``tuning.cpu``).
+the port with ``listeners.echo.reuse_port``, each with its own ``tuning.cpu``;
+``daemond-x2-free``: the same with ``tuning.pin_threads: false``).
 
 Scenarios are interleaved (for each scenario: round 1 on every server, then
 round 2, ...) and the median over the rounds is reported, so that slow drift
@@ -111,7 +112,8 @@ def targets(sc: "Scenario", tls: bool) -> dict[str, float]:
 
 BASELINES = ["threads", "socketserver", "asyncio", "protocol", "uvloop"]
 #: daemond-x2: two daemond nodes sharing the port (listeners.echo.reuse_port, issue 25), one per CPU
-ALL_SERVERS = BASELINES + ["daemond", "daemond-x2"]
+#: daemond-x2-free: the same two nodes with tuning.pin_threads off (the kernel places every thread)
+ALL_SERVERS = BASELINES + ["daemond", "daemond-x2", "daemond-x2-free"]
 #: what runs without --servers (protocol, uvloop and daemond-x2 are asked for by name)
 DEFAULT_SERVERS = ["threads", "socketserver", "asyncio", "daemond"]
 #: the baseline scripts and their arguments, per server name
@@ -296,12 +298,14 @@ class Server:
     def argv(self, port: int) -> list[str]:
         if self.name == "daemond":
             return [self.daemond, "-c", str(self.daemond_config(port)), "--no-console"]
-        if self.name == "daemond-x2":
-            # two nodes on one port, each keeping its Python threads on a CPU of its own; the
-            # shell is the process group's leader, so stop() and the CPU figures take both
+        if self.name in ("daemond-x2", "daemond-x2-free"):
+            # two nodes on one port, each keeping its Python threads on a CPU of its own (-free:
+            # not pinned at all); the shell is the process group's leader, so stop() and the CPU
+            # figures take both
             cpus = sorted(os.sched_getaffinity(0))
-            nodes = [self.daemond_config(port, f"-{n}", f"tuning:\n  cpu: {cpus[i % len(cpus)]}\n")
-                     for i, n in enumerate("ab")]
+            tuning = (lambda i: "tuning:\n  pin_threads: false\n") if self.name == "daemond-x2-free" else \
+                (lambda i: f"tuning:\n  cpu: {cpus[i % len(cpus)]}\n")
+            nodes = [self.daemond_config(port, f"-{n}", tuning(i)) for i, n in enumerate("ab")]
             run = " & ".join(f"{shlex.quote(self.daemond)} -c {shlex.quote(str(c))} --no-console" for c in nodes)
             return ["/bin/sh", "-c", f"{run} & wait"]
         script, *extra = BASELINE_ARGV[self.name]
@@ -334,7 +338,7 @@ class Server:
                 raise ServerError(f"{self.name} did not accept on {HOST}:{self.port} "
                                   f"within {timeout:.0f} s\n{self.log_tail()}")
             time.sleep(0.05)
-        while self.name == "daemond-x2" and listening_sockets(self.port) < 2:
+        while self.name.startswith("daemond-x2") and listening_sockets(self.port) < 2:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 self.stop()
                 raise ServerError(f"{self.name}: not both nodes ready within {timeout:.0f} s\n{self.log_tail()}")
@@ -657,8 +661,10 @@ def print_echo_table(sc: Scenario, summ: dict, servers: list[str], nrounds: int,
                     tgt = f" (target >= {want}: {'PASS' if ratio >= want else 'FAIL'})"
                 parts.append(f"{ratio:.2f}x {b}{tgt}")
         out.append("daemond ratio: " + ", ".join(parts))
-    x2 = summ.get("daemond-x2")
-    if x2 and x2["rtt_per_s"]:
+    for x2_name in ("daemond-x2", "daemond-x2-free"):
+        x2 = summ.get(x2_name)
+        if not x2 or not x2["rtt_per_s"]:
+            continue
         parts = []
         for b in ["daemond"] + BASELINES:
             if summ.get(b) and summ[b]["rtt_per_s"]:
@@ -668,7 +674,7 @@ def print_echo_table(sc: Scenario, summ: dict, servers: list[str], nrounds: int,
                     tgt = (f" (target >= {TARGET_X2_VS_UVLOOP_64x64}: "
                            f"{'PASS' if ratio >= TARGET_X2_VS_UVLOOP_64x64 else 'FAIL'})")
                 parts.append(f"{ratio:.2f}x {'one node' if b == 'daemond' else b}{tgt}")
-        out.append("daemond-x2 (two nodes, reuse_port) ratio: " + ", ".join(parts))
+        out.append(f"{x2_name} (two nodes, reuse_port) ratio: " + ", ".join(parts))
     return out
 
 
@@ -835,14 +841,14 @@ def main(argv=None) -> int:
     servers = sorted(set(args.servers), key=ALL_SERVERS.index)
     daemond = None
     skipped = {}
-    if "daemond" in servers or "daemond-x2" in servers:
+    if any(name.startswith("daemond") for name in servers):
         daemond = find_daemond(args.daemond)
         if daemond is None:
             msg = ("daemond executable not found (looked next to "
                    f"{sys.executable} and on PATH); skipping daemond, "
                    "running the baselines only")
             print("NOTE:", msg, flush=True)
-            for name in ("daemond", "daemond-x2"):
+            for name in ("daemond", "daemond-x2", "daemond-x2-free"):
                 if name in servers:
                     skipped[name] = msg
                     servers.remove(name)
