@@ -46,7 +46,7 @@ MEMBERS = ("Session", "DaemonAPI", "Cluster")
 INTERNAL = {
     "Session": ("sock", "chain", "bytes_in", "outbox", "host", "framer", "rcvtimeo", "end_reason", "started",
                 "counted_unauthenticated", "counted_logged_in", "next_event", "report", "recv", "tls_connection",
-                "high_water"),
+                "high_water", "notice_end"),
     "DaemonAPI": (),
     "Cluster": ("start", "stop", "beat", "status", "COMMAND_TIMEOUT", "CONNECT_TIMEOUT", "started_at"),
     "RunningDaemon": ("loader", "config", "daemon"),

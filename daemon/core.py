@@ -597,8 +597,9 @@ class Daemon:
             self.retired.append(listener)
         listener.stop_accepting()
         for session in listener.sessions():
-            if listener.chain.line_mode:
-                session.send_line(f"NOTICE listener {name} was removed by a config reload; closing")
+            session.notice_end("listener-removed", f"listener {name} was removed by a config reload",
+                               f"NOTICE listener {name} was removed by a config reload; closing"
+                               if listener.chain.line_mode else None)
             session.close("listener-removed")
 
     # -- what the control commands use ---------------------------------------
@@ -611,15 +612,15 @@ class Daemon:
     def kick(self, user: str, reason: str | None = None) -> dict[str, Any]:
         """End every session logged in as ``user`` (not case-sensitive) on every listener.
 
-        A line client is told ``NOTICE kicked by the operator[: reason]`` first.
+        A line client is told ``NOTICE kicked by the operator[: reason]`` first (a front end
+        in its own protocol: ``daemond_farewell``).
         Returns ``{"user", "sessions", "listeners"}``; ``sessions`` is 0 if none was connected.
         """
         key = user.lower()
         kicked = [s for s in self.sessions() if s.user is not None and s.user.lower() == key]
-        notice = "NOTICE kicked by the operator" + (f": {reason}" if reason else "") + "\n"
+        notice = "NOTICE kicked by the operator" + (f": {reason}" if reason else "")
         for session in kicked:
-            if session.chain.line_mode:
-                session.write(notice.encode("utf-8"))
+            session.notice_end("kicked", reason or "", notice if session.chain.line_mode else None)
             session.close("kicked")
         if kicked:
             log.warning("kicked %s: %d sessions (%s)%s", kicked[0].user, len(kicked),

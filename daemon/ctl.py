@@ -46,6 +46,7 @@ options:
   -t, --timeout SECONDS  wait this long for a reply (default 60; 0 waits forever)
   --password-file FILE   when the command needs a password, read it from FILE's first line
                          (a file only its owner may read) instead of asking
+  (--json, --yes and --password-file may also follow the command; the others go before it)
   -h, --help             this help
   --version              daemonctl's version
 
@@ -98,40 +99,56 @@ def parse_args(argv: list[str]) -> Options:
             opts.config = value(name)
         elif name in ("-s", "--socket"):
             opts.socket = value(name)
-        elif name == "--json":
-            opts.json = True
-        elif name == "--password-file":
-            opts.password_file = value(name)
-        elif name in ("-y", "--yes"):
-            opts.yes = True
-        elif name in ("-t", "--timeout"):
-            text = value(name)
-            try:
-                seconds = float(text)
-            except ValueError:
-                raise Exit(protocol.EXIT_USAGE, f"{name}: not a number: {text!r}") from None
-            opts.timeout = seconds if seconds > 0 else None
         elif name == "--":
             break
-        else:
+        elif not _common_option(opts, name, value):
             raise Exit(protocol.EXIT_USAGE, f"unknown option {name} (see daemonctl --help)")
     if not words:
         sys.stderr.write(USAGE.split("\n\n")[0] + "\n")
         raise Exit(protocol.EXIT_USAGE, "no command given (try: daemonctl help)")
     opts.command = words.pop(0)
-    # --json and --yes may follow the command too; after "--" every word is the command's
+    # daemonctl's own options may follow the command too (as people type them: `users add
+    # gina --password-file F`, `status --json`); after "--" every word is the command's
     opts.argv = []
-    for i, word in enumerate(words):
+    while words:
+        word = words.pop(0)
         if word == "--":
-            opts.argv.extend(words[i:])
+            opts.argv.append(word)
+            opts.argv.extend(words)
             break
-        if word == "--json":
-            opts.json = True
-        elif word == "--yes":
-            opts.yes = True
+        name, eq, attached = word.partition("=")
+        if name in AFTER_COMMAND:
+            if eq:
+                words.insert(0, attached)
+            _common_option(opts, name, value)
         else:
             opts.argv.append(word)
     return opts
+
+
+#: daemonctl's options that may also come after the command; short ones (-t, -y) are the
+#: command's there (a plugin's command may define ``-t``)
+AFTER_COMMAND = ("--json", "--yes", "--password-file")
+
+
+def _common_option(opts: Options, name: str, value) -> bool:
+    """Apply one of the options allowed before and after the command; False if ``name`` is none."""
+    if name == "--json":
+        opts.json = True
+    elif name in ("-y", "--yes"):
+        opts.yes = True
+    elif name == "--password-file":
+        opts.password_file = value(name)
+    elif name in ("-t", "--timeout"):
+        text = value(name)
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise Exit(protocol.EXIT_USAGE, f"{name}: not a number: {text!r}") from None
+        opts.timeout = seconds if seconds > 0 else None
+    else:
+        return False
+    return True
 
 
 def find_socket(opts: Options, environ=os.environ) -> str:

@@ -344,6 +344,34 @@ def daemond_session_close(session: Session, reason: str) -> None:
     """
 
 
+@hookspec(firstresult=True)
+def daemond_farewell(reason: str, text: str) -> bytes | None:
+    """Say, in your protocol, why the daemon refuses or ends a connection.
+
+    **When:** just before the daemon closes a connection for a reason of its
+    own. ``reason`` is one word: ``too-many-connections`` (over a listener's
+    ``max_connections`` or ``max_per_ip`` at accept, ``max_unauthenticated_per_ip``
+    at accept on a login-gated listener, ``max_logged_in_per_ip`` at
+    ``session.login()``), ``kicked`` (``daemonctl kick``) or ``listener-removed``
+    (a reload removed the listener). ``text`` is a sentence for people (``too
+    many connections not logged in from 192.0.2.7 (20)``; for ``kicked`` the
+    operator's reason, or ``""``). **Thread:** the accepting thread, the
+    session's own (at login), or the control or reload thread. Called only for
+    the plugins the listener lists.
+
+    **Return:** the bytes to send instead of the line protocol's form (an IRC
+    front end sends ``ERROR :Closing Link: …``), or ``None`` to leave it to
+    the next plugin and, at the end, to the line protocol: ``-ERR
+    too-many-connections TEXT``, ``NOTICE kicked by the operator[: TEXT]``,
+    ``NOTICE listener NAME was removed by a config reload; closing`` on line
+    listeners, nothing on byte listeners. Do not block: the bytes are sent
+    without waiting, and what does not fit is dropped.
+
+    **Call mode:** ``firstresult``, in list order. **If it raises:** it is
+    logged and the line protocol's form is sent.
+    """
+
+
 @hookspec
 def daemond_line_commands(session: Session) -> list[tuple[str, str]] | None:
     """List the ``/commands`` your plugin handles, for ``/help``.

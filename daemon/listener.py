@@ -7,7 +7,8 @@ it counts them, per address, and their plugins' errors.
 
 The listener enforces its connection limits before a thread exists: a
 connection over ``max_connections`` (or over ``max_per_ip`` for its address)
-is closed at once, with one ``-ERR`` line on line-based listeners, and logged.
+is closed at once, with one ``-ERR`` line on line-based listeners (or what a
+plugin's ``daemond_farewell`` says instead: IRC's ``ERROR``), and logged.
 On login-gated listeners it also counts, per address, the connections not yet
 logged in (``max_unauthenticated_per_ip``, at accept) and the sessions logged in
 (``max_logged_in_per_ip``, checked when a session logs in).
@@ -37,7 +38,7 @@ from daemon.addresses import format_address
 from daemon.descriptors import EXHAUSTED, DescriptorReserve
 from daemon.logs import limited
 from daemon.serving import serve
-from daemon.session import Session, timeval
+from daemon.session import Session, farewell, timeval
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon.loader import Chain
@@ -414,9 +415,12 @@ class Listener:
             conn.close()
 
     def _refuse(self, conn: socket.socket, why: str) -> None:
-        if self.chain.line_mode or self.chain.login_gated:  # a login dialogue is in lines, whatever follows it
+        data = farewell(self.chain, "too-many-connections", why)
+        if data is None and (self.chain.line_mode or self.chain.login_gated):  # a login dialogue is in lines
+            data = f"-ERR too-many-connections {why}\n".encode()
+        if data:
             try:
-                conn.send(f"-ERR too-many-connections {why}\n".encode(), socket.MSG_DONTWAIT)
+                conn.send(data, socket.MSG_DONTWAIT)
             except OSError:
                 pass
         conn.close()

@@ -304,18 +304,28 @@ class Session:
         Called by a login plugin (the built-in ``auth``) after it verified the user,
         on the session's thread; sets :attr:`user` first. If the client's address has the
         listener's ``max_logged_in_per_ip`` sessions logged in already, it sends
-        ``-ERR too-many-connections`` and raises :class:`SessionEnd` instead (the login plugin
-        takes the login back). If a plugin's ``daemond_session_login`` refuses the login, the
-        :class:`SessionEnd` it raised comes out of this call.
+        ``-ERR too-many-connections`` (or what a plugin's ``daemond_farewell`` gives instead)
+        and raises :class:`SessionEnd` instead (the login plugin takes the login back). If a
+        plugin's ``daemond_session_login`` refuses the login, the :class:`SessionEnd` it raised
+        comes out of this call.
         """
         why = self.host.session_logged_in(self)
         if why is not None:
             log.warning("login %s %s user=%s refused: %s", self.listener, self.peer_str, user, why)
-            self.err("too-many-connections", why)
+            self.notice_end("too-many-connections", why, f"-ERR too-many-connections {why}")
             raise SessionEnd("too-many-connections")
         self.user = user
         self.chain.hook.daemond_session_login(session=self, user=user)
         log.info("login %s %s user=%s", self.listener, self.peer_str, user)  # after: a plugin may refuse it
+
+    def notice_end(self, reason: str, text: str, line: str | None) -> None:
+        """Tell the client why the daemon ends this session (the daemon's own, not for plugins):
+        what a plugin's ``daemond_farewell`` gives, else ``line`` (None: nothing)."""
+        data = farewell(self.chain, reason, text)
+        if data is not None:
+            self.write(data)
+        elif line is not None:
+            self.send_line(line)
 
     def close(self, reason: str = "kicked") -> None:
         """End the session from any thread; what is already queued is still sent.
@@ -405,3 +415,14 @@ class Session:
         log.warning("send queue exceeded: %s %s user=%s has more than %d bytes unread; disconnecting",
                     self.listener, self.peer_str, self.user or "-", self.settings.send_queue)
         self.abort("overflow")
+
+
+def farewell(chain: Any, reason: str, text: str) -> bytes | None:
+    """What a listener's plugins send a client the daemon refuses or ends for ``reason``
+    (``daemond_farewell``), or None: the line protocol's form. Never raises (a plugin that
+    does is logged)."""
+    try:
+        return chain.hook.daemond_farewell(reason=reason, text=text)
+    except Exception:
+        log.exception("daemond_farewell raised; sending the line protocol's form instead")
+        return None

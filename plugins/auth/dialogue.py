@@ -276,13 +276,19 @@ class LoginDialogue:
 
     def _throttled(self, key: str | None) -> bool:
         plugin = self.plugin
-        left = max(plugin.addresses.blocked_for(self.ip), plugin.names.blocked_for(key) if key else 0.0)
+        by_address = plugin.addresses.blocked_for(self.ip)
+        by_name = plugin.names.blocked_for(key) if key else 0.0
+        left = max(by_address, by_name)
         if not left:
             return False
         plugin.count("throttled")
-        plugin.log.warning("login refused (throttled): %sfrom %s, %.0fs of cooldown left",
-                           f"name {key} " if key else "", self.ip, left)
-        self.err("too-many-attempts", f"too many failed logins; try again in {max(1, round(left))}s")
+        # say which throttle it is: on a shared address (loopback, a NAT) one person's typos
+        # block everyone else there, and they should know it is the address, not their name
+        which = f"from {self.ip}" if by_address >= by_name else "for this name"
+        plugin.log.warning("login refused (throttled %s): %sfrom %s, %.0fs of cooldown left",
+                           "address" if by_address >= by_name else "name", f"name {key} " if key else "",
+                           self.ip, left)
+        self.err("too-many-attempts", f"too many failed logins {which}; try again in {max(1, round(left))}s")
         return True
 
     def _check_password(self, name: str, password: str) -> None:

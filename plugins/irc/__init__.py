@@ -25,6 +25,7 @@ from typing import Any
 from daemon import Field, Schema, hookimpl
 
 from plugins.irc.connection import Connection, RoomLines
+from plugins.irc.message import fit, format_message
 
 NAME_RULE = r"[A-Za-z0-9.-]+"
 
@@ -122,6 +123,14 @@ class IrcPlugin:
     @hookimpl
     def daemond_login_gate(self):
         return True  # a connection registers here first (max_unauthenticated_per_ip applies)
+
+    @hookimpl
+    def daemond_farewell(self, reason, text):
+        """A connection the daemon refuses or ends (over a limit, kicked, its listener removed)
+        hears why as IRC's ERROR, not as the line protocol's -ERR or NOTICE."""
+        if reason == "kicked":
+            text = f"Kicked by the operator: {text}" if text else "Kicked by the operator"
+        return fit(format_message(None, "ERROR", f"Closing Link: {self.settings['server_name']} ({text})"))
 
     @hookimpl
     def daemond_session_open(self, session):

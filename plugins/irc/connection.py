@@ -41,6 +41,9 @@ VERSION = f"daemond-{__version__}"
 #: SASL: a message is sent in chunks of 400 base64 bytes; more than this many is too long
 SASL_CHUNK = 400
 SASL_MAX_CHUNKS = 4
+#: RPL_ISUPPORT's TARGMAX: the most distinct targets one line may name (None: as many as fit in it;
+#: every target past the first still spends a flood-control token, as its own line would)
+TARGMAX = {"JOIN": None, "NAMES": 1, "NOTICE": 4, "PART": None, "PRIVMSG": 4, "WHOIS": 1}
 _batches = itertools.count(1)
 
 
@@ -172,16 +175,37 @@ class Connection:
                 pinged, deadline = True, time.monotonic() + timeout
                 continue
             pinged, deadline = False, time.monotonic() + interval
-            try:
-                self.rooms.pace(self.session)  # chat's flood control, as for line clients
-            except Exception as exc:
-                if getattr(exc, "token", None) != "flood":
-                    raise
-                self.plugin.log.warning("flood: %s from %s is over chat's rate; disconnecting",
-                                        self.nick, self.session.peer_str)
-                self.error("Excess Flood")
-                raise SessionEnd("flood") from None
+            self._pace()
             self.dispatch(line)
+
+    def _pace(self) -> None:
+        """Spend one of chat's flood-control tokens, as a line client's line does: per line, per
+        target past a PRIVMSG's or NOTICE's first (to four users is four messages), and per room a
+        JOIN makes past its first."""
+        try:
+            self.rooms.pace(self.session)
+        except Exception as exc:
+            if getattr(exc, "token", None) != "flood":
+                raise
+            self.plugin.log.warning("flood: %s from %s is over chat's rate; disconnecting",
+                                    self.nick, self.session.peer_str)
+            self.error("Excess Flood")
+            raise SessionEnd("flood") from None
+
+    def _targets(self, command: str, spec: str) -> list[str]:
+        """The distinct targets of a comma-separated list, in order and not case-sensitive, at most
+        TARGMAX of them (past it: one 407, none for NOTICE)."""
+        distinct: dict[str, str] = {}
+        for target in spec.split(","):
+            if target:
+                distinct.setdefault(target.lower(), target)
+        targets = list(distinct.values())
+        limit = TARGMAX[command]
+        if limit is not None and len(targets) > limit:
+            if command != "NOTICE":
+                self.numeric("407", targets[limit], f"Too many targets: at most {limit} per {command}; not sent")
+            targets = targets[:limit]
+        return targets
 
     def dispatch(self, line: str) -> None:
         try:
@@ -210,7 +234,10 @@ class Connection:
             self.error("Server shutting down")
         elif reason == "replaced":
             self.error("Replaced by a new login of this nickname")
-        elif reason not in ("overflow", "reset", "error", "eof"):
+        elif reason == "error":  # a bug here (logged with its traceback): the client is told, as for any close
+            self.error("Internal error")
+        elif reason not in ("overflow", "reset", "eof", "too-many-connections", "kicked", "listener-removed"):
+            # (the last three were told by daemond_farewell)
             self.error(reason)
         if self.registered and self.session.user is not None:
             self.rooms.disconnect(self.session, announce=not self.plugin.stopping.is_set())
@@ -274,14 +301,19 @@ class Connection:
         if self.registered:
             self.numeric("462", "You may not reregister")
             return
-        self.username, self.realname = params[0], params[3]
+        # others see the real name (WHOIS, WHO): sanitised as chat's text is; nothing visible: the nickname
+        real = self.rooms.sanitize(params[3]).strip()
+        shows = any(c.isprintable() and not c.isspace() for c in real)
+        self.username, self.realname = params[0], real if shows else ""
         self._try_register()
 
     def pass_command(self, params: list[str]) -> None:
         if self.registered:
             self.numeric("462", "You may not reregister")
             return
-        self.password = params[0]
+        # the password is PASS's one parameter; irssi sends "PASS correct horse" without the ":"
+        # that would make a password with spaces one parameter, so the words are joined again
+        self.password = " ".join(params)
 
     def authenticate(self, params: list[str]) -> None:
         if self.registered or self.session.user is not None:
@@ -347,6 +379,10 @@ class Connection:
                     raise SessionEnd("bad-credentials")
                 self.nick = text
             elif self.settings["guests"]:
+                if self.nick.lower() in _SERVICES or self.nick.lower() == self.server.lower():
+                    self.numeric("432", self.nick, "Erroneous nickname: reserved for the server and its services")
+                    self.nick = None
+                    return
                 if self.session.daemon.hook.daemond_account_exists(name=self.nick):
                     self.numeric("433", self.nick, "Nickname is registered: log in with SASL or PASS to use it")
                     self.nick = None
@@ -387,6 +423,7 @@ class Connection:
         self.numeric("004", self.server, VERSION, "i", "nt")
         self.numeric("005", "CASEMAPPING=ascii", "CHANTYPES=#", f"CHANNELLEN={CHANNEL_LEN}", "NICKLEN=32",
                      f"NETWORK={self.settings['network']}", "PREFIX=()", "CHANMODES=,,,nt", "UTF8ONLY",
+                     "TARGMAX=" + ",".join(f"{c}:{'' if n is None else n}" for c, n in TARGMAX.items()),
                      "are supported by this server")
         self.motd([])
 
@@ -443,9 +480,19 @@ class Connection:
             for room in self.rooms.joined(self.session):
                 self._part(room.name, None)
             return
-        for name in params[0].split(","):
-            if name:
-                self._join(name)
+        for i, name in enumerate(self._targets("JOIN", params[0])):
+            if self._in(name):
+                continue  # a JOIN of a room already joined gets no reply
+            if i and self._new_room(name):
+                self._pace()  # a room made is a database write: each costs a line, as a /join would
+            self._join(name)
+
+    def _new_room(self, name: str) -> bool:
+        try:
+            self.rooms.get(name)
+        except Exception as exc:
+            return getattr(exc, "token", None) == "no-such-room"
+        return False
 
     def _join(self, name: str) -> None:
         with self._hold_lock:
@@ -496,9 +543,8 @@ class Connection:
 
     def part(self, params: list[str]) -> None:
         reason = params[1] if len(params) > 1 else None
-        for name in params[0].split(","):
-            if name:
-                self._part(name, reason)
+        for name in self._targets("PART", params[0]):
+            self._part(name, reason)
 
     def _part(self, name: str, reason: str | None) -> None:
         try:
@@ -550,7 +596,7 @@ class Connection:
         if not params:
             self.numeric("366", "*", "End of /NAMES list")
             return
-        for name in params[0].split(","):
+        for name in list(self._targets("NAMES", params[0])) or [params[0]]:
             self._names(name)
 
     def _names(self, name: str) -> None:
@@ -600,9 +646,10 @@ class Connection:
             text = text[len("\x01ACTION "):].rstrip("\x01")
         elif text.startswith("\x01"):
             return  # other CTCP (VERSION, PING…) is not passed on
-        for target in params[0].split(","):
-            if target:
-                self._deliver(command, target, text, action, notice)
+        for i, target in enumerate(self._targets(command, params[0])):
+            if i:
+                self._pace()  # each target is a message: flood control counts it as a line of its own
+            self._deliver(command, target, text, action, notice)
 
     def _deliver(self, command: str, target: str, text: str, action: bool, notice: bool) -> None:
         try:
@@ -671,7 +718,7 @@ class Connection:
     def _who_line(self, channel: str, nick: str) -> None:
         other = self.plugin.connection(nick)
         here = "G" if other is not None and other.away is not None else "H"
-        real = other.realname if other is not None else nick
+        real = other.realname or nick if other is not None else nick
         self.numeric("352", channel, nick, self.server, self.server, nick, here, f"0 {real}")
 
     def whois(self, params: list[str]) -> None:
@@ -682,7 +729,7 @@ class Connection:
             self.numeric("318", target, "End of /WHOIS list")
             return
         other = self.plugin.connection(user.name)
-        self.numeric("311", user.name, user.name, self.server, "*", other.realname if other else user.name)
+        self.numeric("311", user.name, user.name, self.server, "*", other.realname or user.name if other else user.name)
         if user.rooms:
             self.numeric("319", user.name, " ".join(user.rooms))
         self.numeric("312", user.name, self.server, self.settings["network"])
@@ -713,8 +760,9 @@ class Connection:
             return
         if len(params) == 1:
             self.numeric("221", "+i")
-        else:
+        elif params[1].lstrip("+") != "i" and params[1] != "+":
             self.numeric("501", "Unknown MODE flag")
+        # "+i" (irssi's and WeeChat's default usermode): every user is +i already, nothing changes
 
     def away_command(self, params: list[str]) -> None:
         if params and params[0]:
@@ -749,6 +797,8 @@ _HANDLERS = {
 }
 #: numerics whose last parameter is a token, not text: sent without ':'
 _TOKEN_LAST = frozenset({"004", "221", "324", "333"})
+#: nicknames no guest may take: IRC users send passwords to NickServ (their clients' scripts too)
+_SERVICES = frozenset({"nickserv", "chanserv", "memoserv", "operserv", "saslserv", "hostserv", "botserv", "global"})
 _BEFORE_REGISTRATION = frozenset({"CAP", "NICK", "USER", "PASS", "AUTHENTICATE", "PING", "PONG", "QUIT"})
 _MIN_PARAMS = {"CAP": 1, "USER": 4, "PASS": 1, "AUTHENTICATE": 1, "JOIN": 1, "PART": 1, "TOPIC": 1,
                "WHOIS": 1, "MODE": 1}

@@ -27,7 +27,7 @@ def test_hook_daemond_account_login(daemond_factory):
     with d.client("front") as c:  # the failures count in auth's throttles, as /login's do
         assert c.command("login bob wrong") == ([], "+OK bad-credentials wrong name or password")
         final = c.command(f"login alice {password('alice')}")[1]
-        assert final.startswith("+OK too-many-attempts too many failed logins; try again in "), final
+        assert final.startswith("+OK too-many-attempts too many failed logins from 127.0.0.1; try again in "), final
     log = d.config.log_file.read_text()
     assert "login Alice from 127.0.0.1 (password)" in log and "wrong" not in log.replace("wrong password", "")
 

@@ -23,7 +23,8 @@ def test_failures_for_one_name_from_many_addresses_block_that_name(daemond_facto
     for source in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):  # one failure per address: no address is blocked
         assert attempt(d, "/login alice wrong-guess", source) == BAD
     # alice is blocked, even with her right password, even as "ALICE", from a new address …
-    assert attempt(d, "/login alice password-1", "127.0.0.5").startswith("-ERR too-many-attempts ")
+    assert attempt(d, "/login alice password-1", "127.0.0.5").startswith(
+        "-ERR too-many-attempts too many failed logins for this name; try again in ")
     assert attempt(d, "/login ALICE password-1", "127.0.0.6").startswith("-ERR too-many-attempts ")
     # … in the prompt flow too …
     client, _ = connect(d, source="127.0.0.7")
@@ -41,7 +42,7 @@ def test_failures_from_one_address_block_that_address(daemond_factory):
     for name in ("x1", "x2", "x3"):  # unknown names count as much as wrong passwords
         assert client.command(f"/login {name} whatever-pw")[1] == BAD
     _, final = client.command("/login alice password-1")
-    assert final.startswith("-ERR too-many-attempts too many failed logins; try again in ")
+    assert final.startswith("-ERR too-many-attempts too many failed logins from 127.0.0.8; try again in ")
     assert client.command("/login-token anything")[1].startswith("-ERR too-many-attempts ")
     client.close()
     assert attempt(d, "/login alice password-1", "127.0.0.9").startswith("+OK logged in as alice")
@@ -50,7 +51,7 @@ def test_failures_from_one_address_block_that_address(daemond_factory):
     assert status["throttled_addresses"] == 1
     log = (d.config.state_dir / "daemond.log").read_text()
     assert "login failed: x3 from 127.0.0.8 (no such user); now throttled" in log
-    assert "login refused (throttled): name alice from 127.0.0.8" in log
+    assert "login refused (throttled address): name alice from 127.0.0.8" in log
 
 
 def test_bad_tokens_count_against_the_address(daemond_factory):

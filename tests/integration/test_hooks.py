@@ -122,6 +122,30 @@ def test_hook_daemond_login_gate(daemond_factory):
         assert first.command("rec a")[1] == "+OK rec a" and second.command("rec b")[1] == "+OK rec b"
 
 
+def test_hook_daemond_farewell(daemond_factory):
+    polite, plain = "tests.plugins.recorder:PoliteGate", "tests.plugins.recorder:Gate"
+    d = daemond_factory({"p": {"plugins": [polite, REC], "max_unauthenticated_per_ip": 1, "max_logged_in_per_ip": 1},
+                         "g": {"plugins": [plain, REC], "max_unauthenticated_per_ip": 1}})
+    with d.client("p") as first:  # at accept: the plugin's words instead of -ERR
+        assert first.read_line() == "+OK name?"
+        with d.client("p") as second:
+            assert second.read_line() == "SORRY too-many-connections: too many connections not logged in from 127.0.0.1 (1)"
+            assert second.expect_closed() == b""
+        first.send_line("alice")
+        assert (first.read_line(), first.read_line()) == ("WELCOME alice", "+OK in")
+        with d.client("p") as third:  # at login, over max_logged_in_per_ip
+            assert third.read_line() == "+OK name?"
+            third.send_line("bob")
+            assert third.read_line() == "SORRY too-many-connections: too many sessions logged in from 127.0.0.1 (1)"
+            assert third.expect_closed() == b""
+        result = d.control("kick", "alice", reason="enough")  # the operator's kick, in its words too
+        assert result["ok"] and first.read_line() == "SORRY kicked: enough"
+        assert first.expect_closed() == b""
+    with d.client("g") as first, d.client("g") as second:  # no implementation: the line protocol's -ERR
+        assert first.read_line() == "+OK name?"
+        assert second.read_line() == "-ERR too-many-connections too many connections not logged in from 127.0.0.1 (1)"
+
+
 def test_hook_daemond_session_open(daemond_factory):
     d = daemond_factory({"r": {"plugins": [REC], "max_line": 64}}, plugins={REC: {"open_line": True}})
     with d.client("r") as c:

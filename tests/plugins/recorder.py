@@ -118,6 +118,14 @@ class Gate:
         session.ok("in")
 
 
+class PoliteGate(Gate):
+    """A gate that says why it refuses or ends a connection in its own words (``daemond_farewell``)."""
+
+    @hookimpl
+    def daemond_farewell(self, reason, text):
+        return f"SORRY {reason}: {text}\r\n".encode()
+
+
 class LegacyGate(Gate):
     """The same, gated by the attribute that came before the hook."""
 

@@ -33,10 +33,10 @@ def start(daemond_factory, tls: dict | None = None, auth: dict | None = None, ch
     return daemond_factory(listeners(tls, **(listener or {})), settings(auth, chat, **irc), reload={"watch": False})
 
 
-def register_user(server, name: str) -> None:
-    """Add the user ``name`` (its password is ``password(name)``) as an operator would, with
-    ``daemonctl users add``: nobody logs in, so no room hears of it."""
-    reply = server.control("users", "add", name, password=password(name))
+def register_user(server, name: str, secret: str | None = None) -> None:
+    """Add the user ``name`` (its password ``secret``, else ``password(name)``) as an operator
+    would, with ``daemonctl users add``: nobody logs in, so no room hears of it."""
+    reply = server.control("users", "add", name, password=secret or password(name))
     assert reply["ok"] or "already exists" in reply["error"]["message"], reply
 
 

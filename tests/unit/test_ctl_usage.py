@@ -28,3 +28,22 @@ def test_every_core_command_and_its_options_are_in_daemonctl_help():
                 assert spelled in listed[name], (name, argument.name)
             if argument.option and argument.short:
                 assert argument.name.upper() in listed[name], (name, argument.name)
+
+
+def test_daemonctls_own_options_may_follow_the_command():
+    from daemon.ctl import AFTER_COMMAND, parse_args
+
+    opts = parse_args(["users", "add", "gina", "--password-file", "/tmp/pw", "--yes", "--json"])
+    assert (opts.command, opts.argv) == ("users", ["add", "gina"])
+    assert (opts.password_file, opts.yes, opts.json) == ("/tmp/pw", True, True)
+    assert parse_args(["users", "add", "gina", "--password-file=/tmp/pw"]).password_file == "/tmp/pw"
+    # short options after the command are the command's own (a plugin's may define -t)
+    assert parse_args(["echo-args", "-t", "2", "-y"]).argv == ["-t", "2", "-y"]
+    assert parse_args(["-t", "0", "-y", "status"]).timeout is None
+    # after "--" every word is the command's, even one spelled like daemonctl's options
+    assert parse_args(["rooms", "topic", "dev", "--", "-y"]).argv == ["topic", "dev", "--", "-y"]
+    # and no core command has an option daemonctl takes for itself
+    for command in core_commands(daemon=None):
+        for argument in command.args:
+            if argument.option or argument.flag:
+                assert f"--{argument.name}" not in AFTER_COMMAND and f"-{argument.short}" not in AFTER_COMMAND
