@@ -275,7 +275,7 @@ class Server:
         self.log_path = tmp / f"{name}.log"
 
     def daemond_config(self, port: int, node: str = "", extra: str = "") -> Path:
-        d = self.tmp / f"daemond{node}-{self.starts}"
+        d = self.tmp / f"{self.name}{node}-{self.starts}"  # each server's nodes a state directory of their own
         (d / "state").mkdir(parents=True, exist_ok=True)
         cfg = d / "daemond.yaml"
         cfg.write_text(
