@@ -17,6 +17,11 @@ The servers: ``threads`` (bare thread per connection), ``socketserver``,
 ``asyncio`` (streams), ``protocol`` (an asyncio.Protocol), ``uvloop`` (the same
 Protocol on uvloop, from the ``bench`` extra) and ``daemond``.
 
+Opt-in servers: ``protocol`` (an asyncio.Protocol), ``uvloop`` (the same Protocol
+on uvloop, from the ``bench`` extra) and ``daemond-x2`` (two daemond nodes sharing
+the port with ``listeners.echo.reuse_port``, each with its own ``tuning.cpu``;
+``daemond-x2-free``: the same with ``tuning.pin_threads: false``).
+
 Scenarios are interleaved (for each scenario: round 1 on every server, then
 round 2, ...) and the median over the rounds is reported, so that slow drift
 of the machine hits every server alike.
@@ -28,6 +33,7 @@ of the machine hits every server alike.
     python bench/echo_bench.py --json          # also write bench/results/*.json
     python bench/echo_bench.py --tls           # TLS: threads, asyncio, daemond; 64x64, 64x16k, hs, hs-rsa
     python bench/echo_bench.py --tls --scenarios idle --servers asyncio,daemond
+    python bench/echo_bench.py --servers daemond,daemond-x2,uvloop --scenarios 64x64   # issue 25
 
 With --tls every server speaks TLS with the same ECDSA P-256 certificate (an
 RSA-2048 one for hs-rsa), made for the run with the ``openssl`` command in the
@@ -44,6 +50,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -130,12 +137,17 @@ def targets(sc: "Scenario", tls: bool) -> dict[str, float]:
     return t
 
 BASELINES = ["threads", "socketserver", "asyncio", "protocol", "uvloop"]
-ALL_SERVERS = BASELINES + ["daemond"]
+#: daemond-x2: two daemond nodes sharing the port (listeners.echo.reuse_port, issue 25), one per CPU
+#: daemond-x2-free: the same two nodes with tuning.pin_threads off (the kernel places every thread)
+ALL_SERVERS = BASELINES + ["daemond", "daemond-x2", "daemond-x2-free"]
+#: what runs without --servers (socketserver and daemond-x2 are asked for by name)
 DEFAULT_SERVERS = ["threads", "asyncio", "protocol", "uvloop", "daemond"]
 #: the baseline scripts and their arguments, per server name
 BASELINE_ARGV = {"threads": ("baseline_threads.py",), "socketserver": ("baseline_socketserver.py",),
                  "asyncio": ("baseline_asyncio.py",), "protocol": ("baseline_asyncio.py", "--protocol"),
                  "uvloop": ("baseline_asyncio.py", "--uvloop")}
+# Issue 25: two nodes sharing the port against uvloop at 64 x 64 B.
+TARGET_X2_VS_UVLOOP_64x64 = 1.0
 
 
 # ------------------------------------------------------------ proc helpers
@@ -184,6 +196,13 @@ def free_port(host: str = HOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on this TCP port over IPv4 (each daemond-x2 node has one)."""
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return sum(1 for r in rows if r[3] == "0A" and int(r[1].split(":")[1], 16) == port)
 
 
 def raise_nofile() -> tuple[int, int]:
@@ -264,25 +283,40 @@ class Server:
         self.starts = 0
         self.log_path = tmp / f"{name}.log"
 
+    def daemond_config(self, port: int, node: str = "", extra: str = "") -> Path:
+        d = self.tmp / f"{self.name}{node}-{self.starts}"  # each server's nodes a state directory of their own
+        (d / "state").mkdir(parents=True, exist_ok=True)
+        cfg = d / "daemond.yaml"
+        cfg.write_text(
+            f"state_dir: {d / 'state'}\n"
+            "logging:\n"
+            "  level: warning\n"
+            + extra +
+            "listeners:\n"
+            "  echo:\n"
+            f"    host: {HOST}\n"
+            f"    port: {port}\n"
+            "    plugins: [echo]\n"
+            "    max_connections: 20000\n"
+            + ("    reuse_port: true\n" if node else "")
+            + (f"    tls:\n      cert: {self.tls[0]}\n      key: {self.tls[1]}\n"
+               if self.tls else "")
+        )
+        return cfg
+
     def argv(self, port: int) -> list[str]:
         if self.name == "daemond":
-            d = self.tmp / f"daemond-{self.starts}"
-            (d / "state").mkdir(parents=True, exist_ok=True)
-            cfg = d / "daemond.yaml"
-            cfg.write_text(
-                f"state_dir: {d / 'state'}\n"
-                "logging:\n"
-                "  level: warning\n"
-                "listeners:\n"
-                "  echo:\n"
-                f"    host: {HOST}\n"
-                f"    port: {port}\n"
-                "    plugins: [echo]\n"
-                "    max_connections: 20000\n"
-                + (f"    tls:\n      cert: {self.tls[0]}\n      key: {self.tls[1]}\n"
-                   if self.tls else "")
-            )
-            return [self.daemond, "-c", str(cfg), "--no-console"]
+            return [self.daemond, "-c", str(self.daemond_config(port)), "--no-console"]
+        if self.name in ("daemond-x2", "daemond-x2-free"):
+            # two nodes on one port, each keeping its Python threads on a CPU of its own (-free:
+            # not pinned at all); the shell is the process group's leader, so stop() and the CPU
+            # figures take both
+            cpus = sorted(os.sched_getaffinity(0))
+            tuning = (lambda i: "tuning:\n  pin_threads: false\n") if self.name == "daemond-x2-free" else \
+                (lambda i: f"tuning:\n  cpu: {cpus[i % len(cpus)]}\n")
+            nodes = [self.daemond_config(port, f"-{n}", tuning(i)) for i, n in enumerate("ab")]
+            run = " & ".join(f"{shlex.quote(self.daemond)} -c {shlex.quote(str(c))} --no-console" for c in nodes)
+            return ["/bin/sh", "-c", f"{run} & wait"]
         script, *extra = BASELINE_ARGV[self.name]
         tls = ["--cert", str(self.tls[0]), "--key", str(self.tls[1])] if self.tls else []
         return [sys.executable, str(BENCH / script), HOST, str(port), *extra] + tls
@@ -312,6 +346,11 @@ class Server:
                 self.stop()
                 raise ServerError(f"{self.name} did not accept on {HOST}:{self.port} "
                                   f"within {timeout:.0f} s\n{self.log_tail()}")
+            time.sleep(0.05)
+        while self.name.startswith("daemond-x2") and listening_sockets(self.port) < 2:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise ServerError(f"{self.name}: not both nodes ready within {timeout:.0f} s\n{self.log_tail()}")
             time.sleep(0.05)
         time.sleep(0.2)
         self.settle(timeout=2)
@@ -658,6 +697,20 @@ def print_echo_table(sc: Scenario, summ: dict, servers: list[str], nrounds: int,
                 line += (f"; p99.9 round trip {ratio:.2f}x asyncio Protocol's (target <= {TARGET_P999_VS_PROTOCOL:g}: "
                          f"{'PASS' if ratio <= TARGET_P999_VS_PROTOCOL else 'FAIL'})")
             out.append(line)
+    for x2_name in ("daemond-x2", "daemond-x2-free"):
+        x2 = summ.get(x2_name)
+        if not x2 or not x2["rtt_per_s"]:
+            continue
+        parts = []
+        for b in ["daemond"] + BASELINES:
+            if summ.get(b) and summ[b]["rtt_per_s"]:
+                ratio = x2["rtt_per_s"] / summ[b]["rtt_per_s"]
+                tgt = ""
+                if b == "uvloop" and sc.name == "64x64" and not tls:
+                    tgt = (f" (target >= {TARGET_X2_VS_UVLOOP_64x64}: "
+                           f"{'PASS' if ratio >= TARGET_X2_VS_UVLOOP_64x64 else 'FAIL'})")
+                parts.append(f"{ratio:.2f}x {'one node' if b == 'daemond' else b}{tgt}")
+        out.append(f"{x2_name} (two nodes, reuse_port) ratio: " + ", ".join(parts))
     return out
 
 
@@ -901,15 +954,17 @@ def main(argv=None) -> int:
     servers = sorted(set(args.servers), key=ALL_SERVERS.index)
     daemond = None
     skipped = {}
-    if "daemond" in servers:
+    if any(name.startswith("daemond") for name in servers):
         daemond = find_daemond(args.daemond)
         if daemond is None:
             msg = ("daemond executable not found (looked next to "
                    f"{sys.executable} and on PATH); skipping daemond, "
                    "running the baselines only")
             print("NOTE:", msg, flush=True)
-            skipped["daemond"] = msg
-            servers.remove("daemond")
+            for name in ("daemond", "daemond-x2", "daemond-x2-free"):
+                if name in servers:
+                    skipped[name] = msg
+                    servers.remove(name)
     if not servers:
         print("nothing to run: no server left", file=sys.stderr)
         return 2

@@ -19,6 +19,8 @@ The names:
 * control commands: ``ControlCommand``, ``Argument``, ``CommandError``,
   ``ArgumentNeeded`` (raise it to have daemonctl or the console ask for an argument);
 * errors and the daemon: ``PluginError``, ``DaemonAPI``;
+* cluster mode (docs/cluster.md): ``Cluster`` (``daemon.cluster``: the shared Redis, this node's
+  name, the live nodes), ``ClusterUnavailable`` (Redis cannot be reached: answer ``-ERR unavailable``);
 * private files: ``open_private``, ``create_private_sqlite``, ``check_private_sqlite``,
   ``PrivateFileError``
   (``daemon.files``: files only this user may read, never through a symlink);
@@ -44,6 +46,8 @@ __all__ = [
     "CommandError",
     "PluginError",
     "DaemonAPI",
+    "Cluster",
+    "ClusterUnavailable",
     "split_command",
     "plain_text",
     "parse_count",
@@ -88,6 +92,10 @@ def __getattr__(name):
         from daemon.control import secret_input
 
         return getattr(secret_input, name)
+    if name in ("Cluster", "ClusterUnavailable"):
+        from daemon import cluster  # redis itself is imported only when a Cluster is made
+
+        return getattr(cluster, name)
     if name == "load_plugin_settings":
         from daemon.offline import load_plugin_settings
 

@@ -79,6 +79,13 @@ class DaemonAPI:
         None: no such split (pinning off, or one CPU) — leave them where they are."""
         return self._daemon.policy.native_cpus()
 
+    @property
+    def cluster(self):
+        """This daemon as a node of a cluster (:class:`Cluster`: its Redis, its name, the live
+        nodes) when ``cluster.redis`` is set; ``None`` when it runs standalone. A plugin that
+        answers ``True`` to ``daemond_cluster_ready`` keeps what the nodes share there."""
+        return self._daemon.cluster
+
     def request_stop(self) -> None:
         """Ask the daemon to shut down gracefully (returns at once)."""
         self._daemon.request_stop()

@@ -33,13 +33,14 @@ GROUPS = {
     "Settings": ("Schema", "Field"),
     "Control commands": ("ControlCommand", "Argument", "CommandError", "ArgumentNeeded"),
     "The daemon and its errors": ("DaemonAPI", "PluginError"),
+    "Cluster mode": ("Cluster", "ClusterUnavailable"),
     "Private files": ("open_private", "create_private_sqlite", "check_private_sqlite", "PrivateFileError"),
     "Tools that run without the daemon": ("load_plugin_settings", "read_secret", "SecretsDiffer"),
     "Version": ("PROJECT", "__version__"),
 }
 
 #: Classes whose members are listed one by one (plugins are given them; they do not build them).
-MEMBERS = ("Session", "DaemonAPI")
+MEMBERS = ("Session", "DaemonAPI", "Cluster")
 
 #: Members without a leading underscore that belong to the daemon itself, not to plugins.
 INTERNAL = {
@@ -47,6 +48,7 @@ INTERNAL = {
                 "counted_unauthenticated", "counted_logged_in", "next_event", "report", "recv", "tls_connection",
                 "high_water", "notice_end", "recv_size"),
     "DaemonAPI": (),
+    "Cluster": ("start", "stop", "beat", "status", "COMMAND_TIMEOUT", "CONNECT_TIMEOUT", "started_at"),
     "RunningDaemon": ("loader", "config", "daemon"),
     "LineClient": ("sock", "timeout"),
 }

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from daemon.config import SECTIONS, TOP_SCHEMA, Config
+from daemon.config import LISTENER_SCHEMA, SECTIONS, TOP_SCHEMA, Config
 
 
 @dataclass
@@ -59,10 +59,28 @@ def compare(old: Config, new: Config) -> ConfigChanges:
             new = replace(new, **{section: replace(after, **kept)})
         if changed:
             changes.sections[section] = changed
+    new = _keep_restart_only_listener_settings(old, new, changes)
     # control.socket is restart-only, and so is where it resolves to ($RUNTIME_DIRECTORY, state_dir)
     new = replace(new, control_socket=old.control_socket)
     changes.config = new
     return changes
+
+
+def _keep_restart_only_listener_settings(old: Config, new: Config, changes: ConfigChanges) -> Config:
+    """A listener that runs on in the new config keeps its restart-only settings (a listener
+    added by the reload takes them as they are)."""
+    listeners = dict(new.listeners)
+    for name, lc in new.listeners.items():
+        was = old.listeners.get(name)
+        if was is None:
+            continue
+        kept = {key: getattr(was, key) for key, setting in LISTENER_SCHEMA.fields.items()
+                if setting.restart and getattr(was, key) != getattr(lc, key)}
+        for key, value in kept.items():
+            changes.refused.append(_refusal(f"listeners.{name}.{key}", value, getattr(lc, key)))
+        if kept:
+            listeners[name] = replace(lc, **kept)
+    return replace(new, listeners=listeners)
 
 
 def _refusal(what: str, old: Any, new: Any) -> str:

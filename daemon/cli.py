@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="daemond",
         description="A pluggable, threaded network daemon. Runs in the foreground; "
         "stop it with SIGTERM or Ctrl-C, drive it with daemonctl.",
+        epilog="daemond cluster import [-c FILE]: copy a standalone node's users into the Redis of the "
+               "config's cluster: section (docs/cluster.md).",
     )
     parser.add_argument("-c", "--config", metavar="FILE",
                         help="config file (default: $DAEMOND_CONFIG, ./etc/daemond.yaml, /etc/daemond/daemond.yaml)")
@@ -38,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["cluster"]:
+        return cluster_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return run(args)
@@ -70,6 +75,43 @@ def run(args: argparse.Namespace) -> int:
         print(f"{path}: ok (listeners: {', '.join(config.listeners)}; plugins: {', '.join(config.plugins)})")
         return 0
     return serve(config, loader, path, console=args.console)
+
+
+def cluster_main(argv: list[str]) -> int:
+    """``daemond cluster import [-c FILE]``: copy a standalone node's state into the cluster's
+    Redis (docs/cluster.md), plugin by plugin; idempotent, so it may be run again."""
+    parser = argparse.ArgumentParser(prog="daemond cluster", description="Cluster mode (docs/cluster.md).")
+    sub = parser.add_subparsers(dest="action", required=True)
+    copy = sub.add_parser("import", help="copy this node's users (auth.db) into the cluster's Redis; "
+                                         "idempotent: run it again to copy what is missing")
+    copy.add_argument("-c", "--config", metavar="FILE", help="the node's config, with cluster.redis set "
+                                                             "(found as daemond finds it)")
+    args = parser.parse_args(argv)
+    from daemon.config import ConfigError, find_config, load_config
+    from daemon.core import Daemon, StartError
+    from daemon.loader import PluginLoader
+
+    loader = PluginLoader(working_dir_allowed=False)
+    try:
+        path = find_config(args.config)
+        config = load_config(path, loader)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    if config.cluster.redis is None:
+        print(f"daemond cluster import: {path} does not set cluster.redis: there is no cluster to import into",
+              file=sys.stderr)
+        return 1
+    logging.basicConfig(level=logging.ERROR, format="daemond cluster import: %(message)s")
+    try:
+        lines = Daemon(config, loader, log_to_stderr=False).import_into_cluster()
+    except StartError as exc:
+        print(f"daemond cluster import: {exc}", file=sys.stderr)
+        return 1
+    for line in lines or ["nothing to import"]:
+        print(line)
+    return 0
 
 
 def serve(config, loader, path, console: bool | None = None) -> int:

@@ -92,6 +92,10 @@ LISTENER_SCHEMA = Schema(
         "backlog": Setting(int, default=4096, min=1, max=65535, help="capped by net.core.somaxconn"),
         "tls": Setting(dict, default=None, nullable=True, schema=TLS_SCHEMA,
                        help="TLS on this listener (docs/tls.md); null: plaintext"),
+        "reuse_port": Setting(bool, default=False, restart=True,
+                              help="SO_REUSEPORT: several daemond processes (cluster nodes on one host, "
+                                   "docs/cluster.md) listen on the same address, the kernel spreading new "
+                                   "connections over them; every one of them must set it"),
     }
 )
 
@@ -143,6 +147,49 @@ TUNING_SCHEMA = Schema(
     }
 )
 
+def _check_redis_url(value: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018 - parses the port, raising ValueError for a bad one
+    except ValueError as exc:
+        return f"is not a URL ({exc})"
+    if url.scheme not in REDIS_SCHEMES:
+        return f"must be a redis:// (or rediss://, unix://) URL, e.g. redis://127.0.0.1:6379/0"
+    if url.scheme != "unix" and not url.hostname:
+        return "needs a host: redis://HOST:PORT/DB"
+    return None
+
+
+def _check_node_name(value: str) -> str | None:
+    if not value or len(value) > 64 or not all(c.isascii() and (c.isalnum() or c in "._-") for c in value):
+        return "must be 1 to 64 letters, digits, '.', '_' or '-'"
+    return None
+
+
+def _check_prefix(value: str) -> str | None:
+    if len(value) > 64 or not value.isprintable() or " " in value:
+        return "must be at most 64 printable characters without spaces"
+    return None
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+#: ``cluster:``: this daemon as one node of several sharing users through Redis (docs/cluster.md).
+CLUSTER_SCHEMA = Schema(
+    {
+        "redis": Setting(str, default=None, nullable=True, restart=True, check=_check_redis_url,
+                         help="the Redis the nodes share (redis://HOST:PORT/DB); null: standalone, no Redis"),
+        "node": Setting(str, default=None, nullable=True, restart=True, check=_check_node_name,
+                        help="this node's name, unique in the cluster; null: HOSTNAME-PID"),
+        "prefix": Setting(str, default="daemond:", restart=True, check=_check_prefix,
+                          help="prefix of every Redis key, so that clusters can share a Redis"),
+        "node_timeout": Setting(float, default=10.0, min=1.0, max=3600.0, restart=True,
+                                help="seconds without a heartbeat before a node counts as dead"),
+    }
+)
+
 TOP_SCHEMA = Schema(
     {
         "state_dir": Setting(str, default=None, nullable=True, restart=True),
@@ -154,11 +201,13 @@ TOP_SCHEMA = Schema(
         "control": Setting(dict, default=None, nullable=True),
         "reload": Setting(dict, default=None, nullable=True),
         "tuning": Setting(dict, default=None, nullable=True),
+        "cluster": Setting(dict, default=None, nullable=True),
     }
 )
 
 #: The core's sections of plain settings, by their key in the config file.
-SECTIONS = {"logging": LOGGING_SCHEMA, "control": CONTROL_SCHEMA, "reload": RELOAD_SCHEMA, "tuning": TUNING_SCHEMA}
+SECTIONS = {"logging": LOGGING_SCHEMA, "control": CONTROL_SCHEMA, "reload": RELOAD_SCHEMA, "tuning": TUNING_SCHEMA,
+            "cluster": CLUSTER_SCHEMA}
 
 def settings_class(name: str, schema: Schema, first: tuple[tuple[str, type], ...] = (),
                    namespace: dict[str, Any] | None = None) -> type:
@@ -181,8 +230,9 @@ LoggingSettings = settings_class("LoggingSettings", LOGGING_SCHEMA)
 ControlSettings = settings_class("ControlSettings", CONTROL_SCHEMA)
 ReloadSettings = settings_class("ReloadSettings", RELOAD_SCHEMA)
 TuningSettings = settings_class("TuningSettings", TUNING_SCHEMA)
+ClusterSettings = settings_class("ClusterSettings", CLUSTER_SCHEMA)
 _SECTION_CLASSES = {"logging": LoggingSettings, "control": ControlSettings, "reload": ReloadSettings,
-                    "tuning": TuningSettings}
+                    "tuning": TuningSettings, "cluster": ClusterSettings}
 
 
 @dataclass
@@ -197,6 +247,7 @@ class Config:
     control: Any = field(default_factory=ControlSettings)
     reload: Any = field(default_factory=ReloadSettings)
     tuning: Any = field(default_factory=TuningSettings)
+    cluster: Any = field(default_factory=ClusterSettings)
     #: ``logging.file`` and ``control.socket`` resolved to where they are (None: no log file)
     log_file: Path | None = None
     control_socket: Path | None = None
@@ -360,6 +411,10 @@ def parse_config(text: str, path: Path, loader, environ=os.environ) -> Config:
     for plugin, pmark in named_plugins.items():
         if plugin in loaded:
             problems.extend(_requirements(plugin, loaded[plugin], named_plugins, pmark))
+    if sections["cluster"].get("redis") is not None:
+        cluster_mark = (getattr(doc.get("cluster"), "value_marks", {}).get("redis") if isinstance(doc.get("cluster"), dict)
+                        else None) or marks_of("cluster")
+        problems.extend(_cluster_problems(loaded, named_plugins, cluster_mark))
 
     if problems:
         problems.sort(key=lambda p: (p.mark.line, p.mark.column) if p.mark else (0, 0))
@@ -425,6 +480,33 @@ def _requirements(plugin: str, loaded, named: dict[str, Mark], mark: Mark) -> li
         return [Problem(mark, f"plugin {plugin!r}: daemond_requires failed: {exc!r}")]
     return [Problem(mark, f"plugin {plugin!r} needs the plugin {other!r} loaded too: list it in a listener's "
                           f"plugins: or give it a plugins.{other}: section") for other in needed if other not in named]
+
+
+def _cluster_problems(loaded: dict[str, Any], named: dict[str, Mark], mark: Mark) -> list[Problem]:
+    """What stops this config from running as a cluster node: the Redis client not installed
+    (found without importing it), or a plugin that does not say it works in cluster mode."""
+    import importlib.util
+
+    problems = []
+    try:
+        installed = importlib.util.find_spec("redis") is not None
+    except ImportError:  # a finder refused it: not usable
+        installed = False
+    if not installed:
+        problems.append(Problem(mark, "cluster.redis is set but the Redis client (redis-py) is not installed: "
+                                      "pip install 'daemond[cluster]'"))
+    for plugin, pmark in named.items():
+        if plugin not in loaded:
+            continue
+        try:
+            ready = loaded[plugin].cluster_ready()
+        except Exception as exc:
+            problems.append(Problem(pmark, f"plugin {plugin!r}: daemond_cluster_ready failed: {exc!r}"))
+            continue
+        if not ready:
+            problems.append(Problem(pmark, f"plugin {plugin!r} does not work in cluster mode (yet): a config with "
+                                           "cluster.redis cannot load it (docs/cluster.md says what is clustered)"))
+    return problems
 
 
 def _with_known(exc: Exception, loader) -> str:

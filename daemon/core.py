@@ -75,6 +75,8 @@ class Daemon:
         #: every control command, core and plugins'; the control socket and the console run them
         self.commands = CommandRegistry()
         self.control: ControlServer | None = None
+        #: this daemon as a cluster node (daemon/cluster.py); None: standalone (cluster.redis null)
+        self.cluster = None
         #: listeners a reload removed; their sessions may still be finishing
         self.retired: list[Listener] = []
         self.reloader: Reloader | None = None
@@ -121,6 +123,8 @@ class Daemon:
                 self.control.bind()
             except ControlError as exc:
                 raise StartError(str(exc), EXIT_CONFIG if exc.config else 1) from None
+            if config.cluster.redis is not None:
+                self._join_cluster()
             try:
                 self.pm = register_all(list(config.plugins.values()))
             except PluginLoadError as exc:
@@ -141,6 +145,8 @@ class Daemon:
                 log.info("listening on %s (%s) with plugins %s", format_address(*listener.address[:2]), listener.name,
                          ", ".join(listener.chain.names))
             self.control.start()
+            if self.cluster is not None:
+                self.cluster.beat()  # again, now that it can name its listeners
         except BaseException:
             self._abandon_start(started_plugins)
             raise
@@ -195,6 +201,50 @@ class Daemon:
             except ValueError as exc:
                 raise StartError(f"plugin {name!r}: {exc}") from None
 
+    def _join_cluster(self) -> None:
+        """Connect to the cluster's Redis and start the heartbeat; an unreachable Redis is
+        logged and retried (the node serves, answering what needs Redis with -ERR unavailable)."""
+        from daemon.cluster import Cluster  # imports redis: only cluster nodes do
+
+        try:
+            self.cluster = Cluster(self.config.cluster, self._cluster_facts)
+        except ImportError as exc:
+            raise StartError(f"cluster.redis is set but the Redis client cannot be imported ({exc}): "
+                             "pip install 'daemond[cluster]'", EXIT_CONFIG) from None
+        self.cluster.start()
+
+    def import_into_cluster(self) -> list[str]:
+        """``daemond cluster import``: connect to the cluster's Redis (no heartbeat: this is not a
+        node), configure the plugins without starting them, and let each copy its standalone state
+        in (``daemond_cluster_import``). The operator's lines; StartError naming a plugin that failed."""
+        from daemon.cluster import Cluster, ClusterUnavailable
+
+        self.cluster = Cluster(self.config.cluster, lambda: {})
+        lines: list[str] = []
+        try:
+            self.pm = register_all(list(self.config.plugins.values()))
+            for name, plugin in self.config.plugins.items():
+                plugin.configure(self.config.plugin_settings.get(name, {}), self.api)
+                try:
+                    lines += [f"{name}: {line}" for line in plugin.cluster_import(self.api)]
+                except ClusterUnavailable as exc:
+                    raise StartError(f"plugin {name!r}: {exc}; run it again to copy the rest") from None
+                except Exception as exc:
+                    raise StartError(f"plugin {name!r}: import failed: {type(exc).__name__}: {exc}; "
+                                     "what was copied stays, run it again to copy the rest") from None
+        except PluginLoadError as exc:
+            raise StartError(str(exc)) from None
+        finally:
+            self.cluster.redis.close()
+        return lines
+
+    def _cluster_facts(self) -> dict[str, Any]:
+        """What this node's heartbeat says of it: its listeners and how many users are logged in."""
+        with self._lock:
+            listeners = list(self.listeners.values())
+        return {"listeners": [f"{lst.name} {format_address(*lst.address[:2])}" for lst in listeners if lst.address],
+                "users": sum(1 for lst in listeners for session in lst.sessions() if session.user is not None)}
+
     def _prepare_state_dir(self) -> None:
         state_dir = self.config.state_dir
         try:
@@ -234,6 +284,8 @@ class Daemon:
         self.descriptors.close()
         if started_plugins and self.pm is not None:
             self._safe_hook("daemond_stopped")
+        if self.cluster is not None:
+            self.cluster.stop()
         self._state = "stopped"
         self.notifier.close()
         self.logs.close()
@@ -287,6 +339,8 @@ class Daemon:
             log.warning("%d sessions did not end in time", len(left))
         self.policy.stop(deadline)  # spare threads end; the others finish their last log line
         self._safe_hook("daemond_stopped")
+        if self.cluster is not None:
+            self.cluster.stop()  # after the plugins: their last writes go to Redis first
         self.flusher.stop()
         self.control.stop()  # last: `daemonctl stop` sees its connection close when all is done
         self.descriptors.close()
@@ -662,6 +716,7 @@ class Daemon:
             "plugins": plugins,
             "control": self.control.status() if self.control is not None else None,
             "descriptors": self.descriptors.status(),
+            "cluster": self.cluster.status() if self.cluster is not None else None,
         }
 
 

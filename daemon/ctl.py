@@ -34,6 +34,7 @@ commands of every daemond (`daemonctl help` lists the daemon's own, plugins' too
   clear-logs             empty the log file and the in-memory lines
   plugins                loaded plugins: version, source, listeners, errors
   kick NAME [--reason TEXT]  end every session of user NAME on every listener
+  cluster                the cluster's live nodes: address, users, last heartbeat
   help [COMMAND]         the daemon's commands, or one command's arguments
 
 options:

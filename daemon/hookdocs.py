@@ -20,7 +20,8 @@ END = "<!-- hook-reference: end -->"
 
 #: The phases hooks are grouped in, as in hookspecs.py, with the hooks each holds.
 PHASES = {
-    "Configuration and lifecycle": ("daemond_settings_schema", "daemond_requires", "daemond_configure",
+    "Configuration and lifecycle": ("daemond_settings_schema", "daemond_requires", "daemond_cluster_ready",
+                                    "daemond_cluster_import", "daemond_configure",
                                     "daemond_start", "daemond_stopping", "daemond_stopped", "daemond_login_gate"),
     "Sessions": ("daemond_session_open", "daemond_session_login", "daemond_line_received",
                  "daemond_data_received", "daemond_session_close", "daemond_farewell",

@@ -153,6 +153,60 @@ def daemond_requires() -> list[str] | None:
 
 
 @hookspec(firstresult=True)
+def daemond_cluster_ready() -> bool | None:
+    """Say that your plugin works when the daemon is one node of a cluster (``cluster.redis``
+    set, docs/cluster.md): it keeps no state of its own that the other nodes would need, or
+    keeps it where they all see it (:attr:`DaemonAPI.cluster`'s Redis).
+
+    **When:** each time a config with ``cluster.redis`` is validated — at start, by
+    ``daemond --check-config`` and before every reload — for one plugin at a
+    time. **Thread:** main or reload.
+
+    **Return:** ``True``: it works in cluster mode. Anything else (or no
+    implementation): a config that sets ``cluster.redis`` and loads your plugin
+    is invalid, the problem at your plugin's name: ``plugin 'chat' does not work
+    in cluster mode (yet) …`` — a plugin that would keep users or rooms on one
+    node only is refused rather than silently half-working. Without
+    ``cluster.redis`` it is never called.
+
+    **Call mode:** firstresult. **If it raises:** the config is reported
+    invalid, naming your plugin.
+
+    Example (a stateless plugin)::
+
+        @hookimpl
+        def daemond_cluster_ready():
+            return True
+    """
+
+
+@hookspec
+def daemond_cluster_import(daemon: DaemonAPI) -> list[str] | None:
+    """Copy what your plugin kept standalone (its files in the state directory) into the
+    cluster's Redis, for an operator moving a node into a cluster: ``daemond cluster import``.
+
+    **When:** only from ``daemond cluster import -c CONFIG``, a command run beside the
+    daemon (it need not be stopped): the config must set ``cluster.redis``; each plugin is
+    configured (``daemond_configure``) but not started, and ``daemon.cluster`` is connected,
+    without a heartbeat. **Thread:** the command's main thread.
+
+    Make it idempotent and resumable: copy each record in one step that leaves what the
+    cluster already holds as it is, so that running it again (after an interruption, or
+    once the node has served in the cluster) copies only what is missing.
+
+    **Return:** lines for the operator saying what was copied and what was already there
+    (``None``: nothing of yours to import). **Call mode:** plain. **If it raises:** the
+    command reports the failure, naming your plugin, and exits 1; what was copied stays.
+
+    Example::
+
+        @hookimpl
+        def daemond_cluster_import(daemon):
+            return [f"notes: {copy_notes(daemon.resolve('notes.db'), daemon.cluster)} copied"]
+    """
+
+
+@hookspec(firstresult=True)
 def daemond_login_gate() -> bool | None:
     """Say that your plugin puts a login in front of the plugins after it in a listener.
 

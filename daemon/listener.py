@@ -115,11 +115,13 @@ class Listener:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if config.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if host in ("::", "") else 1)
             sock.bind(sockaddr)
             if port == 0:
-                sock = _pin_port(sock, family)
+                sock = _pin_port(sock, family, config.reuse_port)
             self._set_inherited_options(sock, config)
             sock.listen(config.backlog)
         except OSError as exc:
@@ -424,7 +426,7 @@ class Listener:
         conn.close()
 
 
-def _pin_port(sock: socket.socket, family: int) -> socket.socket:
+def _pin_port(sock: socket.socket, family: int, reuse_port: bool = False) -> socket.socket:
     """A socket bound by number to the port the kernel just picked for ``sock`` (which is closed).
 
     Linux releases an ephemeral port when a listening socket is shut down (pause), so
@@ -434,6 +436,8 @@ def _pin_port(sock: socket.socket, family: int) -> socket.socket:
     pinned = socket.socket(family, socket.SOCK_STREAM)
     try:
         pinned.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            pinned.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             v6only = sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
             pinned.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)

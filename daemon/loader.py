@@ -108,6 +108,12 @@ class LoadedPlugin:
     def requires(self) -> list[str]:
         return [name for result in self.own.hook.daemond_requires() if result for name in result]
 
+    def cluster_ready(self) -> bool:
+        return self.own.hook.daemond_cluster_ready() is True
+
+    def cluster_import(self, daemon) -> list[str]:
+        return [line for result in self.own.hook.daemond_cluster_import(daemon=daemon) if result for line in result]
+
     def configure(self, settings: dict[str, Any], daemon) -> None:
         self.own.hook.daemond_configure(settings=settings, daemon=daemon)
 

@@ -10,6 +10,7 @@ import pytest
 
 from daemon.testing import write_config
 from tests.support.chat import chat  # noqa: F401 - the chat tests' fixture
+from tests.support.redis import redis_server  # noqa: F401 - the cluster tests' fixture
 from tests.support.process import DaemonProcess
 
 

@@ -1,4 +1,4 @@
-"""The core's control commands: status, pause, resume, stop, reload, logs, clear-logs, plugins, kick, help.
+"""The core's control commands: status, pause, resume, stop, reload, logs, clear-logs, plugins, kick, cluster, help.
 
 They are :class:`~daemon.commands.ControlCommand` objects like the ones plugins
 add, registered by the daemon at start; both front doors (the control socket
@@ -12,12 +12,13 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from daemon.cluster import ClusterUnavailable
 from daemon.commands import Argument, CommandError, ControlCommand
 from daemon.control.facade import DaemonControl
 from daemon.control.log_follower import LogFollower
 from daemon.files import PrivateFileError
-from daemon.control.render import (render_cleared, render_help, render_kick, render_lines, render_plugins,
-                                   render_reload, render_status)
+from daemon.control.render import (render_cleared, render_cluster, render_help, render_kick, render_lines,
+                                   render_plugins, render_reload, render_status)
 
 log = logging.getLogger("daemond.control")
 
@@ -69,6 +70,16 @@ def core_commands(daemon: Any) -> list[ControlCommand]:
             raise CommandError(f"{args['name']} is not connected", details=result)
         return result
 
+    def cluster(args: dict[str, Any]) -> dict[str, Any]:
+        node = control.cluster
+        if node is None:
+            raise CommandError("this daemon runs standalone (cluster.redis is not set; docs/cluster.md)")
+        try:
+            nodes = node.nodes()
+        except ClusterUnavailable as exc:
+            raise CommandError(str(exc), details=node.status()) from None
+        return {**node.status(), "nodes": nodes}
+
     def help(args: dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
         if args["command"]:
             command = control.commands.get(args["command"])
@@ -96,6 +107,8 @@ def core_commands(daemon: Any) -> list[ControlCommand]:
             Argument("reason", "told to the user in the notice before the connection closes", option=True,
                      type=_reason),
         ), render=render_kick),
+        ControlCommand("cluster", "the cluster's live nodes (from any node): address, users logged in, last heartbeat",
+                       cluster, render=render_cluster),
         ControlCommand("help", "the commands, including those plugins add; help COMMAND for one", help,
                        args=(Argument("command", "a command to describe"),), render=render_help),
     ]

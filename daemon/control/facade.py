@@ -9,6 +9,7 @@ The whole interface, read by ``core_commands.py``, ``foreground.py`` and ``conso
 - ``request_stop()``, ``stop_requested -> bool``: ask for a graceful stop / whether one was asked
 - ``plugin_list() -> list[dict]``: the loaded plugins (the ``plugins`` command's result)
 - ``kick(user, reason=None) -> dict``: end every session of a user on every listener
+- ``cluster``: the :class:`~daemon.cluster.Cluster` (this daemon as a cluster node), or None: standalone
 - ``commands``: the :class:`~daemon.commands.CommandRegistry` (``help``, the console)
 - ``logs``: the :class:`~daemon.logs.LogService` (``logs``, ``clear-logs``, the console's prompt)
 - ``state_dir -> Path``: the state directory (the console keeps its history there)
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from daemon.cluster import Cluster
     from daemon.commands import CommandRegistry
     from daemon.logs import LogService
 
@@ -62,6 +64,10 @@ class DaemonControl:
 
     def kick(self, user: str, reason: str | None = None) -> dict[str, Any]:
         return self._daemon.kick(user, reason)
+
+    @property
+    def cluster(self) -> Cluster | None:
+        return self._daemon.cluster
 
     @property
     def commands(self) -> CommandRegistry:

@@ -51,6 +51,7 @@ def render_status(s: dict[str, Any]) -> str:
         f"config:      {s['config']}",
         f"state dir:   {s['state_dir']}",
         f"control:     {control.get('socket', '-')} ({control.get('clients', 0)} connected)",
+        f"cluster:     {_cluster_line(s.get('cluster'))}",
         f"last reload: {_reload_line(s.get('reload'))}",
         f"connections: {s['connections']}{_threads(s.get('threads'))}",
         "listeners:",
@@ -75,6 +76,28 @@ def render_status(s: dict[str, Any]) -> str:
         extra = {k: v for k, v in p.items() if k not in ("version", "source", "errors", "listeners")}
         extras = "".join(f"  {k}: {render_result(v) if not isinstance(v, (dict, list)) else v}" for k, v in extra.items())
         out.append(f"  {name:<12} {p['version']} ({p['source']})  errors: {p['errors']}{extras}")
+    return "\n".join(out)
+
+
+def _cluster_line(cluster: dict[str, Any] | None) -> str:
+    if not cluster:
+        return "standalone (cluster.redis not set)"
+    state = "connected" if cluster["connected"] else f"NOT CONNECTED ({cluster.get('error') or 'no answer yet'})"
+    return f"node {cluster['node']}, Redis {cluster['redis']} {state}"
+
+
+def render_cluster(result: dict[str, Any]) -> str:
+    now = time.time()
+    out = [f"Redis {result['redis']} ({'connected' if result['connected'] else 'NOT CONNECTED'}); "
+           f"nodes count as dead after {result['node_timeout']:g} s without a heartbeat",
+           f"{'node':<24} {'users':>5}  {'last heartbeat':<15} {'up':<10} listeners"]
+    for n in result["nodes"]:
+        me = " *" if n.get("node") == result["node"] else ""
+        ago = f"{max(0.0, now - n.get('heartbeat', now)):.1f} s ago"
+        up = _duration(max(0.0, now - n.get("started_at", now)))
+        out.append(f"{n.get('node', '?') + me:<24} {n.get('users', 0):>5}  {ago:<15} {up:<10} "
+                   f"{', '.join(n.get('listeners', [])) or '-'}")
+    out.append(f"{len(result['nodes'])} node{'s' if len(result['nodes']) != 1 else ''} (* this one)")
     return "\n".join(out)
 
 

@@ -45,7 +45,8 @@ from plugins.auth.hashing import OWASP_MINIMUM, Hasher
 from plugins.auth.limits import RegistrationLimit, UserSessions
 from plugins.auth.rules import name_key, name_problem
 from plugins.auth.settings import SCHEMA, AuthSettings
-from plugins.auth.store import StoreError, UserStore
+from plugins.auth.shared import SharedRegistrationLimit, SharedThrottle, SharedUserStore
+from plugins.auth.store import STORE_ERRORS, StoreError, UserStore
 from plugins.auth.throttle import Throttle
 
 __all__ = ["AuthPlugin"]
@@ -107,15 +108,60 @@ class AuthPlugin:
         self.settings = new
 
     @hookimpl
+    def daemond_cluster_ready(self) -> bool:
+        return True  # users, tokens, throttles and registrations go to the cluster's Redis (shared.py)
+
+    @hookimpl
     def daemond_start(self, daemon) -> None:
-        path = daemon.resolve(self.settings.database)
+        cluster = daemon.cluster
+        if cluster is not None:
+            self._share(cluster)
+            where = self.store.path
+        else:
+            where = daemon.resolve(self.settings.database)
+            try:
+                self.store = UserStore(where)
+            except StoreError as exc:
+                raise PluginError(str(exc)) from None
+        self.hasher.start()
         try:
-            self.store = UserStore(path)
+            users = self.store.counts(self.clock())["users"]
+        except STORE_ERRORS:
+            users = "?"
+        self.log.info("auth: users store %s (%s users); argon2id %s, hashed in %s", where, users,
+                      self.hasher.params, self.hasher.where())
+
+    @hookimpl
+    def daemond_cluster_import(self, daemon) -> list[str]:
+        path = daemon.resolve(self.settings.database)
+        if not path.exists():
+            return [f"no users database at {path}: nothing to import"]
+        try:
+            source = UserStore(path)
         except StoreError as exc:
             raise PluginError(str(exc)) from None
-        self.hasher.start()
-        self.log.info("auth: users store %s (%d users); argon2id %s, hashed in %s", path,
-                      self.store.counts(self.clock())["users"], self.hasher.params, self.hasher.where())
+        shared, now = SharedUserStore(daemon.cluster), self.clock()
+        copied = already = tokens = 0
+        try:
+            for user, user_tokens, seen in source.export(now):
+                if shared.import_user(user, user_tokens, seen, now):
+                    copied += 1
+                    tokens += len(user_tokens)
+                else:
+                    already += 1
+        finally:
+            source.close()
+        return [f"{copied} users copied from {path} with {tokens} login tokens; "
+                f"{already} already in the cluster, left as they are"]
+
+    def _share(self, cluster) -> None:
+        """Keep users, tokens, the throttles and the registration limit in the cluster's Redis."""
+        s = self.settings
+        self.store = SharedUserStore(cluster)
+        self.names = SharedThrottle(cluster, "name", s.max_attempts, s.attempt_window, s.cooldown)
+        self.addresses = SharedThrottle(cluster, "address", s.max_attempts, s.attempt_window, s.cooldown)
+        self.registrations = SharedRegistrationLimit(cluster, s.register_per_address, s.register_total,
+                                                     s.register_window)
 
     @hookimpl
     def daemond_stopped(self, daemon) -> None:
@@ -172,10 +218,13 @@ class AuthPlugin:
         status: dict[str, Any] = {key: counts.get(key, 0) for key in
                                   ("logins", "failed", "registrations", "throttled", "timeouts", "hashes",
                                    "verifications", "registrations_refused", "busy", "too_many_sessions")}
-        status["throttled_names"] = self.names.blocked_count()
-        status["throttled_addresses"] = self.addresses.blocked_count()
-        if self.store is not None:
-            status.update(self.store.counts(self.clock()))
+        try:
+            status["throttled_names"] = self.names.blocked_count()
+            status["throttled_addresses"] = self.addresses.blocked_count()
+            if self.store is not None:
+                status.update(self.store.counts(self.clock()))
+        except STORE_ERRORS as exc:
+            status["store"] = f"unavailable: {exc}"
         if self.hasher is not None:
             status["hashing"] = self.hasher.where()
             status["hash_queue"] = self.hasher.waiting()

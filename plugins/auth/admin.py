@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from daemon import Argument, ArgumentNeeded, CommandError, ControlCommand
+from daemon import Argument, ArgumentNeeded, ClusterUnavailable, CommandError, ControlCommand
 from plugins.auth.hashing import HashingUnavailable, HashQueueFull
 from plugins.auth.rules import name_key, name_problem, normalized_password, password_problem
 
@@ -23,15 +23,23 @@ USER_ACTIONS = ("list", "add", "del", "passwd")
 def control_commands(plugin: AuthPlugin) -> list[ControlCommand]:
     return [
         ControlCommand("clear-auth", "delete every user and login token at once (logged-in users stay connected)",
-                       lambda args: clear_auth(plugin), confirm="Delete every user and token?"),
+                       lambda args: _reachable(clear_auth, plugin), confirm="Delete every user and token?"),
         ControlCommand("users", "manage users: list | add NAME | del NAME | passwd NAME",
-                       lambda args: users(plugin, args), render=render_users, args=(
+                       lambda args: _reachable(users, plugin, args), render=render_users, args=(
                            Argument("action", "list, add, del or passwd", required=True, choices=USER_ACTIONS),
                            Argument("name", "the user to add, delete or change"),
                            Argument("password", "the new password (add, passwd)", option=True,
                                     secret=True),
                        )),
     ]
+
+
+def _reachable(command, *args: Any) -> Any:
+    """Run a command; a cluster's Redis that cannot be reached is one line for the operator."""
+    try:
+        return command(*args)
+    except ClusterUnavailable as exc:
+        raise CommandError(f"{exc}; nothing was changed") from None
 
 
 def _store(plugin: AuthPlugin):

@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import secrets
-import sqlite3
 import time
 from typing import TYPE_CHECKING
 
 from daemon import SessionEnd, plain_text, split_command
 from plugins.auth.hashing import HasherBusy, HashingUnavailable, HashQueueFull, Priority
 from plugins.auth.rules import legacy_password_forms, name_key, name_problem, normalized_password, password_problem
-from plugins.auth.store import LoginRecord
+from plugins.auth.store import STORE_ERRORS, LoginRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from daemon import Session
@@ -106,7 +105,7 @@ class LoginDialogue:
             self.plugin.log.error("password hashing failed (%s); a login or registration from %s was refused",
                                   exc, self.ip)
             self.err("unavailable", "passwords cannot be checked just now; try again")
-        except sqlite3.Error as exc:
+        except STORE_ERRORS as exc:
             if self.session.user is not None:
                 raise  # logged in already: it failed in a later plugin's login hook, not in our store
             self.prompt = None
@@ -118,7 +117,10 @@ class LoginDialogue:
                 self._release_session()
 
     def _greet(self) -> None:
-        last = self.plugin.store.last_user_from(self.ip) if self.settings.greet_known else None
+        try:
+            last = self.plugin.store.last_user_from(self.ip) if self.settings.greet_known else None
+        except STORE_ERRORS:  # greeted without the hint; logging in will say what is wrong
+            last = None
         hello = f"hello again, {last}" if last else "welcome"
         self.ok(f"{hello}; log in: {self._how()}")
 
@@ -448,7 +450,7 @@ class LoginDialogue:
         except BaseException:
             try:
                 plugin.store.forget_login(record)
-            except sqlite3.Error as exc:
+            except STORE_ERRORS as exc:
                 plugin.log.error("users store %s cannot be written (%s); a refused login of %s from %s stays "
                                  "recorded", plugin.store.path, exc, name, self.ip)
             raise

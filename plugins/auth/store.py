@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon import PrivateFileError, check_private_sqlite, create_private_sqlite
+from daemon import ClusterUnavailable, PrivateFileError, check_private_sqlite, create_private_sqlite
 
 SCHEMA_VERSION = 1
 
@@ -55,6 +55,11 @@ SCHEMA = (
 
 #: what the store holds, that others must not read: a store they may is refused
 _SECRET = "it holds password hashes"
+
+
+#: what a store raises when it cannot be read or written just now (SQLite's errors: disk full,
+#: read-only; a cluster's Redis gone or refusing writes): the step is refused with -ERR unavailable
+STORE_ERRORS = (sqlite3.Error, ClusterUnavailable)
 
 
 class StoreError(Exception):
@@ -251,6 +256,16 @@ class UserStore:
             db.execute("DELETE FROM seen_ips")
             users = db.execute("DELETE FROM users").rowcount
         return users, tokens
+
+    def export(self, now: float) -> Iterator[tuple[User, list[tuple[str, float]], list[tuple[str, float]]]]:
+        """Every user with their unexpired tokens ``(digest, expires)`` and the addresses they were
+        last seen from ``(ip, seen)``, one user at a time (``daemond cluster import``)."""
+        for user in self.users():
+            with self._lock:
+                tokens = self._db.execute("SELECT digest, expires FROM tokens WHERE user_key = ? AND expires > ?",
+                                          (user.key, now)).fetchall()
+                seen = self._db.execute("SELECT ip, seen FROM seen_ips WHERE user_key = ?", (user.key,)).fetchall()
+            yield user, [tuple(t) for t in tokens], [tuple(s) for s in seen]
 
     def counts(self, now: float) -> dict[str, int]:
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -60,6 +61,20 @@ class DaemonProcess:
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
+
+    def ctl(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        """``daemonctl -c CONFIG ARGS`` against this daemon (its control socket from its config)."""
+        environ = {k: v for k, v in os.environ.items() if k not in ("DAEMOND_SOCKET", "DAEMOND_CONFIG", "RUNTIME_DIRECTORY")}
+        proc = subprocess.run([installed("daemonctl"), "-c", str(self.config), *args], capture_output=True, text=True,
+                              timeout=timeout, env=environ, stdin=subprocess.DEVNULL)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        return proc
+
+    def status(self) -> dict:
+        """``daemonctl --json status``'s result."""
+        out = self.ctl("--json", "status")
+        assert out.returncode == 0, out
+        return json.loads(out.stdout)["result"]
 
     def client(self, listener: str, **kwargs) -> LineClient:
         return LineClient("127.0.0.1", self.ports[listener], **kwargs)

@@ -35,7 +35,7 @@ def test_every_exported_name_says_what_it_is_with_an_example(name):
     assert "::" in doc or ">>>" in doc or "Example: see" in doc, f"{name}: its docstring has no example"
 
 
-@pytest.mark.parametrize("cls", [daemon.Session, daemon.DaemonAPI, testing.RunningDaemon, testing.LineClient],
+@pytest.mark.parametrize("cls", [daemon.Session, daemon.DaemonAPI, daemon.Cluster, testing.RunningDaemon, testing.LineClient],
                          ids=lambda c: c.__name__)
 def test_every_public_member_is_in_the_reference_with_its_type(cls):
     text = API_MD.read_text()

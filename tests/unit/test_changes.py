@@ -46,3 +46,31 @@ def test_restart_only_keys_are_refused_and_kept_as_they_run():
     assert kept.control.group is None and kept.state_dir == Path("/var/lib/daemond")
     assert kept.control_socket == Path("/run/daemond/control.sock")
     assert diff.sections == {"tuning": {"spare_threads": (32, 1)}}
+
+
+def test_a_running_listeners_restart_only_settings_are_kept_a_new_listener_takes_them():
+    from daemon.config import ListenerConfig
+
+    def listener(name, **values):
+        return ListenerConfig(name=name, port=9000, plugins=("echo",), **values)
+
+    old = replace(config(), listeners={"e": listener("e")})
+    new = replace(config(), listeners={"e": listener("e", reuse_port=True, max_line=100),
+                                       "f": listener("f", reuse_port=True)})
+    diff = compare(old, new)
+    assert diff.refused == ["listeners.e.reuse_port changed (False → True): needs a restart; kept the old one"]
+    kept = diff.config.listeners
+    assert kept["e"].reuse_port is False and kept["e"].max_line == 100  # the rest still applies
+    assert kept["f"].reuse_port is True
+
+
+def test_every_cluster_setting_needs_a_restart():
+    from daemon.config import CLUSTER_SCHEMA, ClusterSettings
+
+    assert all(setting.restart for setting in CLUSTER_SCHEMA.fields.values())
+    diff = compare(config(), config(cluster=ClusterSettings(redis="redis://127.0.0.1:6379/0", node="a")))
+    assert diff.refused == [
+        "cluster.redis changed (None → redis://127.0.0.1:6379/0): needs a restart; kept the old one",
+        "cluster.node changed (None → a): needs a restart; kept the old one",
+    ]
+    assert diff.config.cluster == ClusterSettings() and diff.sections == {}
