@@ -11,6 +11,7 @@ import argparse
 import logging
 import resource
 import sys
+from typing import Any
 
 from daemon.version import __version__
 
@@ -50,20 +51,30 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def run(args: argparse.Namespace) -> int:
+def _load_config(given: str | None, loader: Any, count: bool = False) -> tuple[Any, Any] | None:
+    """The config file (``-c`` or found) and its config; None after printing each problem as
+    ``FILE:LINE:COL: message`` (``count``: and how many there were, as --check-config does)."""
     from daemon.config import ConfigError, find_config, load_config
-    from daemon.loader import PluginLoader
 
-    loader = PluginLoader(working_dir_allowed=not args.check_config or args.plugins_from_working_dir)
     try:
-        path = find_config(args.config)
-        config = load_config(path, loader)
+        path = find_config(given)
+        return path, load_config(path, loader)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        if args.check_config:
+        if count:
             print(f"daemond: config has {len(exc.problems)} problem(s)", file=sys.stderr)
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from daemon.loader import PluginLoader
+
+    loader = PluginLoader(working_dir_allowed=not args.check_config or args.plugins_from_working_dir)
+    loaded = _load_config(args.config, loader, count=args.check_config)
+    if loaded is None:
         return 1
+    path, config = loaded
     if args.check_config and config.control.group is not None:
         from daemon.control.endpoint import group_problem
 
@@ -87,18 +98,14 @@ def cluster_main(argv: list[str]) -> int:
     copy.add_argument("-c", "--config", metavar="FILE", help="the node's config, with cluster.redis set "
                                                              "(found as daemond finds it)")
     args = parser.parse_args(argv)
-    from daemon.config import ConfigError, find_config, load_config
     from daemon.core import Daemon, StartError
     from daemon.loader import PluginLoader
 
     loader = PluginLoader(working_dir_allowed=False)
-    try:
-        path = find_config(args.config)
-        config = load_config(path, loader)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    loaded = _load_config(args.config, loader)
+    if loaded is None:
         return 1
+    path, config = loaded
     if config.cluster.redis is None:
         print(f"daemond cluster import: {path} does not set cluster.redis: there is no cluster to import into",
               file=sys.stderr)
