@@ -50,8 +50,11 @@ def compare(old: Config, new: Config) -> ConfigChanges:
             was, now = getattr(before, f.name), getattr(after, f.name)
             if was == now:
                 continue
-            if schema.fields[f.name].restart:
-                changes.refused.append(_refusal(f"{section}.{f.name}", was, now))
+            setting = schema.fields[f.name]
+            if setting.restart:
+                show = setting.shown or (lambda value: value)
+                changes.refused.append(_refusal(f"{section}.{f.name}", show(was) if was is not None else was,
+                                                show(now) if now is not None else now))
                 kept[f.name] = was
             else:
                 changed[f.name] = (was, now)

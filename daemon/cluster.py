@@ -25,7 +25,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from daemon.addresses import url_without_password
 
 log = logging.getLogger("daemond.cluster")
 
@@ -52,14 +53,7 @@ class ClusterUnavailable(Exception):
 
 def shown_url(url: str) -> str:
     """``url`` without its password (``redis://:****@host:6379/0``), for status and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:****@{host}", parts.path, parts.query, parts.fragment))
+    return url_without_password(url)
 
 
 def default_node_name() -> str:
@@ -149,7 +143,10 @@ class Cluster:
             self._went_away(exc)
             raise ClusterUnavailable(f"Redis at {self.url} is unavailable: {_reason(exc)}") from None
         except redis.ResponseError as exc:
-            if str(exc).split(" ", 1)[0] not in REFUSED_WRITES:
+            # redis-py strips the error code off some replies and raises its own class for them
+            refused = (redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError,
+                       redis.exceptions.MasterDownError, redis.exceptions.BusyLoadingError)
+            if not isinstance(exc, refused) and str(exc).split(" ", 1)[0] not in REFUSED_WRITES:
                 raise
             raise ClusterUnavailable(f"Redis at {self.url} refuses writes just now: {_reason(exc)}") from None
         self._is_back()
@@ -245,7 +242,12 @@ class Cluster:
                 self._wake.wait_for(lambda: self._stopping, backoff or interval)
                 if self._stopping:
                     return
-            backoff = 0.0 if self.beat() else min(interval, max(0.1, backoff * 2))
+            try:
+                beaten = self.beat()
+            except Exception:  # the heartbeat thread must not die: the node would vanish while serving
+                log.exception("cluster: the heartbeat failed; trying again")
+                beaten = False
+            backoff = 0.0 if beaten else min(interval, max(0.1, backoff * 2))
 
     def _went_away(self, exc: Exception) -> None:
         with self._lock:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import paths, yamlsource
+from daemon.addresses import url_without_password
 from daemon.paths import SEARCH_PATH
 from daemon.settings import Field, Schema
 from daemon.yamlsource import Mark, Problem, ProblemList
@@ -47,6 +48,8 @@ class Setting(Field):
     reload reports that a restart is needed)."""
 
     restart: bool = False
+    #: how a value is shown in reload messages and logs (a URL's password masked); None: as is
+    shown: Any = None
 
 
 def _check_host(value: str) -> str | None:
@@ -180,6 +183,7 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEMA = Schema(
     {
         "redis": Setting(str, default=None, nullable=True, restart=True, check=_check_redis_url,
+                         shown=url_without_password,
                          help="the Redis the nodes share (redis://HOST:PORT/DB); null: standalone, no Redis"),
         "node": Setting(str, default=None, nullable=True, restart=True, check=_check_node_name,
                         help="this node's name, unique in the cluster; null: HOSTNAME-PID"),

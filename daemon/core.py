@@ -204,22 +204,27 @@ class Daemon:
     def _join_cluster(self) -> None:
         """Connect to the cluster's Redis and start the heartbeat; an unreachable Redis is
         logged and retried (the node serves, answering what needs Redis with -ERR unavailable)."""
+        self.cluster = self._cluster(self._cluster_facts)
+        self.cluster.start()
+
+    def _cluster(self, facts) -> Any:
         from daemon.cluster import Cluster  # imports redis: only cluster nodes do
 
         try:
-            self.cluster = Cluster(self.config.cluster, self._cluster_facts)
+            return Cluster(self.config.cluster, facts)
         except ImportError as exc:
             raise StartError(f"cluster.redis is set but the Redis client cannot be imported ({exc}): "
                              "pip install 'daemond[cluster]'", EXIT_CONFIG) from None
-        self.cluster.start()
+        except ValueError as exc:  # a URL redis-py cannot use (e.g. ?socket_timeout=x)
+            raise StartError(f"cluster.redis: {exc}", EXIT_CONFIG) from None
 
     def import_into_cluster(self) -> list[str]:
         """``daemond cluster import``: connect to the cluster's Redis (no heartbeat: this is not a
         node), configure the plugins without starting them, and let each copy its standalone state
         in (``daemond_cluster_import``). The operator's lines; StartError naming a plugin that failed."""
-        from daemon.cluster import Cluster, ClusterUnavailable
+        from daemon.cluster import ClusterUnavailable
 
-        self.cluster = Cluster(self.config.cluster, lambda: {})
+        self.cluster = self._cluster(lambda: {})
         lines: list[str] = []
         try:
             self.pm = register_all(list(self.config.plugins.values()))

@@ -70,3 +70,12 @@ def test_check_config_says_when_the_redis_client_is_not_installed(tmp_path):
     assert any(line.endswith("cluster.redis is set but the Redis client (redis-py) is not installed: "
                              "pip install 'daemond[cluster]'") for line in lines), lines
     assert check().returncode == 0  # standalone needs no Redis client
+
+
+def test_a_url_the_redis_client_cannot_use_ends_the_start_with_one_line(tmp_path):
+    # --check-config takes the URL's form; redis-py refuses its options at start: no traceback
+    path = write_config(tmp_path, ECHO, cluster={"redis": "redis://127.0.0.1:6379/0?socket_timeout=soon"})
+    result = subprocess.run([sys.executable, "-m", "daemon", "-c", str(path), "--no-console"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 78 and "Traceback" not in result.stderr, result
+    assert "cluster.redis:" in result.stderr, result.stderr

@@ -74,3 +74,13 @@ def test_every_cluster_setting_needs_a_restart():
         "cluster.node changed (None → a): needs a restart; kept the old one",
     ]
     assert diff.config.cluster == ClusterSettings() and diff.sections == {}
+
+
+def test_a_redis_password_never_shows_in_a_reload_refusal():
+    from daemon.config import ClusterSettings
+
+    old = config(cluster=ClusterSettings(redis="redis://:old-secret@127.0.0.1:6379/0"))
+    new = config(cluster=ClusterSettings(redis="redis://127.0.0.1:6379/0?password=new-secret"))
+    refused = " ".join(compare(old, new).refused)
+    assert "secret" not in refused, refused
+    assert "redis://:****@127.0.0.1:6379/0 → redis://127.0.0.1:6379/0?password=****" in refused
