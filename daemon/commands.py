@@ -125,7 +125,7 @@ class Argument:
         elif self.option:
             text = f"{self.spellings[0]} {self.name.upper()}"
         else:
-            text = self.name.upper()
+            text = self.name.upper() + ("..." if self.rest else "")
         return text if self.required else f"[{text}]"
 
 
@@ -248,7 +248,8 @@ class ControlCommand:
                 raise UsageError(f"{self.name}: unexpected argument {word!r} (usage: {self.usage()})")
             arg = positionals.pop(0)
             raw[arg.name] = word
-            rest = arg if arg.rest else None
+            if arg.rest:  # the rest of the line is its words, even ones that look like options
+                rest, only_positionals = arg, True
         return raw
 
     def describe(self) -> dict[str, Any]:

@@ -47,3 +47,12 @@ def test_daemonctls_own_options_may_follow_the_command():
         for argument in command.args:
             if argument.option or argument.flag:
                 assert f"--{argument.name}" not in AFTER_COMMAND and f"-{argument.short}" not in AFTER_COMMAND
+
+
+def test_a_rest_argument_takes_the_rest_of_the_line_as_it_is():
+    from daemon import Argument, ControlCommand
+
+    topic = ControlCommand("topic", "", lambda args: args, args=(
+        Argument("room", "the room"), Argument("text", "the topic", rest=True)))
+    assert topic.parse_argv(["dev", "ship", "-5", "--", "see", "-x"]) == {"room": "dev", "text": "ship -5 -- see -x"}
+    assert topic.usage() == "topic [ROOM] [TEXT...]"
