@@ -517,9 +517,16 @@ def daemond_chat_rooms() -> Any:
       (one function shared by all of the front end's sessions that render
       alike) and passed to each member's ``w(bytes)`` (default:
       ``session.write``) instead of ``on_event``, which still gets the rest
-      (``deleted``).
+      (``deleted``). ``replace=True``: another session of the same name
+      already in the room is taken out of it (a front end that lets one
+      login replace another); without it that raises ``already-connected``.
+    * ``get(room) -> room`` (``.name`` as created; ``no-such-room``) and
+      ``joined_room(session, room) -> room`` (``not-in-room`` unless the
+      session is in it) — look a room up before acting on it.
     * ``part(session, room)``; ``part_all(session)`` — call it from your
       ``daemond_session_close``: nobody else takes your sessions out.
+      Both take ``announce=False`` (no ``PART`` to the others: the daemon
+      is stopping).
     * ``say(session, room, text)``, ``act(session, room, text)`` — a message
       or action (``/me``) to a room the session is in; returns its number in
       the room's history. Committed before anyone receives it.
@@ -536,15 +543,20 @@ def daemond_chat_rooms() -> Any:
     Users — one connected session per name, whichever front end it came
     through, so that duplicate logins and ``/msg`` work across front ends:
 
-    * ``connect(session, on_event) -> old`` — make the (logged-in) session its
-      name's connected user. A name connected already raises
-      ``already-connected`` when chat's ``on_duplicate_login`` is ``reject``;
-      with ``replace`` the old session's handle is returned: call
+    * ``connect(session, on_event, replace=None) -> old`` — make the
+      (logged-in) session its name's connected user. A name connected already
+      raises ``already-connected`` when ``replace`` is false (``None``: as
+      chat's ``on_duplicate_login`` says, ``reject`` or ``replace``; a guest
+      front end passes ``False``); when true the old session's handle is
+      returned: call
       ``replaced(old, by=session)``, which tells it (chat's
       ``NOTICE replaced: …`` line, or a ``replaced`` event) and closes it.
       ``on_event`` receives the session's private messages.
-    * ``disconnect(session)`` — call it from your ``daemond_session_close``:
-      out of every room, and no longer connected.
+    * ``disconnect(session, announce=True)`` — call it from your
+      ``daemond_session_close``: out of every room (``announce=False``:
+      without ``PART``s, when the daemon is stopping), and no longer
+      connected. ``user_session(name) -> session | None``: the connected
+      session of that name, on any front end.
     * ``tell(session, name, text, action=False)`` — a private message to a
       connected user of any front end (a line client gets ``PRIV``);
       ``no-such-user``, ``bad-text``.

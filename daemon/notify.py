@@ -62,6 +62,7 @@ class Notifier:
         self._watchdog_thread: threading.Thread | None = None
         self._watchdog_stop = threading.Event()
         self._status_sent: str | None = None  # the last STATUS= line sent, to send a changed one only
+        self._status_lock = threading.Lock()  # the watchdog's refresh and ready()/status() take turns
 
     # -- environment -------------------------------------------------------
 
@@ -121,8 +122,9 @@ class Notifier:
         """READY=1 (with STATUS= if given): every listener is bound, or a reload is done."""
         if status is None:
             return self.send("READY=1")
-        self._status_sent = _status_line(status)
-        return self.send("READY=1", self._status_sent)
+        with self._status_lock:
+            self._status_sent = _status_line(status)
+            return self.send("READY=1", self._status_sent)
 
     def reloading(self) -> bool:
         """RELOADING=1 and MONOTONIC_USEC=<now> in one datagram; follow with ready()."""
@@ -135,8 +137,9 @@ class Notifier:
 
     def status(self, text: str) -> bool:
         """STATUS=<text>: the one-line status shown by ``systemctl status``."""
-        self._status_sent = _status_line(text)
-        return self.send(self._status_sent)
+        with self._status_lock:
+            self._status_sent = _status_line(text)
+            return self.send(self._status_sent)
 
     # -- watchdog ----------------------------------------------------------
 
@@ -188,14 +191,15 @@ class Notifier:
     def _refresh_status(self, status: Callable[[], str] | None) -> None:
         if status is None:
             return
-        try:
-            text = _status_line(status())
-        except Exception:  # noqa: BLE001 - a broken status text must not stop the pings
-            log.debug("status text for STATUS= raised; not sent", exc_info=True)
-            return
-        if text != self._status_sent:
-            self._status_sent = text
-            self.send(text)
+        with self._status_lock:  # read the daemon's state after any ready() in flight: never a stale line
+            try:
+                text = _status_line(status())
+            except Exception:  # noqa: BLE001 - a broken status text must not stop the pings
+                log.debug("status text for STATUS= raised; not sent", exc_info=True)
+                return
+            if text != self._status_sent:
+                self._status_sent = text
+                self.send(text)
 
     def stop_watchdog(self) -> None:
         """Stop the watchdog thread and wait for it; safe to call any time."""

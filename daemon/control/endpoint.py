@@ -153,8 +153,8 @@ class ControlServer:
         except OSError as exc:
             sock.close()
             _unlink(path)
-            problem = group_problem(self.group)
-            if problem:
+            problem = group_problem(self.group) if isinstance(exc, PermissionError) else None
+            if problem:  # the chown was refused because of the group: that is the config's fault
                 raise ControlError(problem, config=True) from None
             if self._gid is not None and isinstance(exc, PermissionError):
                 raise ControlError(f"cannot give the control socket {path} to group {self.group}: {exc.strerror} "

@@ -215,6 +215,7 @@ class Connection(Registration):
 
     def close(self, reason: str) -> None:
         """The session is ending (daemond_session_close): out of the rooms, the account logged out."""
+        self.password = None  # a PASS never used (registration not finished) is not kept either
         if reason == "quit":
             pass  # QUIT sent its own ERROR
         elif reason == "shutdown":

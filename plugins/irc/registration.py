@@ -160,7 +160,9 @@ class Registration:
     def _try_register(self) -> None:
         if self.registered or self.negotiating or self.nick is None or self.username is None:
             return
-        if self.session.user is None:  # not logged in by SASL
+        if self.session.user is not None:
+            self.password = None  # logged in by SASL: a PASS sent too is not kept
+        else:
             if self.password is not None:
                 password, self.password = self.password, None
                 token, text = self._login(self.nick, password)
