@@ -159,7 +159,7 @@ def _check_redis_url(value: str) -> str | None:
     except ValueError as exc:
         return f"is not a URL ({exc})"
     if url.scheme not in REDIS_SCHEMES:
-        return f"must be a redis:// (or rediss://, unix://) URL, e.g. redis://127.0.0.1:6379/0"
+        return "must be a redis:// (or rediss://, unix://) URL, e.g. redis://127.0.0.1:6379/0"
     if url.scheme != "unix" and not url.hostname:
         return "needs a host: redis://HOST:PORT/DB"
     return None

@@ -51,7 +51,7 @@ def render() -> str:
         for name in names:
             func = getattr(hookspecs, name)
             signature = str(inspect.signature(func)).replace("'", "")
-            out += [f"#### `{name}`", "", "```python", f"@hookimpl", f"def {name}{signature}: ...", "```", "",
+            out += [f"#### `{name}`", "", "```python", "@hookimpl", f"def {name}{signature}: ...", "```", "",
                     f"*Call mode:* `{call_mode(name)}`", ""]
             out += [markdown(inspect.getdoc(func) or ""), ""]
     out.append(END)

@@ -25,7 +25,7 @@ from typing import Any
 from daemon import Field, Schema, hookimpl
 
 from plugins.irc.connection import Connection, RoomLines
-from plugins.irc.message import fit, format_message
+from plugins.irc.message import closing_link
 
 NAME_RULE = r"[A-Za-z0-9.-]+"
 
@@ -130,7 +130,7 @@ class IrcPlugin:
         hears why as IRC's ERROR, not as the line protocol's -ERR or NOTICE."""
         if reason == "kicked":
             text = f"Kicked by the operator: {text}" if text else "Kicked by the operator"
-        return fit(format_message(None, "ERROR", f"Closing Link: {self.settings['server_name']} ({text})"))
+        return closing_link(self.settings["server_name"], text)
 
     @hookimpl
     def daemond_session_open(self, session):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from daemon import SessionEnd
 
-from plugins.irc.message import BODY_LIMIT, BadMessage, body, fit, format_message, parse
+from plugins.irc.message import BODY_LIMIT, BadMessage, body, closing_link, fit, format_message, parse
 from plugins.irc.registration import TARGMAX, Registration
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,7 +109,7 @@ class Connection(Registration):
         """The ERROR line before the connection closes (once)."""
         if not self.closed_with_error:
             self.closed_with_error = True
-            self.session.write(fit(format_message(None, "ERROR", f"Closing Link: {self.server} ({text})")))
+            self.session.write(closing_link(self.server, text))
 
     def _tags(self, when: float) -> dict[str, str] | None:
         return {"time": _time_tag(when)} if "server-time" in self.caps else None

@@ -117,3 +117,9 @@ def fit(line: str) -> bytes:
     if len(data) - start > BODY_LIMIT:
         data = data[: start + BODY_LIMIT].decode("utf-8", "ignore").encode("utf-8")
     return data + b"\r\n"
+
+
+def closing_link(server: str, reason: str) -> bytes:
+    """The ``ERROR :Closing Link: SERVER (REASON)`` line a client gets before the server closes it."""
+    return fit(format_message(None, "ERROR", f"Closing Link: {server} ({reason})"))
+
