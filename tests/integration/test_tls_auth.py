@@ -6,6 +6,7 @@ import pytest
 
 from daemon.testing import LineClient
 from tests.support.chat import CHEAP_ARGON2, IN_PROCESS, login, password
+from tests.support.robustness import wait_until
 from tests.support.tls import Certs, tls_settings
 
 
@@ -112,6 +113,7 @@ def test_a_certificate_naming_no_user_or_none_gets_the_greeting(daemond_factory,
             greeting = client.read_line()
             assert greeting.startswith("+OK") and "log in" in greeting, greeting
             assert [s.user for s in d.daemon.sessions("secure")] == [None]
+        assert wait_until(lambda: not d.daemon.sessions("secure"), 5)  # the next one is then the only one
 
 
 def test_cert_login_is_off_unless_set(daemond_factory, certs):

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from daemon.testing import LineClient
+from tests.support.robustness import wait_until
 
 ALLOWED = os.sched_getaffinity(0)
 needs_two_cpus = pytest.mark.skipif(len(ALLOWED) < 2, reason="pinning only happens with two CPUs or more")
@@ -87,6 +88,7 @@ def test_the_null_policy_runs_a_plain_thread_per_connection_and_touches_nothing(
                 (session,) = daemon.sessions("e")
                 assert affinity(session.thread) == ALLOWED  # not pinned
                 assert os.getpriority(os.PRIO_PROCESS, session.thread.native_id) == os.getpriority(os.PRIO_PROCESS, 0)
+            assert wait_until(lambda: not daemon.sessions("e"), 5)  # the next one is then the only one
         assert daemon.api.native_cpus() is None
         assert sys.getswitchinterval() == switch_before  # tuning: left alone
         status = daemon.status()["threads"]
