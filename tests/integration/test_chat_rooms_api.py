@@ -28,6 +28,7 @@ def test_hook_daemond_chat_rooms(daemond_factory):
     alice, bob = room.people("alice", "bob")
     assert alice.command("/join #dev") == ([], "+OK")
     alice.send_line("before irc")
+    assert alice.command("/who") == ([], "+OK alice")  # the plain line (no reply) is in before the front end joins
     irc = front(d, "ivan")
     lines, final = irc.command("join #DEV")
     assert lines == ["EV msg #dev alice before irc"] and final == "+OK"  # the replay
