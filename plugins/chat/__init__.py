@@ -104,7 +104,8 @@ class ChatPlugin:
         self.log = daemon.logger("chat")
         database = daemon.resolve(settings["database"])
         if self.rooms is not None:
-            self.rooms.store.limit = settings["history_limit"]
+            if self.rooms.store is not None:
+                self.rooms.store.limit = settings["history_limit"]
             if database != self._database:
                 self.log.warning("chat database change to %s applies at the next restart (using %s)",
                                  database, self._database)
@@ -116,7 +117,14 @@ class ChatPlugin:
             self._default_room = settings["default_room"]
 
     @hookimpl
+    def daemond_cluster_ready(self):
+        return True  # rooms on Redis Streams, members and users in Redis (shared.py)
+
+    @hookimpl
     def daemond_start(self, daemon):
+        if daemon.cluster is not None:
+            self._share(daemon.cluster)
+            return
         try:
             history = History(self._database, self.settings["history_limit"], warn=self._not_resident,
                               default_room=self._default_room)
@@ -125,6 +133,18 @@ class ChatPlugin:
         self.rooms = Rooms(history, self._default_room, self.live_settings, self._stopping)
         self.log.info("chat history %s: %d rooms, %d messages in %s, last #%d", self._database,
                       self.rooms.count(), history.count(), self._default_room, history.last_seq)
+
+    def _share(self, cluster) -> None:
+        """Keep the rooms, their members and the connected users in the cluster's Redis."""
+        from plugins.chat.shared import SharedChat, SharedRooms
+
+        try:
+            self.rooms = SharedRooms(SharedChat(cluster, self.live_settings, self.log), self._default_room,
+                                     self.live_settings, self._stopping)
+        except RoomError as exc:  # Redis unreachable at start: the default room cannot be made
+            raise PluginError(f"chat: {exc.text}") from None
+        self.rooms.relay.start()
+        self.log.info("chat rooms in the cluster's Redis %s (%s*)", cluster.url, cluster.key("chat:"))
 
     def _not_resident(self, why: str) -> None:
         self.log.warning("the chat history's write-ahead log is not all kept in memory (%s): with a slow disk, "
@@ -141,14 +161,20 @@ class ChatPlugin:
 
     @hookimpl
     def daemond_stopped(self, daemon):
-        if self.rooms is not None:
+        if self.rooms is not None and self.rooms.store is not None:
             self.rooms.store.close()
+        elif self.rooms is not None:
+            self.rooms.relay.stop()
 
     @hookimpl
     def daemond_status(self, daemon):
         if self.rooms is None:
             return None
-        return {"users": len(self.rooms.users()), "last_message": self.rooms.default.last_seq, "rooms": self.rooms.count()}
+        try:
+            return {"users": len(self.rooms.users()), "last_message": self.rooms.default.last_seq,
+                    "rooms": self.rooms.count()}
+        except RoomError as exc:  # cluster mode, Redis away
+            return {"error": exc.text}
 
     @hookimpl
     def daemond_control_commands(self, daemon):
@@ -172,10 +198,11 @@ class ChatPlugin:
         settings = self.settings
         try:  # one connected session per name, whichever front end it came through
             old = self.rooms.connect(session)
-        except RoomError as exc:
-            self.log.info("refused a second session for %s from %s", user, session.peer_str)
+        except RoomError as exc:  # already-connected; unavailable (cluster mode, Redis away)
+            self.log.info("refused a %s session for %s from %s: %s",
+                          "second" if exc.token == "already-connected" else "chat", user, session.peer_str, exc.text)
             session.err(exc.token, exc.text)
-            raise SessionEnd("duplicate") from None
+            raise SessionEnd("duplicate" if exc.token == "already-connected" else exc.token) from None
         motd = "".join(f"NOTICE {line}\n" for line in settings["motd"].splitlines() if line.strip())
         try:
             self.rooms.join(session, self.rooms.default.name, greeting=motd.encode("utf-8"), replace=old is not None)
@@ -183,11 +210,11 @@ class ChatPlugin:
             self.rooms.disconnect(session, announce=False)
             self.log.info("refused a chat session for %s from %s: %s", user, session.peer_str, exc.text)
             session.err(exc.token, exc.text)
-            raise SessionEnd("duplicate") from None
+            raise SessionEnd("duplicate" if exc.token == "already-connected" else exc.token) from None
         seat.current = self.rooms.default
         if old is not None:
-            self.log.info("%s logged in again from %s; closing the session from %s",
-                          user, session.peer_str, old.session.peer_str)
+            self.log.info("%s logged in again from %s; closing the session from %s", user, session.peer_str,
+                          old.session.peer_str if old.session is not None else f"node {old.node}")
             self.rooms.replaced(old, by=session)
 
     @hookimpl

@@ -67,8 +67,8 @@ _WORDS = {"msg": "MSG", "action": "ACTION", "join": "JOIN", "part": "PART", "top
 
 
 class Room:
-    def __init__(self, key: str, name: str, history: History, *, tagged: bool, topic: str = "",
-                 permanent: bool = False):
+    def __init__(self, key: str, name: str, history: History | None, *, tagged: bool, topic: str = "",
+                 permanent: bool = False, delivered: int | None = None):
         self.key = key  # the name in lower case: names are not case-sensitive
         self.name = name  # as created
         self.history = history
@@ -89,7 +89,8 @@ class Room:
         self._renders: dict[Callable[[RoomEvent], bytes | None], dict[Session, Callable[[bytes], object]]] = {}
         self.topic = topic
         self.topic_by, self.topic_at = "*", time.time()  # who set the topic and when (not kept over a restart)
-        self._delivered_seq = history.last(key)  # the last message every member has been given
+        # the last message every member has been given
+        self._delivered_seq = history.last(key) if delivered is None else delivered
 
     # -- membership ---------------------------------------------------------------
 
@@ -119,12 +120,7 @@ class Room:
             if old is not None:
                 self._forget(old.session)
             self._members[key] = Member(session, on_event)  # only once the replay could be read
-            if on_event is None:
-                self._writes[session] = session.write
-            elif render is not None:
-                self._renders.setdefault(render, {})[session] = write or session.write
-            else:
-                self._callbacks[session] = on_event
+            self._seat(session, on_event, render, write)
             if on_event is None and (greeting or backlog):
                 lines = "".join(e.hist_line(self._tag.strip()) + "\n" for e in backlog)
                 session.write_block(greeting + lines.encode("utf-8"))  # never waits: the session's thread
@@ -234,6 +230,16 @@ class Room:
             self.topic, self.topic_by, self.topic_at = text, by, time.time()
             self._fan_out(RoomEvent("topic", self.name, by, text, time.time()), skip=session)
         return True
+
+    def _seat(self, session: Session, on_event: Callable[[RoomEvent], None] | None,
+              render: Callable[[RoomEvent], bytes | None] | None, write: Callable[[bytes], object] | None) -> None:
+        """From now on ``session`` is given the room's events (with _lock held)."""
+        if on_event is None:
+            self._writes[session] = session.write
+        elif render is not None:
+            self._renders.setdefault(render, {})[session] = write or session.write
+        else:
+            self._callbacks[session] = on_event
 
     def _forget(self, session: Session) -> None:  # with _lock held
         self._writes.pop(session, None)

@@ -316,12 +316,15 @@ class Rooms:
 
     def replaced(self, old: Member, by: Session) -> None:
         """Tell the session :meth:`connect` replaced that ``by`` logged in as its name, and close it."""
-        notice = f"{by.user} logged in from {by.peer_str}"
+        self._tell_replaced(old, f"{by.user} logged in from {by.peer_str}", by.user)
+
+    @staticmethod
+    def _tell_replaced(old: Member, notice: str, by: str) -> None:
         if old.on_event is None:
             old.session.write(f"NOTICE replaced: {notice}\n".encode("utf-8"))
         else:
             try:
-                old.on_event(RoomEvent("replaced", "", by.user, notice, time.time()))
+                old.on_event(RoomEvent("replaced", "", by, notice, time.time()))
             except Exception:
                 pass  # it is closed anyway
         old.session.close("replaced")
@@ -364,20 +367,22 @@ class Rooms:
             raise RoomError("bad-text", "nothing visible left in that message")
         with self._users_lock:
             member = self._users.get(name.lower())
-        delivered = False
-        if member is not None:
-            if member.on_event is None:
-                line = f"* {session.user} {text}" if action else text
-                delivered = member.session.write(f"PRIV {session.user} {line}\n".encode("utf-8"))
-            else:
-                kind = "private_action" if action else "private"
-                try:
-                    member.on_event(RoomEvent(kind, "", session.user, text, time.time()))
-                    delivered = not member.session.peer_closed()
-                except Exception:
-                    member.session.close("error")
-        if not delivered:
+        if member is None or not self._private(member, session.user, text, action):
             raise RoomError("no-such-user", f"{sanitize(name)} is not connected")
+
+    @staticmethod
+    def _private(member: Member, sender: str, text: str, action: bool) -> bool:
+        """Give ``member`` a private message from ``sender``; False if it could not take it."""
+        if member.on_event is None:
+            line = f"* {sender} {text}" if action else text
+            return member.session.write(f"PRIV {sender} {line}\n".encode("utf-8"))
+        kind = "private_action" if action else "private"
+        try:
+            member.on_event(RoomEvent(kind, "", sender, text, time.time()))
+            return not member.session.peer_closed()
+        except Exception:
+            member.session.close("error")
+            return False
 
     def pace(self, session: Session) -> None:
         """Flood control, the same for every front end: spend one of the session's lines.
