@@ -13,6 +13,12 @@ the time) with a TTL of ``node_timeout`` seconds, every third of it: a node that
 dies simply ages out, and :meth:`Cluster.nodes` lists the keys that are left.
 While Redis is unreachable it retries with a doubling backoff (up to a third of
 ``node_timeout``) and logs once when Redis goes and once when it is back.
+
+:meth:`Cluster.ask_all` asks every other node to do something and collects their
+answers (``daemonctl kick`` on any node ends the user's sessions on all of them): the
+question goes out on the pub/sub channel ``<prefix>control``, each node's listener
+thread runs the handler registered for it with :meth:`Cluster.on` and pushes its
+answer onto a list the asker waits on.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -123,6 +130,8 @@ class Cluster:
         self.last_error = None
         self.started_at = time.time()
         self._thread: threading.Thread | None = None
+        self._listener: threading.Thread | None = None
+        self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
     # -- for plugins -------------------------------------------------------------
 
@@ -174,6 +183,76 @@ class Cluster:
                 continue
         return sorted(found, key=lambda n: n.get("node", ""))
 
+    #: seconds :meth:`ask_all` waits for the other nodes' answers
+    ASK_TIMEOUT = 2.0
+
+    def on(self, kind: str, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Answer the other nodes' :meth:`ask_all` of ``kind`` with ``handler(question)`` (a dict,
+        run on this node's listener thread). Register before :meth:`start`."""
+        self._handlers[kind] = handler
+
+    def ask_all(self, kind: str, question: dict[str, Any]) -> list[dict[str, Any]]:
+        """Ask every other live node to do ``kind`` (see :meth:`on`); their answers, each with
+        its ``node``. A node that does not answer within :attr:`ASK_TIMEOUT` is left out.
+        :class:`ClusterUnavailable` if Redis cannot be reached."""
+        reply = self.key("reply", secrets.token_hex(8))
+        message = json.dumps({**question, "kind": kind, "from": self.node, "reply": reply})
+        listening = self.call(lambda r: r.publish(self.key("control"), message))
+        answers: list[dict[str, Any]] = []
+        deadline = time.monotonic() + self.ASK_TIMEOUT
+        try:
+            while len(answers) < listening - 1:  # every listener but this node's own
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                got = self.call(lambda r: r.blpop([reply], timeout=min(left, self.COMMAND_TIMEOUT / 2)))
+                if got is not None:
+                    answers.append(json.loads(got[1]))
+        finally:
+            try:
+                self.call(lambda r: r.delete(reply))
+            except ClusterUnavailable:
+                pass
+        return answers
+
+    def _listen(self) -> None:
+        """Answer the other nodes' questions (the listener thread); resubscribes after an outage."""
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return
+            pubsub = None
+            try:
+                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self.key("control"))
+                while not self._stopping:
+                    message = pubsub.get_message(timeout=0.5)
+                    if message is not None and message.get("type") == "message":
+                        self._answer(message["data"])
+            except self._redis_module.RedisError:
+                with self._lock:
+                    self._wake.wait_for(lambda: self._stopping, 0.5)
+            except Exception:  # the listener must not die: the node would stop answering
+                log.exception("cluster: the control listener failed; going on")
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:
+                        pass
+
+    def _answer(self, data: str) -> None:
+        try:
+            question = json.loads(data)
+        except ValueError:
+            return
+        handler = self._handlers.get(question.get("kind")) if isinstance(question, dict) else None
+        if handler is None or question.get("from") == self.node or not isinstance(question.get("reply"), str):
+            return
+        answer = {**handler(question), "node": self.node}
+        reply = question["reply"]
+        self.call(lambda r: r.pipeline().rpush(reply, json.dumps(answer)).expire(reply, 30).execute())
+
     # -- for the daemon ----------------------------------------------------------
 
     def start(self) -> None:
@@ -185,14 +264,18 @@ class Cluster:
             log.info("cluster: node %s joined through Redis at %s", self.node, self.url)
         self._thread = threading.Thread(target=self._beat_loop, name="cluster-heartbeat", daemon=True)
         self._thread.start()
+        if self._handlers:
+            self._listener = threading.Thread(target=self._listen, name="cluster-listener", daemon=True)
+            self._listener.start()
 
     def stop(self) -> None:
         """Stop beating and remove this node's heartbeat, so the others see it leave at once."""
         with self._lock:
             self._stopping = True
             self._wake.notify_all()
-        if self._thread is not None:
-            self._thread.join(10)
+        for thread in (self._thread, self._listener):
+            if thread is not None:
+                thread.join(10)
         try:
             self.call(lambda r: r.delete(self.key("node", self.node)))
         except ClusterUnavailable:

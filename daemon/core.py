@@ -205,6 +205,7 @@ class Daemon:
         """Connect to the cluster's Redis and start the heartbeat; an unreachable Redis is
         logged and retried (the node serves, answering what needs Redis with -ERR unavailable)."""
         self.cluster = self._cluster(self._cluster_facts)
+        self.cluster.on("kick", lambda q: self._kick_here(str(q.get("user")), q.get("reason")))
         self.cluster.start()
 
     def _cluster(self, facts) -> Any:
@@ -615,12 +616,32 @@ class Daemon:
         return [s for lst in listeners for s in lst.sessions()]
 
     def kick(self, user: str, reason: str | None = None) -> dict[str, Any]:
-        """End every session logged in as ``user`` (not case-sensitive) on every listener.
+        """End every session logged in as ``user`` (not case-sensitive) on every listener —
+        of every node, in cluster mode.
 
         A line client is told ``NOTICE kicked by the operator[: reason]`` first (a front end
         in its own protocol: ``daemond_farewell``).
         Returns ``{"user", "sessions", "listeners"}``; ``sessions`` is 0 if none was connected.
+        Another node's listeners are named ``NODE/LISTENER``; ``"unreachable"`` says why the
+        other nodes could not be asked (Redis unavailable).
         """
+        result = self._kick_here(user, reason)
+        if self.cluster is None:
+            return result
+        from daemon.cluster import ClusterUnavailable
+
+        try:
+            answers = self.cluster.ask_all("kick", {"user": user, "reason": reason})
+        except ClusterUnavailable as exc:
+            return {**result, "unreachable": str(exc)}
+        for answer in answers:
+            if answer.get("sessions"):
+                result["sessions"] += int(answer["sessions"])
+                result["listeners"] += [f"{answer['node']}/{name}" for name in answer.get("listeners", [])]
+                result["user"] = answer.get("user") or result["user"]
+        return result
+
+    def _kick_here(self, user: str, reason: str | None) -> dict[str, Any]:
         key = user.lower()
         kicked = [s for s in self.sessions() if s.user is not None and s.user.lower() == key]
         notice = "NOTICE kicked by the operator" + (f": {reason}" if reason else "")

@@ -67,7 +67,9 @@ def core_commands(daemon: Any) -> list[ControlCommand]:
     def kick(args: dict[str, Any]) -> dict[str, Any]:
         result = control.kick(args["name"], args["reason"] or None)
         if not result["sessions"]:
-            raise CommandError(f"{args['name']} is not connected", details=result)
+            more = (f" on this node, and the other nodes could not be asked ({result['unreachable']})"
+                    if "unreachable" in result else "")
+            raise CommandError(f"{args['name']} is not connected{more}", details=result)
         return result
 
     def cluster(args: dict[str, Any]) -> dict[str, Any]:

@@ -103,7 +103,10 @@ def render_cluster(result: dict[str, Any]) -> str:
 
 def render_kick(result: dict[str, Any]) -> str:
     count = result["sessions"]
-    return f"kicked {result['user']}: {count} session{'s' if count != 1 else ''} ({', '.join(result['listeners'])})"
+    text = f"kicked {result['user']}: {count} session{'s' if count != 1 else ''} ({', '.join(result['listeners'])})"
+    if "unreachable" in result:
+        text += f"\non this node only: the other nodes could not be asked ({result['unreachable']})"
+    return text
 
 
 def render_plugins(plugins: list[dict[str, Any]]) -> str:

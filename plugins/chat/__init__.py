@@ -134,6 +134,30 @@ class ChatPlugin:
         self.log.info("chat history %s: %d rooms, %d messages in %s, last #%d", self._database,
                       self.rooms.count(), history.count(), self._default_room, history.last_seq)
 
+    @hookimpl
+    def daemond_cluster_import(self, daemon) -> list[str]:
+        from plugins.chat.shared import SharedChat
+
+        if not self._database.exists():
+            return [f"no chat history at {self._database}: nothing to import"]
+        try:
+            history = History(self._database, self.settings["history_limit"], default_room=self._default_room)
+        except PrivateFileError as exc:
+            raise PluginError(str(exc)) from None
+        shared = SharedChat(daemon.cluster, self.live_settings, self.log)
+        rooms = copied = already = 0
+        try:
+            for stored in history.rooms():
+                entries = history.recent(history.limit, room=stored.key)
+                if not entries and not stored.permanent and stored.key != self._default_room.lower():
+                    continue  # made by a join and never spoken in: standalone drops those too
+                done, there = shared.import_room(stored, entries, self._default_room.lower())
+                rooms, copied, already = rooms + 1, copied + done, already + there
+        finally:
+            history.close()
+        return [f"{copied} messages in {rooms} rooms copied from {self._database}; "
+                f"{already} already in the cluster, left as they are"]
+
     def _share(self, cluster) -> None:
         """Keep the rooms, their members and the connected users in the cluster's Redis."""
         from plugins.chat.shared import SharedChat, SharedRooms

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from daemon import ClusterUnavailable
 
-from plugins.chat.history import Entry
+from plugins.chat.history import Entry, StoredRoom
 from plugins.chat.room import AlreadyConnected, Member, Room, RoomEvent
 from plugins.chat.rooms import RoomError, RoomInfo, Rooms, UserInfo, room_key
 from plugins.chat.text import sanitize, visible
@@ -188,6 +188,12 @@ if v and string.sub(v, 1, #mine) == mine then redis.call('HDEL', KEYS[1], ARGV[1
 return parted
 """
 
+#: raises a room's counter to ARGV[1] unless it is past it already: KEYS seq
+_RAISE_SEQ = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+"""
+
 #: the state key of a session's owner string (``NODE/SID``) on this node
 _OWNER_KEY = "chat.owner"
 
@@ -220,7 +226,8 @@ class SharedChat:
         r = cluster.redis
         self._scripts = {name: r.register_script(text) for name, text in (
             ("join", _JOIN), ("part", _PART), ("say", _SAY), ("topic", _TOPIC), ("create", _CREATE),
-            ("delete", _DELETE), ("connect", _CONNECT), ("disconnect", _DISCONNECT), ("reap", _REAP))}
+            ("delete", _DELETE), ("connect", _CONNECT), ("disconnect", _DISCONNECT), ("reap", _REAP),
+            ("raise_seq", _RAISE_SEQ))}
 
     def key(self, *parts: str) -> str:
         return self.cluster.key("chat", *parts)
@@ -429,6 +436,39 @@ class SharedChat:
                 reaped += 1
             self.log.info("chat: node %s is gone; %d of its users parted from their rooms", node, len(users))
         return reaped
+
+
+    # -- moving in --------------------------------------------------------------------
+
+    def import_room(self, stored: StoredRoom, entries: list[Entry], default_key: str) -> tuple[int, int]:
+        """Copy a standalone room and its messages in (``daemond cluster import``): the room is
+        made unless it exists (its topic kept if the cluster's has none), and the messages
+        numbered after the last entry of the room's stream are appended with their own
+        numbers, in batches, so that an interrupted copy goes on where it stopped and a second
+        one copies nothing. ``(copied, already there)``."""
+        key = stored.key
+        self.create(key, stored.name, allowed=True, max_rooms=1 << 30,
+                    permanent=stored.permanent or key == default_key)
+        if stored.topic and not self.cluster.call(lambda r: r.hget(self.key("room", key), "topic")):
+            self.cluster.call(lambda r: r.hset(self.key("room", key), "topic", stored.topic))
+        top = self.cluster.call(lambda r: r.xrevrange(self.key("log", key), "+", "-", count=1))
+        last = int(top[0][0].split("-", 1)[0]) if top else 0
+        new = [e for e in entries if e.seq > last]
+        for start in range(0, len(new), 500):
+            batch = new[start:start + 500]
+
+            def append(r, batch=batch):
+                pipe = r.pipeline(transaction=True)
+                for e in batch:
+                    pipe.xadd(self.key("log", key), {"k": e.kind, "n": e.name, "t": e.text, "ts": repr(e.ts), "o": ""},
+                              id=f"{e.seq}-0", maxlen=self.maxlen, approximate=True)
+                pipe.hincrby(self.key("room", key), "msgs", len(batch))
+                return pipe.execute()
+
+            self.cluster.call(append)
+            self.cluster.call(lambda r, top=batch[-1].seq: self._scripts["raise_seq"](
+                keys=[self.key("seq", key)], args=[top]))
+        return len(new), len(entries) - len(new)
 
 
 def _entry(entry_id: str, fields: dict[str, str]) -> Entry:

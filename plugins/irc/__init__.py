@@ -75,6 +75,10 @@ class IrcPlugin:
         return ["auth", "chat"]
 
     @hookimpl
+    def daemond_cluster_ready(self):
+        return True  # its users and rooms are auth's and chat's, which are shared; AWAY and real names stay per node
+
+    @hookimpl
     def daemond_configure(self, settings, daemon):
         self.settings = dict(settings)
         self.log = daemon.logger("irc")

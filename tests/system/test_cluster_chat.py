@@ -181,23 +181,39 @@ def test_a_duplicate_login_on_another_node_is_refused_or_replaces(nodes, daemond
     assert third.command("/who") == ([], "+OK alice")
 
 
-def test_a_node_killed_has_its_users_parted_by_the_others_and_nothing_acknowledged_is_lost(nodes):
+def test_a_node_killed_mid_stream_has_its_users_parted_and_nothing_acknowledged_is_lost(nodes):
     a, b = nodes(2, node_timeout=2)
     alice = Chatter(a, "alice").ok()
     bob = Chatter(b, "bob").ok()
     alice.wait_for("JOIN bob")
-    for n in range(20):
-        bob.send(f"before the crash {n}")
-    assert bob.command("/history 1")[1] == "+OK 1"  # every line before it was accepted
-    b.kill()
+    acknowledged = []
+
+    def speak():  # /say answers +OK once the message is in the room's stream
+        try:
+            for n in range(100_000):
+                _, reply = bob.command(f"/say #lobby mid-stream {n}")
+                if reply != "+OK":
+                    return
+                acknowledged.append(f"mid-stream {n}")
+        except (EOFError, OSError, TimeoutError):
+            return
+
+    speaker = threading.Thread(target=speak)
+    speaker.start()
+    deadline = time.monotonic() + 10
+    while len(acknowledged) < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    b.kill()  # kill -9 while bob is sending
+    speaker.join(15)
     started = time.monotonic()
     seen = alice.wait_for("PART bob", timeout=10)
     assert time.monotonic() - started < 2 + 2  # node_timeout, and the reaper's third of it
-    assert [s for s in seen if s.startswith("MSG")] == [f"MSG bob before the crash {n}" for n in range(20)]
+    received = [s[len("MSG bob "):] for s in seen if s.startswith("MSG bob ")]
+    assert received[:len(acknowledged)] == acknowledged  # in order, every acknowledged one
     assert alice.command("/who") == ([], "+OK alice")
     again = Chatter(a, "bob", register=False).ok()  # its name logs in again on another node
-    history, done = again.command("/history 20")
-    assert done == "+OK 20" and history[-1].endswith(" bob before the crash 19")
+    history, done = again.command(f"/history {len(received)}")
+    assert [h.split(" ", 3)[3] for h in history] == received
 
 
 def test_with_redis_gone_a_message_is_refused_then_the_room_goes_on_without_gap_or_repeat(nodes, redis_server):
@@ -207,6 +223,7 @@ def test_with_redis_gone_a_message_is_refused_then_the_room_goes_on_without_gap_
     alice.wait_for("JOIN bob")
     alice.send("one")
     bob.wait_for("MSG alice one")
+    carol = Chatter(b, "carol").ok()  # acknowledged: with appendfsync always, on disk
     redis_server.kill()
     _, refused = alice.command("//two")
     assert refused.startswith("-ERR unavailable"), refused
@@ -223,3 +240,69 @@ def test_with_redis_gone_a_message_is_refused_then_the_room_goes_on_without_gap_
     assert [s for s in seen if s.startswith(("MSG", "ACTION"))] == ["ACTION alice three", "MSG alice four"]
     history, _ = bob.command("/history 10")
     assert [h.split(" ", 3)[3] for h in history] == ["one", "/me three", "four"]
+    carol.close()
+    assert Chatter(a, "carol", register=False).ok().replay[-1].endswith(" alice four")
+
+
+def test_daemonctl_kick_on_any_node_ends_the_users_sessions_on_every_node(nodes):
+    a, b = nodes(2)
+    alice = Chatter(a, "alice").ok()
+    bob = Chatter(b, "bob").ok()
+    alice.wait_for("JOIN bob")
+    kicked = a.ctl("kick", "BOB", "--reason", "spam")
+    assert kicked.returncode == 0 and kicked.stdout.strip() == "kicked bob: 1 session (n1/chat)", kicked
+    bob.wait_for("NOTICE kicked by the operator: spam")
+    alice.wait_for("PART bob")
+    missing = b.ctl("kick", "nobody")
+    assert missing.returncode == 1 and missing.stderr.strip() == "daemonctl: nobody is not connected", missing
+
+
+def test_a_node_cut_off_from_redis_ends_its_chat_sessions_rather_than_split_the_rooms(nodes, redis_server):
+    a, = nodes(1, node_timeout=2)
+    alice = Chatter(a, "alice").ok()
+    redis_server.kill()
+    started = time.monotonic()
+    seen = alice.wait_for("NOTICE cut off from the cluster (Redis unavailable); closing", timeout=10)
+    assert time.monotonic() - started >= 1  # half of node_timeout: a short outage is ridden out
+    assert seen[-1].startswith("NOTICE cut off")
+    with pytest.raises(EOFError):
+        alice.client.read_line()
+    assert "ended 1 chat sessions rather than split the rooms" in a.stderr()
+
+
+def test_irc_users_on_two_nodes_and_a_line_user_on_a_third_share_a_channel(daemond_process, redis_server):
+    # the IRC side is jaraco's irc library, a client nobody here wrote
+    from tests.integration.test_irc_client_library import Client
+    from tests.support.irc import listeners, settings
+
+    cluster = {"redis": redis_server.url, "prefix": "t:"}
+    a, b, c = (daemond_process(listeners(), settings(), cluster={**cluster, "node": n}) for n in ("a", "b", "c"))
+    ann = Chatter(c, "ann").ok()  # registered on c: an account for every node
+    Chatter(c, "ivan").ok().close()
+    Chatter(c, "jo").ok().close()
+    ivan = Client(("127.0.0.1", a.ports["irc"]), "ivan", secret=PASSWORD)
+    jo = Client(("127.0.0.1", b.ports["irc"]), "jo", sasl=True, secret=PASSWORD)
+    for client in (ivan, jo):
+        client.wait_type("welcome")
+    ivan.connection.join("#lobby")
+    ivan.wait_type("join", target="#lobby")
+    ann.wait_for("JOIN ivan")
+    jo.connection.join("#lobby")
+    ivan.wait(lambda e: e.type == "join" and e.source.nick == "jo")
+    ann.wait_for("JOIN jo")
+    ann.send("hello irc people")
+    for client in (ivan, jo):
+        event = client.wait_type("pubmsg", target="#lobby")
+        assert event.source.nick == "ann" and event.arguments == ["hello irc people"]
+    ivan.connection.privmsg("#lobby", "from node a")
+    assert jo.wait_type("pubmsg").arguments == ["from node a"]
+    ann.wait_for("MSG ivan from node a")
+    jo.connection.privmsg("ivan", "psst")  # a private message to another node's user
+    event = ivan.wait_type("privmsg")
+    assert event.source.nick == "jo" and event.arguments == ["psst"]
+    ann.send("/msg jo for jo only")
+    assert jo.wait_type("privmsg").arguments == ["for jo only"]
+    jo.connection.whois(["ann"])
+    assert jo.wait_type("whoischannels").arguments[1].split() == ["#lobby"]
+    jo.close()
+    ann.wait_for("PART jo")

@@ -77,3 +77,40 @@ def test_import_needs_a_cluster_and_a_reachable_redis(daemond_process, redis_ser
     assert result.returncode == 1 and result.stderr.startswith(
         f"daemond cluster import: plugin 'auth': Redis at {redis_server.url} is unavailable"), result.stderr
     assert result.stderr.rstrip().endswith("run it again to copy the rest")
+
+
+def test_a_standalone_chat_history_is_copied_into_the_cluster_rooms(daemond_process, redis_server, tmp_path):
+    from tests.system.test_cluster_chat import Chatter
+
+    chat = {"chat": {"plugins": ["auth", "chat"]}}
+    plugins = {"auth": auth_settings(), "chat": {"rate": 0}}
+    standalone = daemond_process(chat, plugins)
+    alice = Chatter(standalone, "alice").ok()
+    for n in range(3):
+        alice.send(f"lobby {n}")
+    assert alice.command("/join #Dev") == ([], "+OK")
+    alice.send("in dev")
+    assert alice.command("/topic #dev the topic") == ([], "+OK")
+    assert alice.command("/join #empty") == ([], "+OK")  # never spoken in: not copied, as standalone drops it
+    state_dir = standalone.config.parent / "state"
+    cluster = {"redis": redis_server.url, "prefix": "t:"}
+    config = write_config(tmp_path / "import", chat, plugins, state_dir=str(state_dir), cluster=cluster)
+    first = daemond_cluster("import", "-c", str(config))  # while the standalone node still serves
+    assert first.returncode == 0, first.stderr
+    assert (f"chat: 4 messages in 2 rooms copied from {state_dir / 'chat.db'}; 0 already in the cluster, "
+            "left as they are\n") in first.stdout, first.stdout
+    assert alice.command("/say #dev after the first copy") == ([], "+OK")
+    again = daemond_cluster("import", "-c", str(config))  # what is new is copied, nothing twice
+    assert "chat: 1 messages in 2 rooms copied" in again.stdout and "4 already in the cluster" in again.stdout, again.stdout
+    alice.close()
+    standalone.terminate()
+    node = daemond_process(chat, plugins, cluster={**cluster, "node": "n1"})
+    bob = Chatter(node, "bob")  # auth's users were copied too: alice exists, bob is new
+    assert [line.split(" ", 2)[2] for line in bob.ok().replay] == ["alice lobby 0", "alice lobby 1", "alice lobby 2"]
+    data, done = bob.command("/rooms")
+    assert done == "+OK" and data == ["ROOM #Dev 0 the topic", "ROOM #lobby 1"], data
+    data, done = bob.command("/join #dev")
+    assert [line.split(" ", 3)[3] for line in data] == ["alice in dev", "alice after the first copy"], data
+    bob.send("new in the cluster")
+    history, _ = bob.command("/history #dev 5")
+    assert [line.split(" ", 3)[3] for line in history][-1] == "bob new in the cluster"
