@@ -13,6 +13,8 @@ daemond/asyncio ratio. See bench/README-chat.md for what is measured and why.
     python bench/chat_bench.py --scenarios rooms --rounds 5  # 100 rooms × 10 users
     python bench/chat_bench.py --servers daemond,daemond-irc --scenarios steady,blast   # half the users on IRC
     python bench/chat_bench.py --tls --scenarios steady    # every user over TLS (issue 22)
+    python bench/chat_bench.py --servers daemond,daemond-c1,daemond-c2,daemond-c3 --scenarios steady,blast
+                                   # cluster mode: 1-3 nodes on one port, rooms in Redis (issue 25)
 
 With ``--tls`` both servers speak TLS with one ECDSA P-256 certificate made for
 the run, and the load generator is chat_loadgen.c built with -DLOADGEN_TLS
@@ -206,6 +208,91 @@ class DaemondIrc(Daemond):
         return ["-I", str(self.irc_port)]
 
 
+class DaemondCluster(Daemond):
+    """``daemond-cN``: N daemond nodes sharing the chat port (``reuse_port``: the kernel spreads
+    the users over them) and their rooms through a redis-server of the run's own
+    (``appendonly yes``, ``appendfsync always``, as docs/cluster.md recommends); each node's
+    Python on CPU ``i % cpus``. Its RSS, threads and CPU are the nodes' and Redis's summed."""
+
+    nodes = 1
+
+    def start(self) -> None:
+        self.port = free_port()
+        redis_port = free_port()
+        redis_dir = self.workdir / "redis"
+        if redis_dir.exists():
+            shutil.rmtree(redis_dir)
+        redis_dir.mkdir(parents=True)
+        self.log = open(self.workdir / f"{self.name}.log", "ab")
+        self.procs = [subprocess.Popen(
+            [shutil.which("redis-server") or sys.exit("redis-server is not installed"), "--port", str(redis_port),
+             "--bind", "127.0.0.1", "--dir", str(redis_dir), "--save", "", "--appendonly", "yes",
+             "--appendfsync", "always", "--unixsocket", ""],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)]
+        time.sleep(0.3)
+        base = super().argv()  # writes daemond.yaml for one node; each node gets its own copy
+        config = json.loads((self.workdir / "daemond.yaml").read_text())
+        for i in range(self.nodes):
+            node = dict(config, state_dir=f"{config['state_dir']}-{i}")
+            node["cluster"] = {"redis": f"redis://127.0.0.1:{redis_port}/0", "node": f"n{i}"}
+            node["tuning"] = {**node.get("tuning", {}), "cpu": i % (os.cpu_count() or 1)}
+            for listener in node["listeners"].values():
+                listener["reuse_port"] = True
+            path = self.workdir / f"node{i}.yaml"
+            path.write_text(json.dumps(node, indent=1))
+            self.procs.append(subprocess.Popen(PIN["server"] + [base[0], "-c", str(path), "--no-console"],
+                                               stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+                                               env=self.env(), cwd=self.workdir, start_new_session=True))
+            self._wait_listening(self.procs[-1], Path(node["state_dir"]) / "control.sock")
+        self.proc = self.procs[1]
+
+    def _wait_listening(self, proc, control: Path) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the control socket comes after the listeners
+            if proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited {proc.returncode}; see {self.log.name}")
+            if control.exists():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not start within 30 s")
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+        self.log.close()
+
+    def _status(self, field: str) -> float:
+        total = 0.0
+        for proc in self.procs:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith(field):
+                    total += int(line.split()[1])
+        return total
+
+    def rss_mib(self) -> float:
+        return self._status("VmRSS:") / 1024
+
+    def threads(self) -> int:
+        return int(self._status("Threads:"))
+
+    def cpu_s(self) -> tuple[float, float]:
+        user = system = 0.0
+        for proc in self.procs:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            user, system = user + int(fields[11]) / CLK_TCK, system + int(fields[12]) / CLK_TCK
+        return user, system
+
+
+def cluster_of(count: int) -> type[DaemondCluster]:
+    return type(f"DaemondC{count}", (DaemondCluster,), {"name": f"daemond-c{count}", "nodes": count})
+
+
 class Asyncio(Server):
     name = "asyncio"
 
@@ -391,7 +478,8 @@ def main() -> int:
         "rooms-blast": Scenario("rooms-blast", "blast", room_users, room_users, room_messages, rooms=args.rooms),
     }
     chosen = [scenarios[s] for s in args.scenarios.split(",")]
-    classes = {"daemond": Daemond, "asyncio": Asyncio, "daemond-irc": DaemondIrc}
+    classes = {"daemond": Daemond, "asyncio": Asyncio, "daemond-irc": DaemondIrc,
+               **{f"daemond-c{n}": cluster_of(n) for n in range(1, 5)}}
     server_names = args.servers.split(",")
     all_results: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:

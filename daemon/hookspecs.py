@@ -508,8 +508,9 @@ def daemond_chat_rooms() -> Any:
       messages, oldest first (``[]`` if already in). From then on every
       event of the room except the session's own messages is passed to
       ``on_event(event)``, in the room's one order, with no gap after the
-      replay. The callback runs on the thread of whoever caused the event,
-      with the room's lock held: format the event and ``session.write()`` it
+      replay. The callback runs on the thread of whoever caused the event
+      (in cluster mode: the node's relay thread, which reads the room's
+      stream), with the room's lock held: format the event and ``session.write()`` it
       — never block, never call the rooms object from it. If it raises, your
       session is closed. ``join(session, room, on_event, render=f, write=w)``
       is the fast path for a front end with many sessions: a message, action,
@@ -556,7 +557,8 @@ def daemond_chat_rooms() -> Any:
       ``daemond_session_close``: out of every room (``announce=False``:
       without ``PART``s, when the daemon is stopping), and no longer
       connected. ``user_session(name) -> session | None``: the connected
-      session of that name, on any front end.
+      session of that name, on any front end (of this node: in cluster mode a
+      user on another node has none here; ``user(name)`` finds them).
     * ``tell(session, name, text, action=False)`` — a private message to a
       connected user of any front end (a line client gets ``PRIV``);
       ``no-such-user``, ``bad-text``.

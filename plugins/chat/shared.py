@@ -717,7 +717,8 @@ class SharedRooms(Rooms):
             pass  # its node cannot be told now; it ends its sessions itself when cut off
 
     def disconnect(self, session: Session, *, announce: bool = True) -> None:
-        super().disconnect(session, announce=announce)
+        # always announced: when this node stops, the other nodes' members are still there to see it
+        super().disconnect(session, announce=True)
         if session.user is not None and _OWNER_KEY in session.state:
             try:
                 self.shared.disconnect(session)

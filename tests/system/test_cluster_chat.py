@@ -306,3 +306,13 @@ def test_irc_users_on_two_nodes_and_a_line_user_on_a_third_share_a_channel(daemo
     assert jo.wait_type("whoischannels").arguments[1].split() == ["#lobby"]
     jo.close()
     ann.wait_for("PART jo")
+
+
+def test_a_node_that_stops_parts_its_users_in_the_others_rooms(nodes):
+    a, b = nodes(2)
+    alice = Chatter(a, "alice").ok()
+    bob = Chatter(b, "bob").ok()
+    alice.wait_for("JOIN bob")
+    assert b.terminate() == 0
+    alice.wait_for("PART bob")
+    assert alice.command("/who") == ([], "+OK alice")
