@@ -42,6 +42,7 @@ import collections
 import itertools
 import json
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -167,9 +168,10 @@ return 1
 """
 
 #: a dead node's user, parted from every room and its name freed: KEYS users, joined;
-#: ARGV lname, owner, prefix, ts, maxlen -> the rooms parted (0 if its node is alive again)
+#: ARGV lname, owner, prefix, ts, maxlen, force ('1': an earlier run of this node, whose name is alive)
+#: -> the rooms parted (0 if its node is alive again)
 _REAP = _APPEND + """
-if alive(ARGV[3], ARGV[2] .. '/') then return 0 end
+if ARGV[6] ~= '1' and alive(ARGV[3], ARGV[2] .. '/') then return 0 end
 local mine = ARGV[2] .. ' '
 local parted = 0
 for _, key in ipairs(redis.call('SMEMBERS', KEYS[2])) do
@@ -219,6 +221,8 @@ class SharedChat:
         self.node = cluster.node
         self._settings = settings
         self.log = log
+        # a session is NODE/BOOT-N: BOOT tells this run of the node from an earlier one of the same name
+        self.boot = secrets.token_hex(3)
         self._ids = itertools.count(1)
         # _lock guards _sessions: this node's connected chat sessions by owner (NODE/SID)
         self._lock = threading.Lock()
@@ -258,7 +262,7 @@ class SharedChat:
         """``NODE/SID``: who this session is, in every key that names it."""
         owner = session.state.get(_OWNER_KEY)
         if owner is None:
-            owner = session.state[_OWNER_KEY] = f"{self.node}/{next(self._ids)}"
+            owner = session.state[_OWNER_KEY] = f"{self.node}/{self.boot}-{next(self._ids)}"
         return owner
 
     def enter(self, session: Session) -> str:
@@ -419,23 +423,32 @@ class SharedChat:
         node does each dead node's: the first to take its lock). The users reaped."""
         values = self.cluster.call(lambda r: r.hgetall(self.key("users")))
         dead: dict[str, list[tuple[str, str]]] = {}
+        earlier: list[tuple[str, str]] = []  # of an earlier run of this node (killed, restarted under its name)
         for lname, value in values.items():
             owner = value.split(" ", 1)[0]
-            node = owner.split("/", 1)[0]
-            if node not in live and node != self.node:
+            node, _, sid = owner.partition("/")
+            if node == self.node:
+                if not sid.startswith(self.boot + "-"):
+                    earlier.append((lname, owner))
+            elif node not in live:
                 dead.setdefault(node, []).append((lname, owner))
-        reaped = 0
+        if earlier:
+            self._reap(earlier, force=True)
+            self.log.info("chat: %d users of an earlier run of this node (%s) parted from their rooms",
+                          len(earlier), self.node)
         for node, users in dead.items():
             lock = self.key("reap", node)
             if not self.cluster.call(lambda r: r.set(lock, self.node, nx=True, px=int(self.cluster.node_timeout * 1000))):
                 continue  # another node is at it
-            for lname, owner in users:
-                self.cluster.call(lambda r: self._scripts["reap"](
-                    keys=[self.key("users"), self.key("joined", lname)],
-                    args=[lname, owner, self.cluster.prefix, repr(time.time()), self.maxlen]))
-                reaped += 1
+            self._reap(users, force=False)
             self.log.info("chat: node %s is gone; %d of its users parted from their rooms", node, len(users))
-        return reaped
+        return len(earlier) + sum(len(users) for users in dead.values())
+
+    def _reap(self, users: list[tuple[str, str]], force: bool) -> None:
+        for lname, owner in users:
+            self.cluster.call(lambda r: self._scripts["reap"](
+                keys=[self.key("users"), self.key("joined", lname)],
+                args=[lname, owner, self.cluster.prefix, repr(time.time()), self.maxlen, int(force)]))
 
 
     # -- moving in --------------------------------------------------------------------

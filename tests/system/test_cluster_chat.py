@@ -316,3 +316,18 @@ def test_a_node_that_stops_parts_its_users_in_the_others_rooms(nodes):
     assert b.terminate() == 0
     alice.wait_for("PART bob")
     assert alice.command("/who") == ([], "+OK alice")
+
+
+def test_a_node_killed_and_restarted_under_its_name_parts_the_users_of_its_earlier_run(daemond_process, redis_server):
+    cluster = {"redis": redis_server.url, "prefix": "t:", "node_timeout": 30}  # long: no help from aging out
+    plugins = {"auth": auth_settings(), "chat": {"rate": 0}}
+    a = daemond_process(LISTENERS, plugins, cluster={**cluster, "node": "a"})
+    b = daemond_process(LISTENERS, plugins, cluster={**cluster, "node": "b"})
+    alice = Chatter(a, "alice").ok()
+    bob = Chatter(b, "bob").ok()
+    alice.wait_for("JOIN bob")
+    b.kill()
+    b = daemond_process(LISTENERS, plugins, cluster={**cluster, "node": "b"})
+    alice.wait_for("PART bob")
+    assert Chatter(b, "bob", register=False).ok().command("/who") == ([], "+OK alice bob")
+    assert "1 users of an earlier run of this node (b) parted from their rooms" in b.stderr()
