@@ -207,7 +207,7 @@ def test_a_node_killed_mid_stream_has_its_users_parted_and_nothing_acknowledged_
     speaker.join(15)
     started = time.monotonic()
     seen = alice.wait_for("PART bob", timeout=10)
-    assert time.monotonic() - started < 2 + 2  # node_timeout, and the reaper's third of it
+    assert time.monotonic() - started < 5  # node_timeout and the reaper's third of it, with room for a busy machine
     received = [s[len("MSG bob "):] for s in seen if s.startswith("MSG bob ")]
     assert received[:len(acknowledged)] == acknowledged  # in order, every acknowledged one
     assert alice.command("/who") == ([], "+OK alice")
