@@ -15,7 +15,8 @@ the dialogue answers ``-ERR unavailable`` and acknowledges nothing.
 
 The keys, under the cluster's prefix: ``auth:user:KEY`` (a hash: name, hash, created,
 last_login, last_ip), ``auth:users`` (the set of keys), ``auth:token:DIGEST`` (the user's key,
-expiring with the token), ``auth:tokens:KEY`` (a user's token digests), ``auth:seen`` (a hash:
+expiring with the token), ``auth:tokens:KEY`` (a sorted set: the user's token keys by expiry, the
+expired ones dropped at each login), ``auth:seen`` (a hash:
 address → ``KEY SEEN``), ``auth:ips:KEY`` (a user's addresses there), ``auth:fail:WHICH:KEY``
 and ``auth:block:WHICH:KEY`` (throttles), ``auth:reg:ADDRESS`` and ``auth:reg`` (registrations).
 """
@@ -46,7 +47,9 @@ if seen then seen_key, seen_at = string.match(seen, '^(%S+) (%S+)$') end
 redis.call('HSET', KEYS[1], 'last_login', ARGV[3], 'last_ip', ARGV[2])
 if KEYS[3] ~= '' then
   redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[5])
-  redis.call('SADD', KEYS[4], KEYS[3])
+  local now_ms = tonumber(ARGV[3]) * 1000
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now_ms)  -- expired tokens leave the user's list
+  redis.call('ZADD', KEYS[4], now_ms + tonumber(ARGV[5]), KEYS[3])
 end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'hash', ARGV[4]) end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[1] .. ' ' .. ARGV[3])
@@ -72,7 +75,7 @@ return 1
 #: the tokens of one user, deleted: a helper inlined in the scripts below (KEYS[tokens])
 _DROP_TOKENS = """
 local function drop_tokens(tokens)
-  for _, token in ipairs(redis.call('SMEMBERS', tokens)) do redis.call('DEL', token) end
+  for _, token in ipairs(redis.call('ZRANGE', tokens, 0, -1)) do redis.call('DEL', token) end
   redis.call('DEL', tokens)
 end
 """
@@ -106,9 +109,11 @@ redis.call('HSET', KEYS[1], 'name', ARGV[2], 'hash', ARGV[3], 'created', ARGV[4]
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'last_login', ARGV[5], 'last_ip', ARGV[6]) end
 redis.call('SADD', KEYS[2], ARGV[1])
 local n = tonumber(ARGV[7])
+local clock = redis.call('TIME')
+local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 for i = 0, n - 1 do
   redis.call('SET', ARGV[8 + 2 * i], ARGV[1], 'PX', ARGV[9 + 2 * i])
-  redis.call('SADD', KEYS[3], ARGV[8 + 2 * i])
+  redis.call('ZADD', KEYS[3], now_ms + tonumber(ARGV[9 + 2 * i]), ARGV[8 + 2 * i])
 end
 for i = 8 + 2 * n, #ARGV, 2 do
   if redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[1] .. ' ' .. ARGV[i + 1]) == 1 then redis.call('SADD', KEYS[5], ARGV[i]) end
@@ -121,7 +126,7 @@ _CLEAR = _DROP_TOKENS + """
 local users, tokens = 0, 0
 for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local list = ARGV[1] .. 'tokens:' .. key
-  for _, token in ipairs(redis.call('SMEMBERS', list)) do tokens = tokens + redis.call('DEL', token) end
+  for _, token in ipairs(redis.call('ZRANGE', list, 0, -1)) do tokens = tokens + redis.call('DEL', token) end
   redis.call('DEL', list, ARGV[1] .. 'user:' .. key, ARGV[1] .. 'ips:' .. key)
   users = users + 1
 end

@@ -498,6 +498,8 @@ class SharedRoom(Room):
         super().__init__(key, name, None, tagged=tagged, topic=topic, permanent=permanent, delivered=0)
         self.shared = shared
         self.relay = relay
+        # a sender waits on it until the relay has delivered its own entry (see say)
+        self._delivered = threading.Condition(self._lock)
         # members joined but not yet given an entry: (since, session, seat them); guarded by _lock
         self._pending: collections.deque = collections.deque()
 
@@ -522,6 +524,8 @@ class SharedRoom(Room):
             backlog = self.shared.recent(self.key, replay, up_to=since)
             if old is not None:
                 self._forget(old.session)
+            if not self._members:  # the relay starts reading the room after the join entry
+                self._delivered_seq = max(self._delivered_seq, since)
             self._members[key] = Member(session, on_event)
             self._pending.append((since, session, lambda: self._seat(session, on_event, render, write)))
             self.relay.track(self.key, since)
@@ -549,6 +553,12 @@ class SharedRoom(Room):
     def close_if_unused(self) -> bool:
         return False  # the part script drops a room left empty
 
+    def close(self, notice: str | None = None) -> list[Session]:
+        members = super().close(notice)
+        with self._delivered:
+            self._delivered.notify_all()  # a sender waiting for its entry: the room is gone
+        return members
+
     def recent(self, count: int) -> list[Entry]:
         with self._lock:
             bound = self._delivered_seq if self._members else None
@@ -558,9 +568,17 @@ class SharedRoom(Room):
         return self.shared.members(self.key)
 
     def say(self, session: Session, kind: str, text: str) -> Entry | None:
+        """Append the message (it is accepted then); return once this node's relay has delivered
+        it, so the sender's next command — and an IRC client's echo — comes after everything
+        ordered before it, as standalone (after ``node_timeout`` it returns anyway)."""
         if not self.has(session):
             return None
-        return self.shared.say(self.key, session, kind, text)  # delivered by the relay, to every node
+        entry = self.shared.say(self.key, session, kind, text)  # delivered by the relay, to every node
+        if entry is not None:
+            with self._delivered:
+                self._delivered.wait_for(lambda: self._delivered_seq >= entry.seq or self.closed or
+                                         not self.has(session), self.shared.cluster.node_timeout)
+        return entry
 
     def set_topic(self, by: str, text: str, session: Session | None = None) -> bool:
         done = self.shared.set_topic(self.key, by, text, session)
@@ -591,6 +609,8 @@ class SharedRoom(Room):
                 self._fan_out(RoomEvent(kind, self.name, name, text, ts, seq if kind in ("msg", "action") else 0),
                               skip=origin)
             self._delivered_seq = seq
+            if origin is not None:
+                self._delivered.notify_all()  # its sender (and any other of this node's) may go on
 
 
 class SharedRooms(Rooms):

@@ -161,3 +161,18 @@ def test_a_node_started_while_redis_is_down_refuses_then_serves_once_it_is_back(
     redis_server.start()
     assert say(a, f"/register Hank {PASSWORD}").startswith("+OK registered")
     assert a.status()["cluster"]["connected"] is True
+
+
+def test_expired_tokens_leave_the_users_token_list(nodes, redis_server):
+    a, = nodes(1, token_ttl=1)
+    assert say(a, f"/register Eve {PASSWORD}").startswith("+OK")
+    for _ in range(3):
+        assert say(a, f"/login eve {PASSWORD}").startswith("+OK logged in as Eve token=")
+    r = redis_server.client()
+    assert r.zcard("t:auth:tokens:eve") == 4
+    time.sleep(1.2)  # every token so far has expired
+    token = TOKEN.search(say(a, f"/login eve {PASSWORD}")).group(1)
+    assert r.zcard("t:auth:tokens:eve") == 1  # only the new one: the list does not grow with every login
+    assert say(a, f"/login-token {token}") == "+OK logged in as Eve"
+    assert a.ctl("users", "passwd", "eve", "--password", "another horse").returncode == 0
+    assert r.exists("t:auth:tokens:eve") == 0 and say(a, f"/login-token {token}").startswith("-ERR")
