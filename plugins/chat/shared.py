@@ -910,7 +910,12 @@ class Relay:
                 if not self._retries:
                     return
                 write = self._retries[0]
-            write()  # RoomError: Redis still away; kept for the next round
+            try:
+                write()  # RoomError: Redis still away; kept for the next round
+            except RoomError:
+                raise
+            except Exception:  # not Redis: trying again would fail the same way
+                self.shared.log.exception("chat: a part that could not be written is dropped")
             with self._lock:
                 self._retries.popleft()
 
