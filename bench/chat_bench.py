@@ -243,15 +243,18 @@ class DaemondCluster(Daemond):
             self.procs.append(subprocess.Popen(PIN["server"] + [base[0], "-c", str(path), "--no-console"],
                                                stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
                                                env=self.env(), cwd=self.workdir, start_new_session=True))
-            self._wait_listening(self.procs[-1], Path(node["state_dir"]) / "control.sock")
+            self._wait_listening(self.procs[-1], i + 1)
         self.proc = self.procs[1]
 
-    def _wait_listening(self, proc, control: Path) -> None:
+    def _wait_listening(self, proc, count: int) -> None:
+        """Until ``count`` sockets listen on the chat port (each node has its own: reuse_port)."""
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # the control socket comes after the listeners
+        while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited {proc.returncode}; see {self.log.name}")
-            if control.exists():
+            listening = sum(1 for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                            if line.split()[1].endswith(f":{self.port:04X}") and line.split()[3] == "0A")
+            if listening >= count:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not start within 30 s")

@@ -48,7 +48,8 @@ INTERNAL = {
                 "counted_unauthenticated", "counted_logged_in", "next_event", "report", "recv", "tls_connection",
                 "high_water", "notice_end", "recv_size"),
     "DaemonAPI": (),
-    "Cluster": ("start", "stop", "beat", "status", "COMMAND_TIMEOUT", "CONNECT_TIMEOUT", "ASK_TIMEOUT", "started_at"),
+    "Cluster": ("start", "stop", "beat", "status", "COMMAND_TIMEOUT", "CONNECT_TIMEOUT", "ASK_TIMEOUT", "POOL_SIZE",
+                "started_at"),
     "RunningDaemon": ("loader", "config", "daemon"),
     "LineClient": ("sock", "timeout"),
 }

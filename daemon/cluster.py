@@ -104,6 +104,8 @@ class Cluster:
     #: seconds a command may take, and a connection attempt, before Redis counts as unreachable
     COMMAND_TIMEOUT = 2.0
     CONNECT_TIMEOUT = 1.0
+    #: connections to Redis a node opens at most, shared by all its threads
+    POOL_SIZE = 64
 
     def __init__(self, settings: Any, describe: Callable[[], dict[str, Any]]):
         import redis  # the cluster extra
@@ -116,11 +118,15 @@ class Cluster:
         self.node_timeout = settings.node_timeout
         self.url = shown_url(settings.redis)
         self._describe = describe
-        self.redis = redis.Redis.from_url(
-            settings.redis, decode_responses=True, socket_timeout=self.COMMAND_TIMEOUT,
+        # one pool for every thread: a thread waits (up to COMMAND_TIMEOUT) for one of POOL_SIZE
+        # connections rather than fail (redis-py's plain pool raises at its limit, 100 by default)
+        pool = redis.BlockingConnectionPool.from_url(
+            settings.redis, max_connections=self.POOL_SIZE, timeout=self.COMMAND_TIMEOUT,
+            decode_responses=True, socket_timeout=self.COMMAND_TIMEOUT,
             socket_connect_timeout=self.CONNECT_TIMEOUT, health_check_interval=30,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=1),
             retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+        self.redis = redis.Redis(connection_pool=pool)
         # _lock guards connected, last_error and _stopping; _wake (a Condition on it) ends the
         # heartbeat thread's wait at stop()
         self._lock = threading.Lock()

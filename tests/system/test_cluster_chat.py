@@ -331,3 +331,21 @@ def test_a_node_killed_and_restarted_under_its_name_parts_the_users_of_its_earli
     alice.wait_for("PART bob")
     assert Chatter(b, "bob", register=False).ok().command("/who") == ([], "+OK alice bob")
     assert "1 users of an earlier run of this node (b) parted from their rooms" in b.stderr()
+
+
+def test_two_hundred_logins_at_once_on_one_node_share_its_redis_connections(daemond_process, redis_server):
+    # every connection has a thread; they take turns on the node's pool instead of failing
+    node = daemond_process({"chat": {"plugins": ["tests.plugins.fakelogin", "chat"], "max_connections": 500,
+                                     "max_logged_in_per_ip": None, "max_unauthenticated_per_ip": None}},
+                           {"chat": {"rate": 0, "announce_limit": 0}},
+                           cluster={"redis": redis_server.url, "node": "n0", "prefix": "t:"})
+    clients = [node.client("chat", timeout=30) for _ in range(200)]
+    for client in clients:
+        assert client.read_line().startswith("+OK")
+    for i, client in enumerate(clients):  # all at once: the server handles them as they come
+        client.send_line(f"user{i}")
+    replies = [client.read_line() for client in clients]
+    assert replies == [f"+OK logged in as user{i}" for i in range(200)]
+    assert redis_server.client().hlen("t:chat:users") == 200
+    for client in clients:
+        client.close()
