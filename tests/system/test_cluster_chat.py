@@ -331,3 +331,18 @@ def test_a_node_killed_and_restarted_under_its_name_parts_the_users_of_its_earli
     alice.wait_for("PART bob")
     assert Chatter(b, "bob", register=False).ok().command("/who") == ([], "+OK alice bob")
     assert "1 users of an earlier run of this node (b) parted from their rooms" in b.stderr()
+
+
+def test_an_irc_guest_whose_nick_is_taken_on_another_node_may_pick_another(daemond_process, redis_server):
+    from tests.support.irc import IrcClient, listeners, settings
+
+    cluster = {"redis": redis_server.url, "prefix": "t:"}
+    a, b = (daemond_process(listeners(), settings(guests=True), cluster={**cluster, "node": n}) for n in ("a", "b"))
+    first = IrcClient(("127.0.0.1", a.ports["irc"]))
+    first.register("guesty")
+    second = IrcClient(("127.0.0.1", b.ports["irc"]))
+    second.send("NICK guesty")
+    second.send("USER g 0 * :G")
+    assert " 433 " in second.until(" 433 ")[-1]
+    second.send("NICK guesty2")  # as on one node: the client tries another nick on the same connection
+    assert " 001 " in second.until(" 001 ")[-1]
