@@ -149,12 +149,28 @@ redis.call('SREM', KEYS[2], ARGV[1])
 return members
 """
 
-#: KEYS users; ARGV lname, value, replace, prefix -> {'ok', old or ''} | {'taken', old}
+#: KEYS users, joined; ARGV lname, value, replace, prefix, ts, maxlen, default room's key
+#: -> {'ok', old or ''} | {'taken', old}. The session taken over (replaced, or of a dead node) is
+#: parted from its rooms here, as the reaper or its node would: a dead node never will, and the
+#: reaper no longer finds it once its name is this session's. The default room is left to the
+#: join that follows (replace: the seat changes hands without a PART and JOIN), unless its node is dead.
 _CONNECT = _APPEND + """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old and old ~= ARGV[2] then
-  if not alive(ARGV[4], old) then old = false
-  elseif ARGV[3] == '0' then return {'taken', old} end
+  local dead = not alive(ARGV[4], old)
+  if not dead and ARGV[3] == '0' then return {'taken', old} end
+  local mine = string.sub(old, 1, string.find(old, ' ', 1, true))
+  for _, key in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    local members = ARGV[4] .. 'chat:members:' .. key
+    local value = redis.call('HGET', members, ARGV[1])
+    if (dead or key ~= ARGV[7]) and value and string.sub(value, 1, #mine) == mine then
+      redis.call('HDEL', members, ARGV[1])
+      redis.call('SREM', KEYS[2], key)
+      append(ARGV[4] .. 'chat:log:' .. key, ARGV[4] .. 'chat:seq:' .. key, ARGV[6], 'part',
+             string.sub(value, #mine + 1), '', ARGV[5], value)
+    end
+  end
+  if dead then old = false end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return {'ok', old or ''}
@@ -227,6 +243,7 @@ class SharedChat:
         # _lock guards _sessions: this node's connected chat sessions by owner (NODE/SID)
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
+        self.default_key = ""  # the default room's (SharedRooms sets it)
         r = cluster.redis
         self._scripts = {name: r.register_script(text) for name, text in (
             ("join", _JOIN), ("part", _PART), ("say", _SAY), ("topic", _TOPIC), ("create", _CREATE),
@@ -391,8 +408,9 @@ class SharedChat:
     def connect(self, session: Session, *, replace: bool) -> tuple[str, str]:
         """``(status, old)``: ``ok`` and the value it replaced (``''``: none), or ``taken``."""
         value = f"{self.owner(session)} {session.user} {time.time():.3f}"
-        status, old = self.run("connect", [self.key("users")],
-                               [session.user.lower(), value, int(replace), self.cluster.prefix])
+        status, old = self.run("connect", [self.key("users"), self.key("joined", session.user.lower())],
+                               [session.user.lower(), value, int(replace), self.cluster.prefix, repr(time.time()),
+                                self.maxlen, self.default_key])
         return status, old
 
     def disconnect(self, session: Session) -> None:
@@ -608,7 +626,7 @@ class SharedRooms(Rooms):
         self._rooms: dict[str, Room] = {}  # rooms this node has looked at: a cache of their names and topics
         self._joined: dict[Session, dict[str, Room]] = {}
         self.relay = Relay(shared, self)
-        default_key = self._default_key = room_key(default_room)
+        default_key = self._default_key = shared.default_key = room_key(default_room)
         name = shared.create(default_key, default_room, allowed=True, max_rooms=1 << 30, permanent=True)
         self.default = self._cached(default_key, name, shared.room(default_key) or {})
         self.default.permanent = True

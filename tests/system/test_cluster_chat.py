@@ -346,3 +346,45 @@ def test_an_irc_guest_whose_nick_is_taken_on_another_node_may_pick_another(daemo
     assert " 433 " in second.until(" 433 ")[-1]
     second.send("NICK guesty2")  # as on one node: the client tries another nick on the same connection
     assert " 001 " in second.until(" 001 ")[-1]
+
+
+@pytest.mark.parametrize("on_duplicate_login", ["replace", "reject"])
+def test_a_dead_nodes_user_who_logs_in_on_another_node_is_parted_from_its_other_rooms(nodes, on_duplicate_login):
+    a, b = nodes(2, node_timeout=2, on_duplicate_login=on_duplicate_login)
+    alice = Chatter(a, "alice").ok()
+    bob = Chatter(b, "bob").ok()
+    assert alice.command("/join #dev") == ([], "+OK")
+    assert bob.command("/join #dev") == ([], "+OK")
+    assert bob.command("/who #dev") == ([], "+OK alice bob")
+    a.kill()  # kill -9: alice's client comes back at once on the other node, before the reaper
+    deadline = time.monotonic() + 10
+    while True:  # replace: at once; reject: once a's heartbeat has expired
+        again = Chatter(b, "alice", register=False)
+        if again.reply.startswith("+OK"):
+            break
+        assert again.reply.startswith("-ERR already-connected") and time.monotonic() < deadline, again.reply
+        again.close()
+        time.sleep(0.05)
+    bob.wait_for("PART #dev alice")
+    assert bob.command("/who #dev") == ([], "+OK bob")
+    assert again.command("/join #dev") == ([], "+OK")
+    bob.wait_for("JOIN #dev alice")
+    assert bob.command("/who #dev") == ([], "+OK alice bob")
+
+
+def test_a_user_replaced_from_another_node_is_parted_once_from_its_other_rooms(nodes):
+    a, b = nodes(2, on_duplicate_login="replace")
+    alice = Chatter(a, "alice").ok()
+    bob = Chatter(b, "bob").ok()
+    assert alice.command("/join #dev") == ([], "+OK")
+    assert bob.command("/join #dev") == ([], "+OK")
+    again = Chatter(b, "alice", register=False).ok()
+    alice.wait_for("NOTICE replaced: alice logged in from " + ":".join(map(str, again.client.sock.getsockname())))
+    assert again.command("/who") == ([], "+OK alice bob")
+    assert bob.command("/who #dev") == ([], "+OK bob")
+    again.send("still here")  # the lobby's seat changed hands: no PART, no JOIN
+    again.send("/say #lobby and here")
+    seen = bob.wait_for("MSG alice and here")
+    if "PART #dev alice" not in seen:  # rooms have no order between them
+        seen += bob.wait_for("PART #dev alice")
+    assert seen.count("PART #dev alice") == 1 and "PART alice" not in seen and "JOIN alice" not in seen, seen
