@@ -214,6 +214,8 @@ return 1
 
 #: the state key of a session's owner string (``NODE/SID``) on this node
 _OWNER_KEY = "chat.owner"
+#: the state key set once a session's name is its own in ``chat:users``
+_CONNECTED_KEY = "chat.connected"
 
 
 @dataclass(frozen=True)
@@ -626,6 +628,7 @@ class SharedRooms(Rooms):
         self._rooms: dict[str, Room] = {}  # rooms this node has looked at: a cache of their names and topics
         self._joined: dict[Session, dict[str, Room]] = {}
         self.relay = Relay(shared, self)
+        self._suspects: set[Session] = set()  # the relay thread's (reconcile)
         default_key = self._default_key = shared.default_key = room_key(default_room)
         name = shared.create(default_key, default_room, allowed=True, max_rooms=1 << 30, permanent=True)
         self.default = self._cached(default_key, name, shared.room(default_key) or {})
@@ -724,6 +727,7 @@ class SharedRooms(Rooms):
         if status == "taken":
             self.shared.leave(session)
             raise RoomError("already-connected", f"{session.user} is already connected; closing")
+        session.state[_CONNECTED_KEY] = True
         key = session.user.lower()
         with self._users_lock:
             local = self._users.get(key)
@@ -804,13 +808,36 @@ class SharedRooms(Rooms):
         elif message.get("t") == "replaced":
             self._tell_replaced(member, str(message.get("notice")), str(message.get("by")))
 
-    def cut_off(self, why: str) -> int:
-        """Redis has been away too long: end this node's chat sessions rather than split the rooms."""
-        sessions = self.shared.sessions()
+    def cut_off(self, why: str, sessions: list[Session] | None = None) -> int:
+        """Redis has been away too long: end this node's chat sessions (or those given) rather
+        than split the rooms. A line client is told so; a front end says it in its own protocol
+        when its session closes (IRC: ``ERROR :Closing Link: … (cluster)``)."""
+        if sessions is None:
+            sessions = self.shared.sessions()
         for session in sessions:
-            session.write(f"NOTICE cut off from the cluster ({why}); closing\n".encode("utf-8"))
+            with self._users_lock:
+                member = self._users.get(session.user.lower()) if session.user else None
+            if member is None or member.session is not session or member.on_event is None:
+                session.write(f"NOTICE cut off from the cluster ({why}); closing\n".encode("utf-8"))
             session.close("cluster")
         return len(sessions)
+
+    def reconcile(self) -> int:
+        """End this node's sessions the cluster no longer counts as connected: their name in
+        ``chat:users`` is gone or another session's two rounds running (this node was paused
+        past ``node_timeout`` and reaped, or Redis lost its data). They would otherwise hear
+        rooms they are no longer members of and be refused every line. How many were ended."""
+        sessions = [s for s in self.shared.sessions() if s.state.get(_CONNECTED_KEY) and s.user]
+        values = self.shared.read(lambda r: r.hmget(self.shared.key("users"), [s.user.lower() for s in sessions])) \
+            if sessions else []
+        lost = {s for s, v in zip(sessions, values) if not v or v.split(" ", 1)[0] != self.shared.owner(s)}
+        suspects, self._suspects = self._suspects, lost  # a replaced one is told and closed meanwhile
+        gone = [s for s in lost if s in suspects]
+        if gone:
+            self.cut_off("this node's sessions were taken for gone", gone)
+            self.shared.log.warning("chat: %d sessions the cluster no longer counts as connected (this node "
+                                    "was unreachable past node_timeout?) ended", len(gone))
+        return len(gone)
 
 
 class Relay:
@@ -869,6 +896,7 @@ class Relay:
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + cluster.node_timeout / 3
                     self.shared.reap({n["node"] for n in cluster.nodes()} | {cluster.node})
+                    self.rooms.reconcile()
                 with self._lock:
                     streams = {prefix + key: f"{seq}-0" for key, seq in self._positions.items()}
                 if not streams:

@@ -388,3 +388,34 @@ def test_a_user_replaced_from_another_node_is_parted_once_from_its_other_rooms(n
     if "PART #dev alice" not in seen:  # rooms have no order between them
         seen += bob.wait_for("PART #dev alice")
     assert seen.count("PART #dev alice") == 1 and "PART alice" not in seen and "JOIN alice" not in seen, seen
+
+
+def test_a_node_paused_past_node_timeout_ends_the_sessions_the_others_parted(nodes):
+    import signal
+
+    a, b = nodes(2, node_timeout=2)
+    alice = Chatter(a, "alice").ok()
+    bob = Chatter(b, "bob").ok()
+    alice.wait_for("JOIN bob")
+    b.proc.send_signal(signal.SIGSTOP)  # a VM pause, a swap storm: longer than node_timeout
+    try:
+        alice.wait_for("PART bob", timeout=15)
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+    # not a member any more: rather than hear the room and be refused every line, bob is told
+    seen = bob.wait_for("NOTICE cut off from the cluster (this node's sessions were taken for gone); closing")
+    assert not [s for s in seen if s.startswith("MSG ")]
+    with pytest.raises(EOFError):
+        bob.client.read_line()
+    assert Chatter(b, "bob", register=False).ok().command("/who") == ([], "+OK alice bob")
+
+
+def test_an_irc_user_cut_off_from_the_cluster_is_told_in_irc(daemond_process, redis_server):
+    from tests.support.irc import IrcClient, listeners, settings
+
+    a = daemond_process(listeners(), settings(guests=True), cluster={"redis": redis_server.url, "prefix": "t:",
+                                                                      "node": "a", "node_timeout": 2})
+    irc = IrcClient(("127.0.0.1", a.ports["irc"]))
+    irc.register("guesty")
+    redis_server.kill()
+    assert irc.closed()[-1] == "ERROR :Closing Link: irc.test.local (cluster)"  # not chat's NOTICE line
