@@ -542,6 +542,9 @@ class SharedRoom(Room):
             backlog = self.shared.recent(self.key, replay, up_to=since)
             if old is not None:
                 self._forget(old.session)
+            if since < self._delivered_seq:  # the counter never goes back, unless Redis lost its data
+                self._delivered_seq = since
+                self._pending = collections.deque(sorted(self._pending, key=lambda p: p[0]))
             self._members[key] = Member(session, on_event)
             self._pending.append((since, session, lambda: self._seat(session, on_event, render, write)))
             self.relay.track(self.key, since)
@@ -859,8 +862,9 @@ class Relay:
         self._threads: list[threading.Thread] = []
 
     def track(self, key: str, since: int) -> None:
+        """Read ``key``'s stream after entry ``since`` (from where it is read already, if before)."""
         with self._lock:
-            self._positions.setdefault(key, since)
+            self._positions[key] = min(self._positions.get(key, since), since)
 
     def untrack(self, key: str) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ message is refused (-ERR unavailable), never lost, then the rooms go on with no 
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 
@@ -419,3 +420,30 @@ def test_an_irc_user_cut_off_from_the_cluster_is_told_in_irc(daemond_process, re
     irc.register("guesty")
     redis_server.kill()
     assert irc.closed()[-1] == "ERROR :Closing Link: irc.test.local (cluster)"  # not chat's NOTICE line
+
+
+def test_after_redis_lost_its_data_the_rooms_work_again(nodes, redis_server):
+    a, b = nodes(2, node_timeout=3)
+    alice = Chatter(a, "alice").ok()
+    bob = Chatter(b, "bob").ok()
+    alice.wait_for("JOIN bob")
+    for n in range(5):
+        alice.send(f"before {n}")
+    bob.wait_for("MSG alice before 4")
+    redis_server.kill()
+    for path in redis_server.directory.iterdir():  # no persistence, or a replica that lagged behind
+        if path.name != "redis.log":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    redis_server.start()
+    deadline = time.monotonic() + 30
+    while True:  # a newcomer gets in (Redis may take a moment)
+        carol = Chatter(a, "carol")
+        if carol.reply.startswith("+OK"):
+            break
+        assert time.monotonic() < deadline, carol.reply
+        time.sleep(0.3)
+    for who in (alice, bob):  # members no more: told, rather than left hearing nothing and refused
+        who.wait_for("NOTICE cut off from the cluster (this node's sessions were taken for gone); closing")
+    dave = Chatter(b, "dave").ok()
+    carol.send("after the loss")
+    dave.wait_for("MSG carol after the loss")
