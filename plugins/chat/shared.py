@@ -30,7 +30,7 @@ same room API (:class:`SharedRooms` is a :class:`~plugins.chat.rooms.Rooms`):
 
 The keys, under the cluster's prefix: ``chat:rooms`` (set of room keys), ``chat:room:KEY``
 (hash: name, topic, topic_by, topic_at, permanent, msgs), ``chat:log:KEY`` (the stream),
-``chat:seq:KEY`` (the room's counter, never reset), ``chat:members:KEY`` (hash: lower-cased
+``chat:seq:KEY`` (the room's counter; dropped with a room left empty without a message), ``chat:members:KEY`` (hash: lower-cased
 name → ``NODE/SID NAME``), ``chat:joined:NAME`` (the rooms a user is in), ``chat:users``
 (hash: lower-cased name → ``NODE/SID NAME SINCE``), ``chat:reap:NODE`` (who parts a dead
 node's users).
@@ -97,7 +97,9 @@ if ARGV[6] == '1' and (ARGV[7] == '' or size <= tonumber(ARGV[7])) then
   append(KEYS[2], KEYS[3], ARGV[4], 'part', ARGV[8], '', ARGV[3], ARGV[2])
 end
 if size == 1 and redis.call('HGET', KEYS[5], 'permanent') == '0' and redis.call('HGET', KEYS[5], 'msgs') == '0' then
-  redis.call('DEL', KEYS[5], KEYS[2])  -- made by a join, left empty, nothing said: gone, as standalone
+  -- made by a join, left empty, nothing said: gone, as standalone, counter and all (a node that
+  -- still remembers a later entry lowers its mark at the next join: SharedRoom.join)
+  redis.call('DEL', KEYS[5], KEYS[2], KEYS[3])
   redis.call('SREM', KEYS[6], ARGV[5])
 end
 return 1
@@ -542,7 +544,7 @@ class SharedRoom(Room):
             backlog = self.shared.recent(self.key, replay, up_to=since)
             if old is not None:
                 self._forget(old.session)
-            if since < self._delivered_seq:  # the counter never goes back, unless Redis lost its data
+            if since < self._delivered_seq:  # the counter went back: the room was dropped and made again, or Redis lost its data
                 self._delivered_seq = since
                 self._pending = collections.deque(sorted(self._pending, key=lambda p: p[0]))
             self._members[key] = Member(session, on_event)

@@ -447,3 +447,23 @@ def test_after_redis_lost_its_data_the_rooms_work_again(nodes, redis_server):
     dave = Chatter(b, "dave").ok()
     carol.send("after the loss")
     dave.wait_for("MSG carol after the loss")
+
+
+def test_rooms_made_and_left_leave_no_keys_behind(nodes, redis_server):
+    a, b = nodes(2)
+    alice = Chatter(a, "alice").ok()
+    bob = Chatter(b, "bob").ok()
+    before = sorted(redis_server.client().keys("t:chat:*"))
+    for n in range(20):
+        assert alice.command(f"/join #tmp{n}") == ([], "+OK")
+        assert alice.command(f"/part #tmp{n}") == ([], "+OK")
+    assert sorted(redis_server.client().keys("t:chat:*")) == before
+    for n in range(2):  # made again (a topic is no message: it is dropped again): numbered from 1 again
+        assert alice.command("/join #again") == ([], "+OK")
+        assert bob.command("/join #again") == ([], "+OK")
+        alice.wait_for("JOIN #again bob")
+        assert alice.command(f"/topic #again round {n}") == ([], "+OK")
+        bob.wait_for(f"TOPIC #again alice round {n}")  # heard on the other node the second time too
+        assert bob.command("/part #again") == ([], "+OK")
+        assert alice.command("/part #again") == ([], "+OK")
+    assert sorted(redis_server.client().keys("t:chat:*")) == before
