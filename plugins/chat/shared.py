@@ -544,7 +544,9 @@ class SharedRoom(Room):
             backlog = self.shared.recent(self.key, replay, up_to=since)
             if old is not None:
                 self._forget(old.session)
-            if since < self._delivered_seq:  # the counter went back: the room was dropped and made again, or Redis lost its data
+            if not self._members or since < self._delivered_seq:
+                # nobody here was given anything before the join entry (/history reads up to it); or the
+                # counter went back: the room was dropped and made again, or Redis lost its data
                 self._delivered_seq = since
                 self._pending = collections.deque(sorted(self._pending, key=lambda p: p[0]))
             self._members[key] = Member(session, on_event)
