@@ -30,7 +30,7 @@ same room API (:class:`SharedRooms` is a :class:`~plugins.chat.rooms.Rooms`):
 
 The keys, under the cluster's prefix: ``chat:rooms`` (set of room keys), ``chat:room:KEY``
 (hash: name, topic, topic_by, topic_at, permanent, msgs), ``chat:log:KEY`` (the stream),
-``chat:seq:KEY`` (the room's counter, never reset), ``chat:members:KEY`` (hash: lower-cased
+``chat:seq:KEY`` (the room's counter; dropped with a room left empty without a message), ``chat:members:KEY`` (hash: lower-cased
 name → ``NODE/SID NAME``), ``chat:joined:NAME`` (the rooms a user is in), ``chat:users``
 (hash: lower-cased name → ``NODE/SID NAME SINCE``), ``chat:reap:NODE`` (who parts a dead
 node's users).
@@ -97,7 +97,9 @@ if ARGV[6] == '1' and (ARGV[7] == '' or size <= tonumber(ARGV[7])) then
   append(KEYS[2], KEYS[3], ARGV[4], 'part', ARGV[8], '', ARGV[3], ARGV[2])
 end
 if size == 1 and redis.call('HGET', KEYS[5], 'permanent') == '0' and redis.call('HGET', KEYS[5], 'msgs') == '0' then
-  redis.call('DEL', KEYS[5], KEYS[2])  -- made by a join, left empty, nothing said: gone, as standalone
+  -- made by a join, left empty, nothing said: gone, as standalone, counter and all (a node that
+  -- still remembers a later entry lowers its mark at the next join: SharedRoom.join)
+  redis.call('DEL', KEYS[5], KEYS[2], KEYS[3])
   redis.call('SREM', KEYS[6], ARGV[5])
 end
 return 1
@@ -149,12 +151,28 @@ redis.call('SREM', KEYS[2], ARGV[1])
 return members
 """
 
-#: KEYS users; ARGV lname, value, replace, prefix -> {'ok', old or ''} | {'taken', old}
+#: KEYS users, joined; ARGV lname, value, replace, prefix, ts, maxlen, default room's key
+#: -> {'ok', old or ''} | {'taken', old}. The session taken over (replaced, or of a dead node) is
+#: parted from its rooms here, as the reaper or its node would: a dead node never will, and the
+#: reaper no longer finds it once its name is this session's. The default room is left to the
+#: join that follows (replace: the seat changes hands without a PART and JOIN), unless its node is dead.
 _CONNECT = _APPEND + """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old and old ~= ARGV[2] then
-  if not alive(ARGV[4], old) then old = false
-  elseif ARGV[3] == '0' then return {'taken', old} end
+  local dead = not alive(ARGV[4], old)
+  if not dead and ARGV[3] == '0' then return {'taken', old} end
+  local mine = string.sub(old, 1, string.find(old, ' ', 1, true))
+  for _, key in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    local members = ARGV[4] .. 'chat:members:' .. key
+    local value = redis.call('HGET', members, ARGV[1])
+    if (dead or key ~= ARGV[7]) and value and string.sub(value, 1, #mine) == mine then
+      redis.call('HDEL', members, ARGV[1])
+      redis.call('SREM', KEYS[2], key)
+      append(ARGV[4] .. 'chat:log:' .. key, ARGV[4] .. 'chat:seq:' .. key, ARGV[6], 'part',
+             string.sub(value, #mine + 1), '', ARGV[5], value)
+    end
+  end
+  if dead then old = false end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return {'ok', old or ''}
@@ -198,6 +216,8 @@ return 1
 
 #: the state key of a session's owner string (``NODE/SID``) on this node
 _OWNER_KEY = "chat.owner"
+#: the state key set once a session's name is its own in ``chat:users``
+_CONNECTED_KEY = "chat.connected"
 
 
 @dataclass(frozen=True)
@@ -227,6 +247,7 @@ class SharedChat:
         # _lock guards _sessions: this node's connected chat sessions by owner (NODE/SID)
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
+        self.default_key = ""  # the default room's (SharedRooms sets it)
         r = cluster.redis
         self._scripts = {name: r.register_script(text) for name, text in (
             ("join", _JOIN), ("part", _PART), ("say", _SAY), ("topic", _TOPIC), ("create", _CREATE),
@@ -391,8 +412,9 @@ class SharedChat:
     def connect(self, session: Session, *, replace: bool) -> tuple[str, str]:
         """``(status, old)``: ``ok`` and the value it replaced (``''``: none), or ``taken``."""
         value = f"{self.owner(session)} {session.user} {time.time():.3f}"
-        status, old = self.run("connect", [self.key("users")],
-                               [session.user.lower(), value, int(replace), self.cluster.prefix])
+        status, old = self.run("connect", [self.key("users"), self.key("joined", session.user.lower())],
+                               [session.user.lower(), value, int(replace), self.cluster.prefix, repr(time.time()),
+                                self.maxlen, self.default_key])
         return status, old
 
     def disconnect(self, session: Session) -> None:
@@ -524,8 +546,11 @@ class SharedRoom(Room):
             backlog = self.shared.recent(self.key, replay, up_to=since)
             if old is not None:
                 self._forget(old.session)
-            if not self._members:  # the relay starts reading the room after the join entry
-                self._delivered_seq = max(self._delivered_seq, since)
+            if not self._members or since < self._delivered_seq:
+                # nobody here was given anything before the join entry (/history reads up to it); or the
+                # counter went back: the room was dropped and made again, or Redis lost its data
+                self._delivered_seq = since
+                self._pending = collections.deque(sorted(self._pending, key=lambda p: p[0]))
             self._members[key] = Member(session, on_event)
             self._pending.append((since, session, lambda: self._seat(session, on_event, render, write)))
             self.relay.track(self.key, since)
@@ -628,7 +653,8 @@ class SharedRooms(Rooms):
         self._rooms: dict[str, Room] = {}  # rooms this node has looked at: a cache of their names and topics
         self._joined: dict[Session, dict[str, Room]] = {}
         self.relay = Relay(shared, self)
-        default_key = self._default_key = room_key(default_room)
+        self._suspects: set[Session] = set()  # the relay thread's (reconcile)
+        default_key = self._default_key = shared.default_key = room_key(default_room)
         name = shared.create(default_key, default_room, allowed=True, max_rooms=1 << 30, permanent=True)
         self.default = self._cached(default_key, name, shared.room(default_key) or {})
         self.default.permanent = True
@@ -726,6 +752,7 @@ class SharedRooms(Rooms):
         if status == "taken":
             self.shared.leave(session)
             raise RoomError("already-connected", f"{session.user} is already connected; closing")
+        session.state[_CONNECTED_KEY] = True
         key = session.user.lower()
         with self._users_lock:
             local = self._users.get(key)
@@ -806,13 +833,36 @@ class SharedRooms(Rooms):
         elif message.get("t") == "replaced":
             self._tell_replaced(member, str(message.get("notice")), str(message.get("by")))
 
-    def cut_off(self, why: str) -> int:
-        """Redis has been away too long: end this node's chat sessions rather than split the rooms."""
-        sessions = self.shared.sessions()
+    def cut_off(self, why: str, sessions: list[Session] | None = None) -> int:
+        """Redis has been away too long: end this node's chat sessions (or those given) rather
+        than split the rooms. A line client is told so; a front end says it in its own protocol
+        when its session closes (IRC: ``ERROR :Closing Link: … (cluster)``)."""
+        if sessions is None:
+            sessions = self.shared.sessions()
         for session in sessions:
-            session.write(f"NOTICE cut off from the cluster ({why}); closing\n".encode("utf-8"))
+            with self._users_lock:
+                member = self._users.get(session.user.lower()) if session.user else None
+            if member is None or member.session is not session or member.on_event is None:
+                session.write(f"NOTICE cut off from the cluster ({why}); closing\n".encode("utf-8"))
             session.close("cluster")
         return len(sessions)
+
+    def reconcile(self) -> int:
+        """End this node's sessions the cluster no longer counts as connected: their name in
+        ``chat:users`` is gone or another session's two rounds running (this node was paused
+        past ``node_timeout`` and reaped, or Redis lost its data). They would otherwise hear
+        rooms they are no longer members of and be refused every line. How many were ended."""
+        sessions = [s for s in self.shared.sessions() if s.state.get(_CONNECTED_KEY) and s.user]
+        values = self.shared.read(lambda r: r.hmget(self.shared.key("users"), [s.user.lower() for s in sessions])) \
+            if sessions else []
+        lost = {s for s, v in zip(sessions, values) if not v or v.split(" ", 1)[0] != self.shared.owner(s)}
+        suspects, self._suspects = self._suspects, lost  # a replaced one is told and closed meanwhile
+        gone = [s for s in lost if s in suspects]
+        if gone:
+            self.cut_off("this node's sessions were taken for gone", gone)
+            self.shared.log.warning("chat: %d sessions the cluster no longer counts as connected (this node "
+                                    "was unreachable past node_timeout?) ended", len(gone))
+        return len(gone)
 
 
 class Relay:
@@ -834,8 +884,9 @@ class Relay:
         self._threads: list[threading.Thread] = []
 
     def track(self, key: str, since: int) -> None:
+        """Read ``key``'s stream after entry ``since`` (from where it is read already, if before)."""
         with self._lock:
-            self._positions.setdefault(key, since)
+            self._positions[key] = min(self._positions.get(key, since), since)
 
     def untrack(self, key: str) -> None:
         with self._lock:
@@ -871,6 +922,7 @@ class Relay:
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + cluster.node_timeout / 3
                     self.shared.reap({n["node"] for n in cluster.nodes()} | {cluster.node})
+                    self.rooms.reconcile()
                 with self._lock:
                     streams = {prefix + key: f"{seq}-0" for key, seq in self._positions.items()}
                 if not streams:

@@ -180,7 +180,7 @@ class Registration:
                     self.numeric("433", self.nick, "Nickname is registered: log in with SASL or PASS to use it")
                     self.nick = None
                     return
-                if self.rooms.user_session(self.nick) is not None:
+                if self.rooms.user(self.nick) is not None:  # on any node, in cluster mode
                     self.numeric("433", self.nick, "Nickname is already in use")
                     self.nick = None
                     return

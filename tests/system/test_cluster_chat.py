@@ -7,6 +7,7 @@ message is refused (-ERR unavailable), never lost, then the rooms go on with no 
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 
@@ -349,3 +350,138 @@ def test_two_hundred_logins_at_once_on_one_node_share_its_redis_connections(daem
     assert redis_server.client().hlen("t:chat:users") == 200
     for client in clients:
         client.close()
+
+
+def test_an_irc_guest_whose_nick_is_taken_on_another_node_may_pick_another(daemond_process, redis_server):
+    from tests.support.irc import IrcClient, listeners, settings
+
+    cluster = {"redis": redis_server.url, "prefix": "t:"}
+    a, b = (daemond_process(listeners(), settings(guests=True), cluster={**cluster, "node": n}) for n in ("a", "b"))
+    first = IrcClient(("127.0.0.1", a.ports["irc"]))
+    first.register("guesty")
+    second = IrcClient(("127.0.0.1", b.ports["irc"]))
+    second.send("NICK guesty")
+    second.send("USER g 0 * :G")
+    assert " 433 " in second.until(" 433 ")[-1]
+    second.send("NICK guesty2")  # as on one node: the client tries another nick on the same connection
+    assert " 001 " in second.until(" 001 ")[-1]
+
+
+@pytest.mark.parametrize("on_duplicate_login", ["replace", "reject"])
+def test_a_dead_nodes_user_who_logs_in_on_another_node_is_parted_from_its_other_rooms(nodes, on_duplicate_login):
+    a, b = nodes(2, node_timeout=2, on_duplicate_login=on_duplicate_login)
+    alice = Chatter(a, "alice").ok()
+    bob = Chatter(b, "bob").ok()
+    assert alice.command("/join #dev") == ([], "+OK")
+    assert bob.command("/join #dev") == ([], "+OK")
+    assert bob.command("/who #dev") == ([], "+OK alice bob")
+    a.kill()  # kill -9: alice's client comes back at once on the other node, before the reaper
+    deadline = time.monotonic() + 10
+    while True:  # replace: at once; reject: once a's heartbeat has expired
+        again = Chatter(b, "alice", register=False)
+        if again.reply.startswith("+OK"):
+            break
+        assert again.reply.startswith("-ERR already-connected") and time.monotonic() < deadline, again.reply
+        again.close()
+        time.sleep(0.05)
+    bob.wait_for("PART #dev alice")
+    assert bob.command("/who #dev") == ([], "+OK bob")
+    assert again.command("/join #dev") == ([], "+OK")
+    bob.wait_for("JOIN #dev alice")
+    assert bob.command("/who #dev") == ([], "+OK alice bob")
+
+
+def test_a_user_replaced_from_another_node_is_parted_once_from_its_other_rooms(nodes):
+    a, b = nodes(2, on_duplicate_login="replace")
+    alice = Chatter(a, "alice").ok()
+    bob = Chatter(b, "bob").ok()
+    assert alice.command("/join #dev") == ([], "+OK")
+    assert bob.command("/join #dev") == ([], "+OK")
+    again = Chatter(b, "alice", register=False).ok()
+    alice.wait_for("NOTICE replaced: alice logged in from " + ":".join(map(str, again.client.sock.getsockname())))
+    assert again.command("/who") == ([], "+OK alice bob")
+    assert bob.command("/who #dev") == ([], "+OK bob")
+    again.send("still here")  # the lobby's seat changed hands: no PART, no JOIN
+    again.send("/say #lobby and here")
+    seen = bob.wait_for("MSG alice and here")
+    if "PART #dev alice" not in seen:  # rooms have no order between them
+        seen += bob.wait_for("PART #dev alice")
+    assert seen.count("PART #dev alice") == 1 and "PART alice" not in seen and "JOIN alice" not in seen, seen
+
+
+def test_a_node_paused_past_node_timeout_ends_the_sessions_the_others_parted(nodes):
+    import signal
+
+    a, b = nodes(2, node_timeout=2)
+    alice = Chatter(a, "alice").ok()
+    bob = Chatter(b, "bob").ok()
+    alice.wait_for("JOIN bob")
+    b.proc.send_signal(signal.SIGSTOP)  # a VM pause, a swap storm: longer than node_timeout
+    try:
+        alice.wait_for("PART bob", timeout=15)
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+    # not a member any more: rather than hear the room and be refused every line, bob is told
+    seen = bob.wait_for("NOTICE cut off from the cluster (this node's sessions were taken for gone); closing")
+    assert not [s for s in seen if s.startswith("MSG ")]
+    with pytest.raises(EOFError):
+        bob.client.read_line()
+    assert Chatter(b, "bob", register=False).ok().command("/who") == ([], "+OK alice bob")
+
+
+def test_an_irc_user_cut_off_from_the_cluster_is_told_in_irc(daemond_process, redis_server):
+    from tests.support.irc import IrcClient, listeners, settings
+
+    a = daemond_process(listeners(), settings(guests=True), cluster={"redis": redis_server.url, "prefix": "t:",
+                                                                      "node": "a", "node_timeout": 2})
+    irc = IrcClient(("127.0.0.1", a.ports["irc"]))
+    irc.register("guesty")
+    redis_server.kill()
+    assert irc.closed()[-1] == "ERROR :Closing Link: irc.test.local (cluster)"  # not chat's NOTICE line
+
+
+def test_after_redis_lost_its_data_the_rooms_work_again(nodes, redis_server):
+    a, b = nodes(2, node_timeout=3)
+    alice = Chatter(a, "alice").ok()
+    bob = Chatter(b, "bob").ok()
+    alice.wait_for("JOIN bob")
+    for n in range(5):
+        alice.send(f"before {n}")
+    bob.wait_for("MSG alice before 4")
+    redis_server.kill()
+    for path in redis_server.directory.iterdir():  # no persistence, or a replica that lagged behind
+        if path.name != "redis.log":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    redis_server.start()
+    deadline = time.monotonic() + 30
+    while True:  # a newcomer gets in (Redis may take a moment)
+        carol = Chatter(a, "carol")
+        if carol.reply.startswith("+OK"):
+            break
+        assert time.monotonic() < deadline, carol.reply
+        time.sleep(0.3)
+    for who in (alice, bob):  # members no more: told, rather than left hearing nothing and refused
+        who.wait_for("NOTICE cut off from the cluster (this node's sessions were taken for gone); closing")
+    dave = Chatter(b, "dave").ok()
+    carol.send("after the loss")
+    dave.wait_for("MSG carol after the loss")
+
+
+def test_rooms_made_and_left_leave_no_keys_behind(nodes, redis_server):
+    a, b = nodes(2)
+    alice = Chatter(a, "alice").ok()
+    bob = Chatter(b, "bob").ok()
+    before = sorted(redis_server.client().keys("t:chat:*"))
+    for n in range(20):
+        assert alice.command(f"/join #tmp{n}") == ([], "+OK")
+        assert alice.command(f"/part #tmp{n}") == ([], "+OK")
+    assert sorted(redis_server.client().keys("t:chat:*")) == before
+    for n in range(2):  # made again (a topic is no message: it is dropped again): numbered from 1 again
+        assert alice.command("/join #again") == ([], "+OK")
+        assert bob.command("/join #again") == ([], "+OK")
+        alice.wait_for("JOIN #again bob")
+        assert alice.command(f"/topic #again round {n}") == ([], "+OK")
+        bob.wait_for(f"TOPIC #again alice round {n}")  # heard on the other node the second time too
+        assert bob.command("/part #again") == ([], "+OK")
+        assert alice.command("/part #again") == ([], "+OK")
+    assert sorted(redis_server.client().keys("t:chat:*")) == before
