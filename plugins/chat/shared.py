@@ -105,11 +105,16 @@ end
 return 1
 """
 
-#: KEYS members, log, seq, room; ARGV lname, value, kind, name, text, ts, maxlen -> seq, 0 if not a member
+#: KEYS members, log, seq, room, said (this message's: a retry finds it); ARGV lname, value, kind, name,
+#: text, ts, maxlen -> seq, 0 if not a member
 _SAY = _APPEND + """
+local done = redis.call('GET', KEYS[5])
+if done then return tonumber(done) end  -- a retry of a call that had run: the same message, once
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HINCRBY', KEYS[4], 'msgs', 1)
-return append(KEYS[2], KEYS[3], ARGV[7], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[2])
+local seq = append(KEYS[2], KEYS[3], ARGV[7], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[2])
+redis.call('SET', KEYS[5], seq, 'PX', 60000)
+return seq
 """
 
 #: KEYS room, members, log, seq; ARGV lname ('': the operator), value, topic, by, ts, maxlen -> seq, 0, -1
@@ -349,8 +354,11 @@ class SharedChat:
 
     def say(self, key: str, session: Session, kind: str, text: str) -> Entry | None:
         now = time.time()
+        # redis-py retries a call that timed out once; the script may have run: the said key makes the
+        # retry find it instead of appending the message again
+        said = self.key("said", secrets.token_hex(8))
         seq = self.run("say", [self.key("members", key), self.key("log", key), self.key("seq", key),
-                               self.key("room", key)],
+                               self.key("room", key), said],
                        [session.user.lower(), self.member_value(session), kind, session.user, text, repr(now),
                         self.maxlen])
         return Entry(int(seq), now, kind, session.user, text) if seq else None

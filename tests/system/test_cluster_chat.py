@@ -8,6 +8,7 @@ message is refused (-ERR unavailable), never lost, then the rooms go on with no 
 from __future__ import annotations
 
 import shutil
+import signal
 import threading
 import time
 
@@ -485,3 +486,22 @@ def test_rooms_made_and_left_leave_no_keys_behind(nodes, redis_server):
         assert bob.command("/part #again") == ([], "+OK")
         assert alice.command("/part #again") == ([], "+OK")
     assert sorted(redis_server.client().keys("t:chat:*")) == before
+
+
+def test_a_message_sent_while_redis_stalls_is_in_the_room_once(nodes, redis_server):
+    a, b = nodes(2, node_timeout=30)
+    alice = Chatter(a, "alice").ok()
+    bob = Chatter(b, "bob").ok()
+    alice.wait_for("JOIN bob")
+    alice.send("warm")  # the say script is loaded in Redis
+    bob.wait_for("MSG alice warm")
+    redis_server.proc.send_signal(signal.SIGSTOP)  # a stall longer than the 2 s command timeout (fsync, swap, fork)
+    threading.Timer(3.0, redis_server.proc.send_signal, args=(signal.SIGCONT,)).start()
+    _, reply = alice.command("/say #lobby once")
+    alice.send("after")
+    seen = [s for s in bob.wait_for("MSG alice after", timeout=20) if s.startswith("MSG")]
+    history, _ = bob.command("/history 10")
+    said = ["once", "after"] if reply == "+OK" else ["after"]
+    assert seen == [f"MSG alice {text}" for text in said]
+    assert [h.split(" ", 3)[3] for h in history] == ["warm"] + said
+
