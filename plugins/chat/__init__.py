@@ -276,7 +276,9 @@ class ChatPlugin:
         try:
             handler(self, session, args)
         except RoomError as exc:
-            if exc.token == "unavailable":
+            if exc.token == "unavailable" and self.rooms.store is None:  # cluster mode: Redis
+                self.log.error("chat: %s; a line from %s was not done", exc.text, session.user)
+            elif exc.token == "unavailable":
                 self.log.error("chat history %s cannot be written (%s); a message from %s was not sent",
                                self._database, exc.__cause__, session.user)
             session.err(exc.token, exc.text)
