@@ -2,11 +2,13 @@
 
 import signal
 import socket
+import threading
 import time
 
 import yaml
 
 from tests.support.notify import Receiver
+from tests.support.robustness import wait_until
 
 
 def recv_until(receiver, predicate, timeout=10.0):
@@ -67,10 +69,17 @@ def test_watchdog_pings_stop_when_a_listener_thread_dies(daemond_factory, tmp_pa
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     try:
         d = daemond_factory({"a": {"plugins": ["echo"]}, "b": {"plugins": ["echo"]}})
-        recv_until(receiver, lambda m: m == "WATCHDOG=1", timeout=3)
-        d.daemon.listeners["b"].stop_accepting()  # its thread ends: the daemon is no longer healthy
+        recv_until(receiver, lambda m: m == "WATCHDOG=1", timeout=10)
+        b = d.daemon.listeners["b"]
+        probed = []  # what the watchdog's health checks found of b, in order
+        alive = b.is_alive
+        monkeypatch.setattr(b, "is_alive", lambda: probed.append(alive()) or probed[-1]
+                            if threading.current_thread().name == "sd-watchdog" else alive())
+        b.stop_accepting()  # its thread ends: the daemon is no longer healthy
         assert not d.daemon.healthy()
-        time.sleep(0.3)
+        # once a check of the watchdog's own has found b gone, any ping of an earlier check
+        # (sent by that thread before it) is queued: drain it, then nothing more may come
+        assert wait_until(lambda: False in probed, 10)
         receiver.drain()
         time.sleep(0.5)
         assert "WATCHDOG=1" not in receiver.drain()
