@@ -37,13 +37,13 @@ def wait_until(predicate, timeout: float, what: str):
 def test_every_node_sees_the_live_nodes_and_a_dead_one_ages_out(daemond_process, redis_server):
     a = daemond_process(ECHO, cluster=cluster_of(redis_server.url, "a", node_timeout=2))
     b = daemond_process(ECHO, cluster=cluster_of(redis_server.url, "b", node_timeout=2))
-    seen = wait_until(lambda: (n := nodes_seen(b)) and set(n) == {"a", "b"} and n, 5, "both nodes listed")
+    seen = wait_until(lambda: (n := nodes_seen(b)) and set(n) == {"a", "b"} and n, 30, "both nodes listed")
     assert seen["a"]["listeners"] == [f"e 127.0.0.1:{a.ports['e']}"] and seen["a"]["users"] == 0
     assert seen["a"]["pid"] == a.proc.pid and seen["b"]["pid"] == b.proc.pid
     text = a.ctl("cluster").stdout
     assert "a *" in text and f"e 127.0.0.1:{b.ports['e']}" in text and "2 nodes (* this one)" in text, text
     b.kill()  # kill -9: no goodbye; its heartbeat expires after node_timeout
-    wait_until(lambda: set(nodes_seen(a)) == {"a"}, 2 + 3, "the killed node aged out")
+    wait_until(lambda: set(nodes_seen(a)) == {"a"}, 30, "the killed node aged out")
     # still beating: a is listed long after its own first heartbeat would have expired
     time.sleep(2.5)
     assert set(nodes_seen(a)) == {"a"}
@@ -52,7 +52,7 @@ def test_every_node_sees_the_live_nodes_and_a_dead_one_ages_out(daemond_process,
 def test_a_node_that_stops_leaves_at_once(daemond_process, redis_server):
     a = daemond_process(ECHO, cluster=cluster_of(redis_server.url, "a", node_timeout=60))
     b = daemond_process(ECHO, cluster=cluster_of(redis_server.url, "b", node_timeout=60))
-    wait_until(lambda: set(nodes_seen(a)) == {"a", "b"}, 5, "both nodes listed")
+    wait_until(lambda: set(nodes_seen(a)) == {"a", "b"}, 30, "both nodes listed")
     assert b.terminate() == 0
     assert set(nodes_seen(a)) == {"a"}
 
@@ -76,7 +76,7 @@ def test_status_shows_the_cluster_without_the_password(daemond_process, tmp_path
 def test_a_node_serves_through_a_redis_outage_and_reconnects(daemond_process, redis_server):
     a = daemond_process(ECHO, cluster=cluster_of(redis_server.url, "a", node_timeout=1.5))
     redis_server.kill()
-    status = wait_until(lambda: (c := a.status()["cluster"]) and not c["connected"] and c, 5, "seen disconnected")
+    status = wait_until(lambda: (c := a.status()["cluster"]) and not c["connected"] and c, 30, "seen disconnected")
     assert status["error"]
     assert "NOT CONNECTED" in a.ctl("status").stdout
     failed = a.ctl("cluster")
@@ -85,8 +85,8 @@ def test_a_node_serves_through_a_redis_outage_and_reconnects(daemond_process, re
         c.send_line("still here")
         assert c.read_line() == "still here"
     redis_server.start()  # same port, same directory
-    wait_until(lambda: a.status()["cluster"]["connected"], 10, "reconnected")
-    wait_until(lambda: set(nodes_seen(a)) == {"a"}, 5, "its heartbeat is back")
+    wait_until(lambda: a.status()["cluster"]["connected"], 30, "reconnected")
+    wait_until(lambda: set(nodes_seen(a)) == {"a"}, 30, "its heartbeat is back")
     log = a.stderr()
     assert log.count("is unavailable") == 1 and log.count("is reachable again") == 1, log  # once each, not per beat
 
@@ -116,7 +116,7 @@ def test_standalone_imports_nothing_of_redis_and_says_so(tmp_path, daemond_proce
 def test_a_redis_that_refuses_the_url_is_reported_and_the_node_keeps_serving(daemond_process, redis_server):
     wrong = redis_server.url.rsplit("/", 1)[0] + "/99"  # no database 99
     a = daemond_process(ECHO, cluster=cluster_of(wrong, "a", node_timeout=1))
-    status = wait_until(lambda: (c := a.status()["cluster"]) and c["error"] and c, 5, "an error reported")
+    status = wait_until(lambda: (c := a.status()["cluster"]) and c["error"] and c, 30, "an error reported")
     assert status["connected"] is False and "DB index is out of range" in status["error"]
     time.sleep(1)  # several heartbeats later the heartbeat thread is still there, and said it once
     assert "cluster-heartbeat" not in a.stderr() and a.stderr().count("DB index is out of range") == 1, a.stderr()
