@@ -21,6 +21,7 @@ import time
 from daemon.logs import RATE_BURST, RATE_WINDOW
 from daemon.testing import write_config
 from tests.support.process import DaemonProcess, installed
+from tests.support.robustness import wait_until
 
 ECHO = {"echo": {"plugins": ["echo"], "max_connections": 100_000}}
 #: a log line is ~150 bytes; a window lets RATE_BURST through per address, plus one summary line
@@ -148,8 +149,12 @@ def test_out_of_descriptors_the_control_socket_answers_and_the_log_stays_quiet(t
             sock.sendall(b"again\n")
             assert sock.recv(100) == b"again\n"
         clients[-1].close()
-        status = _daemonctl(proc.config, "--json", "status", timeout=10)
-        assert '"descriptors": {"spare": 8, "lent": 0' in status.stdout, status.stdout
+
+        def given_back() -> str | None:  # once the daemon has seen the control client go
+            out = _daemonctl(proc.config, "--json", "status", timeout=10).stdout
+            return None if '"descriptors": {"spare": 8, "lent": 0' not in out else out
+
+        assert wait_until(given_back, 30, 0.2), _daemonctl(proc.config, "--json", "status", timeout=10).stdout
     finally:
         clients[-1].close()
         proc.terminate()
