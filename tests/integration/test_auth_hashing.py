@@ -139,7 +139,7 @@ def test_a_helper_that_cannot_start_fails_logins_closed_until_it_can(daemond_fac
     python.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
     python.chmod(0o755)
     assert wait_until(lambda: client.command("/login alice password-1")[1].startswith("+OK logged in as alice "),
-                      10, 0.25)
+                      30, 0.25)
     assert re.fullmatch(r"helper process \d+", hasher.where())
     client.close()
 
