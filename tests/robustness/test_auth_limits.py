@@ -49,14 +49,17 @@ def start_flooded(daemond_factory, **auth):
     return daemond_factory({"login": {"plugins": ["auth", "echo"]}}, {"auth": settings})
 
 
-def run_flood(d, seconds: float = 3.0):
-    """Register alice, time a quiet login, then flood and time logins under it."""
+def run_flood(d, refusal: str, seconds: float = 3.0):
+    """Register alice, time a quiet login, then flood and time logins under it. The flood is in
+    full swing once auth's status counts ``refusal`` (a loaded machine may take longer to get there)."""
     register(d, "alice", "alice-password")[0].close()
     quiet, final = timed_login(d, "alice", "alice-password")
     assert final.startswith("+OK logged in as alice "), final
     latencies = []
     with registration_flood(d) as finals:
-        time.sleep(seconds)  # the flood is in full swing
+        time.sleep(seconds)
+        assert wait_until(lambda: d.daemon.status()["plugins"]["auth"][refusal], 120, 0.2), \
+            d.daemon.status()["plugins"]["auth"]
         for _ in range(3):
             latency, final = timed_login(d, "alice", "alice-password")
             assert final.startswith("+OK logged in as alice "), final
@@ -67,7 +70,7 @@ def run_flood(d, seconds: float = 3.0):
 def test_a_registration_flood_is_limited_and_logins_go_first(daemond_factory):
     # Bound: plugins.auth.register_per_address (5) and register_total (60) within register_window (600 s).
     d = start_flooded(daemond_factory)
-    quiet, latencies, finals = run_flood(d)
+    quiet, latencies, finals = run_flood(d, "registrations_refused")
     users = d.daemon.status()["plugins"]["auth"]["users"]
     refused = finals.get("-ERR too-many-registrations", 0)
     measured(2, f"login under a 45-address registration flood (defaults): {max(latencies):.3f}s "
@@ -80,7 +83,7 @@ def test_without_registration_limits_logins_still_go_before_registrations(daemon
     # Bound: plugins.auth.max_hash_queue (64; 8 here): beyond it, -ERR busy and nothing is hashed.
     # Logins of existing users take hashing slots before waiting registrations.
     d = start_flooded(daemond_factory, register_per_address=None, register_total=None, max_hash_queue=8)
-    quiet, latencies, finals = run_flood(d)
+    quiet, latencies, finals = run_flood(d, "busy")
     busy = finals.get("-ERR busy", 0)
     measured(2, f"login under a 45-address registration flood (no registration limits): {max(latencies):.3f}s "
                 f"(quiet {quiet:.3f}s); {sum(finals.values())} /register, {busy} busy")
