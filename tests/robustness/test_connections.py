@@ -28,8 +28,8 @@ def test_300_slowloris_connections_are_all_closed_at_the_login_deadline_and_a_re
     received: dict[int, bytes] = {i: b"" for i in range(len(slow))}
     real_done = threading.Event()
 
-    def real_login():
-        with d.client("login") as c:
+    def real_login():  # however long the 300 take to be accepted before it on a loaded machine
+        with d.client("login", timeout=60) as c:
             c.read_line()
             _, final = c.command("/register carol carol-password")
             assert final.startswith("+OK registered"), final
