@@ -10,7 +10,7 @@ import threading
 import time
 
 from tests.support.process import DaemonProcess
-from tests.support.robustness import CHEAP_ARGON2
+from tests.support.robustness import CHEAP_ARGON2, wait_until
 from daemon.testing import write_config
 
 ROUNDS = 4  # at least; more until the registrations acknowledged across rounds reach TARGET
@@ -20,9 +20,9 @@ MAX_ROUNDS = 40
 
 def test_kill_9_at_random_moments_keeps_both_databases_sound_and_every_acknowledged_write(tmp_path):
     # Bound: none to configure: SQLite WAL with one transaction per registration and
-    # per message. Rounds on one state directory, each killed 0.3-1.5 s in, until 500
-    # registrations were acknowledged (at least 4 rounds); every round's daemon must
-    # open what the last one left.
+    # per message. Rounds on one state directory, each killed 0.3-1.5 s in (and not before
+    # 10-30 registrations of its own), until 500 registrations were acknowledged (at least
+    # 4 rounds); every round's daemon must open what the last one left.
     rng = random.Random(9)
     state = tmp_path / "state"
     plugins = {"auth": {"argon2": CHEAP_ARGON2, "max_attempts": 100_000, "register_per_address": None, "register_total": None}, "chat": {"rate": 0}}
@@ -42,8 +42,9 @@ def test_kill_9_at_random_moments_keeps_both_databases_sound_and_every_acknowled
         except BaseException:
             proc.kill()
             raise
-        lock = threading.Lock()  # guards the two sets and the counter while the workers run
+        lock = threading.Lock()  # guards the two sets and the counters while the workers run
         cleared_at = [None]
+        this_round = [0]  # registrations acknowledged in this round
 
         def worker(w):
             nonlocal total_registrations
@@ -57,6 +58,7 @@ def test_kill_9_at_random_moments_keeps_both_databases_sound_and_every_acknowled
                             continue
                         with lock:
                             total_registrations += 1
+                            this_round[0] += 1
                             if cleared_at[0] is None or started > cleared_at[0]:
                                 registered.add(name)
                         if c.command(f"/me says {name}")[1] == "+OK":
@@ -81,6 +83,10 @@ def test_kill_9_at_random_moments_keeps_both_databases_sound_and_every_acknowled
             t.start()
         try:
             time.sleep(rng.uniform(0.3, 1.5))
+            # ... and not before some writes went through: on a loaded machine a daemon just
+            # started may have acknowledged next to nothing in that time
+            busy = rng.randint(10, 30)
+            wait_until(lambda: this_round[0] >= busy, 60, 0.01)
         finally:
             proc.kill()  # SIGKILL
             for t in threads:
