@@ -161,7 +161,9 @@ def test_a_storm_of_50_logins_at_owasp_cost_holds_memory_and_echo_keeps_answerin
     # gets every reply meanwhile (its p99 against idle is measured by bench/auth_bench.py).
     # Without a pinned malloc mmap threshold glibc's arenas kept ~450 MiB after this storm.
     d = daemond_process({"login": {"plugins": ["auth", "echo"]}, "echo": {"plugins": ["echo"]}},
-                        {"auth": {"max_attempts": 1000, "register_per_address": None}})  # 10 from each address
+                        # 10 from each address; the hashing helper runs niced, and on a loaded machine the
+                        # last of 50 OWASP-cost hashes may wait longer than the default login_timeout (30 s)
+                        {"auth": {"max_attempts": 1000, "register_per_address": None, "login_timeout": 600}})
     def children() -> list[int]:  # listed by the thread that started each
         found = []
         for task in Path(f"/proc/{d.proc.pid}/task").iterdir():
@@ -203,9 +205,9 @@ def test_a_storm_of_50_logins_at_owasp_cost_holds_memory_and_echo_keeps_answerin
         t.start()
 
     def storm(i, command):
-        c = d.client("login", source=loopback(i % 5), timeout=60)
+        c = d.client("login", source=loopback(i % 5), timeout=600)
         c.read_line()
-        final = c.command(f"{command} user{i} password-of-user{i}", timeout=60)[1]
+        final = c.command(f"{command} user{i} password-of-user{i}", timeout=600)[1]
         c.close()
         return final
 
@@ -216,8 +218,10 @@ def test_a_storm_of_50_logins_at_owasp_cost_holds_memory_and_echo_keeps_answerin
         stop.set()
         for t in helpers:
             t.join(10)
-    assert all(f.startswith(f"+OK registered and logged in as user{i} ") for i, f in enumerate(registered))
-    assert all(f.startswith(f"+OK logged in as user{i} ") for i, f in enumerate(logged_in))
+    assert all(f.startswith(f"+OK registered and logged in as user{i} ") for i, f in enumerate(registered)), \
+        [f for f in registered if not f.startswith("+OK registered")]
+    assert all(f.startswith(f"+OK logged in as user{i} ") for i, f in enumerate(logged_in)), \
+        [f for f in logged_in if not f.startswith("+OK logged in")]
     assert echoes[0] > 0
     measured(9, f"50 registrations + 50 logins at m=19456,t=2: RSS (daemon + helper) +{(peak[0] - before) / MIB:.0f} MiB; "
                 f"{echoes[0]} echoes answered meanwhile")
