@@ -87,6 +87,9 @@ def test_kick_at_the_console(tmp_path):
             term.write("kick Alice --reason 'time out'\n")
             assert "kicked alice: 1 session (chat)" in term.expect("daemond> ")
             assert "NOTICE kicked by the operator: time out" in alice.expect_closed(timeout=10).decode()
+            # the session is listed until its thread has ended it, a moment after the close; then it logs
+            assert wait_until(lambda: re.search(r"disconnect chat \S+ user=alice reason=kicked",
+                                                (tmp_path / "stderr.log").read_text()), timeout=15)
             term.write("kick alice\n")
             assert "alice is not connected" in term.expect("daemond> ")
         finally:
