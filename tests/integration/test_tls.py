@@ -93,7 +93,7 @@ def test_plaintext_bytes_on_a_tls_port_are_closed_with_one_log_line(daemond_fact
     with socket.create_connection(d.address("e"), timeout=10) as s:
         s.sendall(b"hello there\n")
         assert s.recv(100) == b""
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while "not TLS" not in caplog.text and time.monotonic() < deadline:
         time.sleep(0.05)
     lines = [r for r in caplog.records if "e 127.0.0.1" in r.getMessage()]
@@ -107,7 +107,7 @@ def test_a_client_hello_on_a_plaintext_listener_is_named_in_the_log(daemond_fact
     with pytest.raises((ssl.SSLError, OSError)):
         with certs.connect(d.address("p")):
             pass
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while "tls-on-plaintext" not in caplog.text and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "TLS handshake on a plaintext listener" in caplog.text
@@ -121,7 +121,7 @@ def test_tls_1_1_is_refused(daemond_factory, certs, caplog):
     with pytest.raises((ssl.SSLError, OSError)):
         with certs.connect(d.address("e"), context=old):
             pass
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while "TLS handshake failed" not in caplog.text and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "TLS handshake failed" in caplog.text  # the server saw it and said no
@@ -150,10 +150,13 @@ def test_silent_clients_time_out_while_a_real_client_is_served(daemond_factory, 
     finally:
         for sock in silent:
             sock.close()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while caplog.text.count("TLS handshake timed out") < 200 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert caplog.text.count("TLS handshake timed out") == 200
+    # each is logged, closed, then let go by the listener: the last may still be counted a moment
+    while d.daemon.listeners["e"].connection_count() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert d.daemon.listeners["e"].connection_count() == 0
 
 
