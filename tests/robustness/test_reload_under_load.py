@@ -59,7 +59,7 @@ def test_bad_config_edits_under_load_with_200_clients_keep_everyone_served(daemo
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_text(f"# edit {i}\n" + text)
             tmp.replace(path)
-            assert wait_until(lambda: daemon.last_reload is not before, 5), text
+            assert wait_until(lambda: daemon.last_reload is not before, 30), text
             assert daemon.last_reload["ok"] is False and daemon.last_reload["errors"], daemon.last_reload
     finally:
         stop.set()
@@ -76,6 +76,6 @@ def test_bad_config_edits_under_load_with_200_clients_keep_everyone_served(daemo
             got += s.recv(64)
         assert got == want
     path.write_text(good.replace("level: debug", "level: info"))
-    assert wait_until(lambda: daemon.last_reload["ok"], 5)
+    assert wait_until(lambda: daemon.last_reload["ok"], 30)
     for s in clients:
         s.close()
