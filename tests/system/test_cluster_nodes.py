@@ -35,8 +35,8 @@ def wait_until(predicate, timeout: float, what: str):
 
 
 def test_every_node_sees_the_live_nodes_and_a_dead_one_ages_out(daemond_process, redis_server):
-    a = daemond_process(ECHO, cluster=cluster_of(redis_server.url, "a", node_timeout=2))
-    b = daemond_process(ECHO, cluster=cluster_of(redis_server.url, "b", node_timeout=2))
+    a = daemond_process(ECHO, cluster=cluster_of(redis_server.url, "a", node_timeout=4))
+    b = daemond_process(ECHO, cluster=cluster_of(redis_server.url, "b", node_timeout=4))
     seen = wait_until(lambda: (n := nodes_seen(b)) and set(n) == {"a", "b"} and n, 30, "both nodes listed")
     assert seen["a"]["listeners"] == [f"e 127.0.0.1:{a.ports['e']}"] and seen["a"]["users"] == 0
     assert seen["a"]["pid"] == a.proc.pid and seen["b"]["pid"] == b.proc.pid
