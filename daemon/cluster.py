@@ -136,7 +136,7 @@ class Cluster:
         self.last_error = None
         self.started_at = time.time()
         self._thread: threading.Thread | None = None
-        self._listener: threading.Thread | None = None
+        self._listeners: list[threading.Thread] = []
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
     # -- for plugins -------------------------------------------------------------
@@ -221,8 +221,16 @@ class Cluster:
                 pass
         return answers
 
-    def _listen(self) -> None:
-        """Answer the other nodes' questions (the listener thread); resubscribes after an outage."""
+    def listen(self, channel: str, handler: Callable[[str], None], name: str) -> None:
+        """Call ``handler(data)`` for every message published on the Redis pub/sub ``channel``,
+        on a thread of its own (``name``), until :meth:`stop`; it subscribes again after an outage
+        (what is published meanwhile is lost: pub/sub keeps nothing). An exception from
+        ``handler`` is logged and the thread goes on."""
+        thread = threading.Thread(target=self._listen, args=(channel, handler), name=name, daemon=True)
+        thread.start()
+        self._listeners.append(thread)
+
+    def _listen(self, channel: str, handler: Callable[[str], None]) -> None:
         while True:
             with self._lock:
                 if self._stopping:
@@ -230,16 +238,18 @@ class Cluster:
             pubsub = None
             try:
                 pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(self.key("control"))
+                pubsub.subscribe(channel)
                 while not self._stopping:
                     message = pubsub.get_message(timeout=0.5)
-                    if message is not None and message.get("type") == "message":
-                        self._answer(message["data"])
-            except self._redis_module.RedisError:
+                    if message is None or message.get("type") != "message":
+                        continue
+                    try:
+                        handler(message["data"])
+                    except Exception:  # the listener must not die: the node would stop hearing the others
+                        log.exception("cluster: a message on %s could not be handled; going on", channel)
+            except self._redis_module.RedisError:  # Redis away: subscribe again when it is back
                 with self._lock:
                     self._wake.wait_for(lambda: self._stopping, 0.5)
-            except Exception:  # the listener must not die: the node would stop answering
-                log.exception("cluster: the control listener failed; going on")
             finally:
                 if pubsub is not None:
                     try:
@@ -271,15 +281,14 @@ class Cluster:
         self._thread = threading.Thread(target=self._beat_loop, name="cluster-heartbeat", daemon=True)
         self._thread.start()
         if self._handlers:
-            self._listener = threading.Thread(target=self._listen, name="cluster-listener", daemon=True)
-            self._listener.start()
+            self.listen(self.key("control"), self._answer, "cluster-listener")
 
     def stop(self) -> None:
         """Stop beating and remove this node's heartbeat, so the others see it leave at once."""
         with self._lock:
             self._stopping = True
             self._wake.notify_all()
-        for thread in (self._thread, self._listener):
+        for thread in [self._thread, *self._listeners]:
             if thread is not None:
                 thread.join(10)
         try:

@@ -874,9 +874,9 @@ class SharedRooms(Rooms):
 
 
 class Relay:
-    """This node's two threads on Redis: the relay (reads the streams of the rooms this node's
-    sessions are in, delivers each entry, and parts the users of dead nodes) and the listener
-    (messages for this node's sessions from the others)."""
+    """This node's relay thread (reads the streams of the rooms this node's sessions are in,
+    delivers each entry, and parts the users of dead nodes), and the listener of messages for this
+    node's sessions from the others (:meth:`daemon.Cluster.listen`)."""
 
     #: longest wait of one XREAD, seconds: a room joined meanwhile is read from the next
     BLOCK = 0.1
@@ -905,10 +905,12 @@ class Relay:
             self._retries.append(write)
 
     def start(self) -> None:
-        for name, target in (("chat-relay", self._relay), ("chat-listener", self._listen)):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        thread = threading.Thread(target=self._relay, name="chat-relay", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        # messages for this node's sessions from the others (a thread of the cluster's, until it stops)
+        self.shared.cluster.listen(self.shared.channel(self.shared.cluster.node),
+                                   lambda data: self.rooms.on_node_message(json.loads(data)), "chat-listener")
 
     def stop(self) -> None:
         self._stop.set()
@@ -978,29 +980,3 @@ class Relay:
                 self.shared.log.exception("chat: a part that could not be written is dropped")
             with self._lock:
                 self._retries.popleft()
-
-    def _listen(self) -> None:
-        cluster = self.shared.cluster
-        channel = self.shared.channel(cluster.node)
-        while not self._stop.is_set():
-            pubsub = None
-            try:
-                pubsub = cluster.redis.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(channel)
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=0.5)
-                    if message is None or message.get("type") != "message":
-                        continue
-                    try:
-                        self.rooms.on_node_message(json.loads(message["data"]))
-                    except Exception:
-                        self.shared.log.exception("chat: a message from another node could not be handled")
-            except Exception as exc:  # Redis away: subscribe again when it is back
-                self.shared.log.debug("chat: listener: %s", exc)
-                self._stop.wait(0.5)
-            finally:
-                if pubsub is not None:
-                    try:
-                        pubsub.close()
-                    except Exception:
-                        pass
