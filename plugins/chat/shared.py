@@ -698,13 +698,6 @@ class SharedRooms(Rooms):
         made = self.shared.create(key, name, allowed=allowed, max_rooms=settings["max_rooms"], permanent=False)
         return self._cached(key, made, self.shared.room(key) or {})
 
-    def _leave(self, session: Session, room: Room, announce: bool) -> None:
-        room.leave(session, announce=announce, announce_limit=self._settings()["announce_limit"])
-        with self._lock:
-            self._joined.get(session, {}).pop(room.key, None)
-            if self._joined.get(session) == {}:
-                del self._joined[session]
-
     def list(self) -> list[RoomInfo]:
         return self.shared.rooms()
 
