@@ -551,7 +551,11 @@ class SharedRoom(Room):
                 return None
             if status == "taken":
                 raise AlreadyConnected(name)
-            backlog = self.shared.recent(self.key, replay, up_to=since)
+            try:
+                backlog = self.shared.recent(self.key, replay, up_to=since)
+            except RoomError:  # joined in Redis but not here: take it back (when Redis is back)
+                self.relay.retry(lambda: self.shared.part(self.key, session, announce=True, limit=announce_limit))
+                raise
             if old is not None:
                 self._forget(old.session)
             if not self._members or since < self._delivered_seq:
