@@ -93,7 +93,7 @@ def cluster_main(argv: list[str]) -> int:
     Redis (docs/cluster.md), plugin by plugin; idempotent, so it may be run again."""
     parser = argparse.ArgumentParser(prog="daemond cluster", description="Cluster mode (docs/cluster.md).")
     sub = parser.add_subparsers(dest="action", required=True)
-    copy = sub.add_parser("import", help="copy this node's users (auth.db) into the cluster's Redis; "
+    copy = sub.add_parser("import", help="copy this node's users (auth.db) and rooms (chat.db) into the cluster's Redis; "
                                          "idempotent: run it again to copy what is missing")
     copy.add_argument("-c", "--config", metavar="FILE", help="the node's config, with cluster.redis set "
                                                              "(found as daemond finds it)")

@@ -15,6 +15,7 @@ Chat relies only on the core's session API: ``session.user`` (set by
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from daemon import Field, PluginError, PrivateFileError, Schema, SessionEnd, hookimpl, plain_text, split_command
@@ -81,6 +82,9 @@ class ChatPlugin:
         self._default_room = None
         self._stopping = threading.Event()  # set at shutdown: ends flood waits, silences PART
         self._listeners: set[str] = set()  # listeners that serve chat (set.add is atomic: no lock)
+        # lines refused for want of Redis, and when that was last logged (see _unavailable; a race
+        # between two threads here costs at most a log line)
+        self._refused, self._refused_logged = 0, -60.0
 
     @property
     def room(self):
@@ -146,17 +150,24 @@ class ChatPlugin:
             raise PluginError(str(exc)) from None
         shared = SharedChat(daemon.cluster, self.live_settings, self.log)
         rooms = copied = already = 0
+        taken: list[str] = []
         try:
             for stored in history.rooms():
                 entries = history.recent(history.limit, room=stored.key)
                 if not entries and not stored.permanent and stored.key != self._default_room.lower():
                     continue  # made by a join and never spoken in: standalone drops those too
-                done, there = shared.import_room(stored, entries, self._default_room.lower())
+                done, there, refused = shared.import_room(stored, entries, self._default_room.lower())
                 rooms, copied, already = rooms + 1, copied + done, already + there
+                if refused:
+                    taken.append(f"{stored.name} ({refused})")
         finally:
             history.close()
-        return [f"{copied} messages in {rooms} rooms copied from {self._database}; "
-                f"{already} already in the cluster, left as they are"]
+        lines = [f"{copied} messages in {rooms} rooms copied from {self._database}; "
+                 f"{already} already in the cluster, left as they are"]
+        if taken:
+            lines.append("messages not copied, because the cluster's room of that name has a history of its own "
+                         f"(they would come after newer ones): {', '.join(taken)}")
+        return lines
 
     def _share(self, cluster) -> None:
         """Keep the rooms, their members and the connected users in the cluster's Redis."""
@@ -277,12 +288,22 @@ class ChatPlugin:
             handler(self, session, args)
         except RoomError as exc:
             if exc.token == "unavailable" and self.rooms.store is None:  # cluster mode: Redis
-                self.log.error("chat: %s; a line from %s was not done", exc.text, session.user)
+                self._unavailable(session, exc)
             elif exc.token == "unavailable":
                 self.log.error("chat history %s cannot be written (%s); a message from %s was not sent",
                                self._database, exc.__cause__, session.user)
             session.err(exc.token, exc.text)
         return True
+
+    def _unavailable(self, session, exc: RoomError) -> None:
+        """Log that Redis refused a user's line: once, then a count every minute (an outage
+        would otherwise log every line of every user)."""
+        now = time.monotonic()
+        self._refused += 1
+        if now - self._refused_logged >= 60:
+            self.log.error("chat: %s (%s); %d lines not done since the last such message, the last from %s",
+                           exc.text, exc.__cause__, self._refused, session.user)
+            self._refused, self._refused_logged = 0, now
 
     def _flood_check(self, session) -> None:
         try:

@@ -45,8 +45,11 @@ def rooms(plugin: ChatPlugin, args: dict[str, Any]) -> Any:
         raise CommandError("the chat rooms are not open (is the daemon running?)")
     action, name, text = args["action"], args.get("name"), args.get("text")
     if action == "list":
-        return [{"name": r.name, "members": r.members, "messages": r.messages, "topic": r.topic}
-                for r in plugin.rooms.list()]
+        try:
+            return [{"name": r.name, "members": r.members, "messages": r.messages, "topic": r.topic}
+                    for r in plugin.rooms.list()]
+        except RoomError as exc:  # cluster mode, Redis away
+            raise CommandError(exc.text, details={"error": exc.token}) from None
     if not name:
         raise CommandError(f"rooms {action}: which room? (rooms {action} NAME, its # left out or quoted)")
     name = _name(name)

@@ -269,14 +269,15 @@ class SharedChat:
         """One script; :class:`RoomError` ``unavailable`` if Redis cannot take it."""
         try:
             return self.cluster.call(lambda r: self._scripts[script](keys=keys, args=args))
-        except ClusterUnavailable as exc:
-            raise RoomError("unavailable", f"{exc}; nothing was done") from None
+        except ClusterUnavailable as exc:  # the client is told that much; the log has why (the cause)
+            raise RoomError("unavailable", "the chat's store cannot be reached just now; nothing was done, "
+                                           "try again") from exc
 
     def read(self, command: Callable[[Any], Any]) -> Any:
         try:
             return self.cluster.call(command)
         except ClusterUnavailable as exc:
-            raise RoomError("unavailable", str(exc)) from None
+            raise RoomError("unavailable", "the chat's store cannot be reached just now; try again") from exc
 
     @property
     def maxlen(self) -> int:
@@ -483,12 +484,14 @@ class SharedChat:
 
     # -- moving in --------------------------------------------------------------------
 
-    def import_room(self, stored: StoredRoom, entries: list[Entry], default_key: str) -> tuple[int, int]:
+    def import_room(self, stored: StoredRoom, entries: list[Entry], default_key: str) -> tuple[int, int, int]:
         """Copy a standalone room and its messages in (``daemond cluster import``): the room is
-        made unless it exists (its topic kept if the cluster's has none), and the messages
-        numbered after the last entry of the room's stream are appended with their own
-        numbers, in batches, so that an interrupted copy goes on where it stopped and a second
-        one copies nothing. ``(copied, already there)``."""
+        made unless it exists (its topic kept if the cluster's has none), and the messages are
+        appended with their own numbers, in batches, so that an interrupted copy goes on where
+        it stopped and a second one copies nothing. A room the cluster has filled with a history
+        of its own (an entry numbered like one of these that is not the same message) gets
+        nothing: its numbers are taken, and older messages cannot go after newer ones.
+        ``(copied, already there, not copied)``."""
         key = stored.key
         self.create(key, stored.name, allowed=True, max_rooms=1 << 30,
                     permanent=stored.permanent or key == default_key)
@@ -496,6 +499,17 @@ class SharedChat:
             self.cluster.call(lambda r: r.hset(self.key("room", key), "topic", stored.topic))
         top = self.cluster.call(lambda r: r.xrevrange(self.key("log", key), "+", "-", count=1))
         last = int(top[0][0].split("-", 1)[0]) if top else 0
+        old = [e for e in entries if e.seq <= last]
+
+        def there(r):
+            pipe = r.pipeline(transaction=False)
+            for e in old:
+                pipe.xrange(self.key("log", key), f"{e.seq}-0", f"{e.seq}-0")
+            return pipe.execute()
+
+        found = self.cluster.call(there) if old else []
+        if any(not got or _entry(*got[0]) != e for e, got in zip(old, found)):
+            return 0, 0, len(entries)  # the cluster's own history: nothing of this room is copied
         new = [e for e in entries if e.seq > last]
         for start in range(0, len(new), 500):
             batch = new[start:start + 500]
@@ -511,7 +525,7 @@ class SharedChat:
             self.cluster.call(append)
             self.cluster.call(lambda r, top=batch[-1].seq: self._scripts["raise_seq"](
                 keys=[self.key("seq", key)], args=[top]))
-        return len(new), len(entries) - len(new)
+        return len(new), len(old), 0
 
 
 def _entry(entry_id: str, fields: dict[str, str]) -> Entry:

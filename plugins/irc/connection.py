@@ -211,7 +211,13 @@ class Connection(Registration):
         if len(message.params) < minimum:
             self.numeric("461", command, "Not enough parameters")
             return
-        handler(self, message.params)
+        try:
+            handler(self, message.params)
+        except Exception as exc:
+            if getattr(exc, "token", None) != "unavailable":
+                raise
+            # cluster mode, Redis away: this command could not be done; the connection lives
+            self.send("NOTICE", self.me, f"{command} not done: {exc.text}")
 
     def close(self, reason: str) -> None:
         """The session is ending (daemond_session_close): out of the rooms, the account logged out."""
@@ -224,6 +230,8 @@ class Connection(Registration):
             self.error("Replaced by a new login of this nickname")
         elif reason == "error":  # a bug here (logged with its traceback): the client is told, as for any close
             self.error("Internal error")
+        elif reason == "cluster":  # cluster mode: this node lost Redis, or the cluster took its users for gone
+            self.error("Cut off from the cluster; reconnect")
         elif reason not in ("overflow", "reset", "eof", "too-many-connections", "kicked", "listener-removed"):
             # (the last three were told by daemond_farewell)
             self.error(reason)
@@ -476,6 +484,8 @@ class Connection(Registration):
                 self.numeric("412", "No text to send")
             elif token in ("bad-room", "no-such-room"):
                 self.numeric("403", target, "No such channel")
+            elif token == "unavailable":
+                self.send("NOTICE", self.me, f"Message to {target} not sent: {exc.text}")
             else:
                 self.numeric("404", target, "Cannot send to channel")
             return

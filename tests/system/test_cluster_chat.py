@@ -438,7 +438,7 @@ def test_an_irc_user_cut_off_from_the_cluster_is_told_in_irc(daemond_process, re
     irc = IrcClient(("127.0.0.1", a.ports["irc"]))
     irc.register("guesty")
     redis_server.kill()
-    assert irc.closed()[-1] == "ERROR :Closing Link: irc.test.local (cluster)"  # not chat's NOTICE line
+    assert irc.closed()[-1] == "ERROR :Closing Link: irc.test.local (Cut off from the cluster; reconnect)"
 
 
 def test_after_redis_lost_its_data_the_rooms_work_again(nodes, redis_server):
@@ -505,3 +505,25 @@ def test_a_message_sent_while_redis_stalls_is_in_the_room_once(nodes, redis_serv
     assert seen == [f"MSG alice {text}" for text in said]
     assert [h.split(" ", 3)[3] for h in history] == ["warm"] + said
 
+
+
+def test_during_a_redis_outage_irc_and_daemonctl_say_so_and_every_connection_lives(daemond_process, redis_server):
+    from tests.support.irc import IrcClient, listeners, settings
+
+    a = daemond_process(listeners(), settings(guests=True), cluster={"redis": redis_server.url, "prefix": "t:",
+                                                                      "node": "a", "node_timeout": 60})
+    irc = IrcClient(("127.0.0.1", a.ports["irc"]))
+    irc.register("guesty")
+    irc.send("JOIN #lobby")
+    irc.until(" 366 ")
+    redis_server.kill()
+    for command in ("WHOIS someone", "LIST", "PRIVMSG #lobby :hello", "TOPIC #lobby :new"):
+        irc.send(command)
+        line = irc.until(" NOTICE guesty :")[-1]
+        assert "store cannot be reached just now" in line and "redis" not in line.lower(), line
+    irc.send("PING :still-here")
+    assert irc.until("PONG")[-1].endswith("still-here")  # the connection lives
+    listed = a.ctl("rooms")
+    assert listed.returncode == 1 and listed.stderr.startswith("daemonctl: the chat's store cannot be reached"), listed
+    log = a.stderr()
+    assert "Traceback" not in log, log

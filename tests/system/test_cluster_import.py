@@ -122,3 +122,31 @@ def test_a_standalone_chat_history_is_copied_into_the_cluster_rooms(daemond_proc
             break
         assert time.monotonic() < deadline, history
         time.sleep(0.05)
+
+
+def test_a_room_the_cluster_already_talks_in_is_not_mixed_with_an_imported_history(daemond_process, redis_server,
+                                                                                  tmp_path):
+    from tests.system.test_cluster_chat import Chatter
+
+    chat = {"chat": {"plugins": ["auth", "chat"]}}
+    plugins = {"auth": auth_settings(), "chat": {"rate": 0}}
+    cluster = {"redis": redis_server.url, "prefix": "t:"}
+    node = daemond_process(chat, plugins, cluster={**cluster, "node": "n1"})
+    bob = Chatter(node, "bob").ok()
+    for n in range(3):
+        assert bob.command(f"/say #lobby cluster {n}") == ([], "+OK")
+    standalone = daemond_process(chat, plugins)
+    alice = Chatter(standalone, "alice").ok()
+    for n in range(2):
+        assert alice.command(f"/say #lobby standalone {n}") == ([], "+OK")
+    assert alice.command("/join #solo") == ([], "+OK")
+    assert alice.command("/say #solo only here") == ([], "+OK")
+    config = write_config(tmp_path / "import", chat, plugins, state_dir=str(standalone.config.parent / "state"),
+                          cluster=cluster)
+    result = daemond_cluster("import", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "chat: 1 messages in 2 rooms copied" in result.stdout, result.stdout
+    assert ("chat: messages not copied, because the cluster's room of that name has a history of its own (they "
+            "would come after newer ones): #lobby (2)") in result.stdout, result.stdout
+    history, _ = bob.command("/history 10")
+    assert [h.split(" ", 3)[3] for h in history] == [f"cluster {n}" for n in range(3)]  # untouched
