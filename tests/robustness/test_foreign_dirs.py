@@ -188,8 +188,14 @@ class FakeDaemon:
                 pass
 
     def close(self):
-        self.sock.close()
+        if self.thread.is_alive():  # nobody came (daemonctl refused): wake its accept() instead of waiting it out
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as wake:
+                    wake.connect(str(self.path))
+            except OSError:
+                pass
         self.thread.join(20)
+        self.sock.close()
 
 
 def daemonctl(socket_path: Path, *args: str) -> subprocess.CompletedProcess:

@@ -42,6 +42,7 @@ class Chatter:
 
     def __init__(self, node, name: str, register: bool = True):
         self.name = name
+        self.events: list[str] = []  # room events read while waiting for a command's reply
         self.client: LineClient = node.client("chat", timeout=10)
         greeting = self.client.read_line()
         assert greeting.startswith("+OK "), greeting
@@ -63,12 +64,18 @@ class Chatter:
             got = self.client.read_line()
             if got.startswith(("+OK", "-ERR")):
                 return data, got
-            if not got.startswith(("MSG ", "JOIN ", "PART ", "ACTION ", "TOPIC ", "PRIV ", "NOTICE ")):
+            if got.startswith(("MSG ", "JOIN ", "PART ", "ACTION ", "TOPIC ", "PRIV ", "NOTICE ")):
+                self.events.append(got)  # kept for wait_for
+            else:
                 data.append(got)
 
     def wait_for(self, wanted: str, timeout: float = 10) -> list[str]:
         """Read lines until ``wanted``; every line read, ``wanted`` last."""
         seen = []
+        while self.events:  # those a command's reply came after first
+            seen.append(self.events.pop(0))
+            if seen[-1] == wanted:
+                return seen
         deadline = time.monotonic() + timeout
         while True:
             assert time.monotonic() < deadline, f"{self.name} never got {wanted!r}; got {seen}"
